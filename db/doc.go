@@ -1,0 +1,19 @@
+// Package db is fieldseal's PostgreSQL layer: sqlc's generated code (never
+// edited; regenerate with `make generate`) and the hand-written Store that
+// the rest of the code calls.
+//
+// Invariants:
+//   - Every request's work runs in one transaction (Store.inTx) whose first
+//     statement sets fieldseal.subject with set_config(..., true). Row-level
+//     security, forced on every table, turns that into "subject = X" on each
+//     query, and new rows take their subject from it: a query that forgets a
+//     WHERE still cannot reach another subject's rows.
+//   - A client key reaches PostgreSQL only as a bind parameter of
+//     pgp_sym_encrypt/pgp_sym_decrypt and the key-verifier functions. It is
+//     never stored, never part of SQL text, never in an error from here.
+//   - secret is one OpenPGP message (AES-256, s2k-mode=1) of the record's
+//     secret JSON; a subject's records and key verifier are always under one
+//     key: a write with any other key is refused before anything is written.
+//   - Errors leave this package as *fieldseal.Error for what the client may
+//     know (not found, wrong key, unavailable) and wrapped errors otherwise.
+package db

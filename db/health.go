@@ -1,0 +1,48 @@
+package db
+
+import (
+	"context"
+	"fmt"
+)
+
+// SchemaVersion returns the migration version applied to the database, read
+// from goose's version table (outside sqlc's view: it is goose's table, not
+// part of the migrations; the app role may only read it).
+func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx,
+		`SELECT coalesce(max(version_id), 0) FROM fieldseal_migrations.goose_db_version WHERE is_applied`).Scan(&v)
+	return v, mapError(err)
+}
+
+// CheckSessionRole refuses a connection role that could step around
+// fieldseal's protections: a superuser, a BYPASSRLS role (or one that can
+// become either), an owner of fieldseal's objects, or a role without the
+// privileges of fieldseal_app.
+func (s *Store) CheckSessionRole(ctx context.Context) error {
+	r, err := New(s.pool).GetSessionRole(ctx)
+	if err != nil {
+		return fmt.Errorf("read the connection's role: %w", mapError(err))
+	}
+	switch {
+	case r.IsSuperuser.Bool:
+		return fmt.Errorf("role %q is a superuser: superusers bypass row-level security; connect as a login role that is a member of fieldseal_app", r.RoleName)
+	case r.BypassesRls.Bool:
+		return fmt.Errorf("role %q has BYPASSRLS: it would bypass row-level security; connect as a login role that is a member of fieldseal_app", r.RoleName)
+	case r.CanBecomePrivileged:
+		return fmt.Errorf("role %q is a member of a superuser or BYPASSRLS role and could bypass row-level security; use a role that is only a member of fieldseal_app", r.RoleName)
+	case r.OwnsObjects.Bool:
+		return fmt.Errorf("role %q owns fieldseal's schema or tables (it is fieldseal_owner or a member of it): owners can disable row-level security; connect as a login role that is a member of fieldseal_app only", r.RoleName)
+	case !r.IsApp:
+		return fmt.Errorf("role %q is not a member of fieldseal_app (run `fieldseal migrate up`, then GRANT fieldseal_app TO %s)", r.RoleName, r.RoleName)
+	}
+	return nil
+}
+
+// Ping reports whether the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return mapError(err)
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// CreateRecord stores a new record under key for subject. The subject's
+// first write registers key as its key; any later write under another key
+// returns EWRONGKEY and writes nothing.
+func (s *Store) CreateRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
+	var rec fieldseal.Record
+	err := s.inTx(ctx, subject, func(q *Queries) error {
+		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
+			return err
+		}
+		if err := requireKey(ctx, q, key); err != nil {
+			return err
+		}
+		row, err := q.CreateRecord(ctx, CreateRecordParams{
+			ID:         uuid(id),
+			Collection: in.Collection,
+			Public:     in.Public,
+			Secret:     string(in.Secret),
+			Key:        key.Passphrase(),
+		})
+		if err != nil {
+			return err
+		}
+		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
+		return nil
+	})
+	return rec, err
+}
+
+// GetRecord returns one record of subject. With a key, the secret is
+// decrypted (EWRONGKEY if key is not the subject's); without, it is left out.
+// Returns ENOTFOUND when subject has no such record.
+func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
+	var rec fieldseal.Record
+	err := s.inTx(ctx, subject, func(q *Queries) error {
+		if key.IsZero() {
+			row, err := q.GetRecord(ctx, uuid(id))
+			if err != nil {
+				return err
+			}
+			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
+			return nil
+		}
+		if err := requireKey(ctx, q, key); err != nil {
+			return err
+		}
+		row, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
+		if err != nil {
+			return err
+		}
+		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
+		return nil
+	})
+	return rec, err
+}
+
+// ListRecords returns one page of subject's records in creation order,
+// decrypted when key is given (EWRONGKEY if it is not the subject's).
+func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
+	page := fieldseal.Page{Items: []fieldseal.Record{}}
+	err := s.inTx(ctx, subject, func(q *Queries) error {
+		if key.IsZero() {
+			rows, err := q.ListRecords(ctx, ListRecordsParams{
+				After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+			})
+			for _, r := range rows {
+				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			}
+			return err
+		}
+		switch err := requireKey(ctx, q, key); {
+		case fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND:
+			return nil // a subject that never wrote has no records
+		case err != nil:
+			return err
+		}
+		rows, err := q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
+			Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+		})
+		for _, r := range rows {
+			page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
+		}
+		return err
+	})
+	if err != nil {
+		return fieldseal.Page{}, err
+	}
+	if len(page.Items) == opts.Limit && opts.Limit > 0 {
+		page.Next = page.Items[len(page.Items)-1].ID
+	}
+	return page, nil
+}
+
+// ReplaceRecord replaces a record's collection, public and secret. With
+// expectedVersion > 0 it replaces only that version (ECONFLICT otherwise).
+// Returns ENOTFOUND, EWRONGKEY or ECONFLICT, writing nothing in each case.
+func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, expectedVersion int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
+	var rec fieldseal.Record
+	err := s.inTx(ctx, subject, func(q *Queries) error {
+		if err := requireKey(ctx, q, key); err != nil {
+			return err
+		}
+		row, err := q.ReplaceRecord(ctx, ReplaceRecordParams{
+			Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
+			ID: uuid(id), ExpectedVersion: expectedVersion,
+		})
+		if err != nil {
+			return versionOrNotFound(ctx, q, id, err)
+		}
+		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
+		return nil
+	})
+	return rec, err
+}
+
+// DeleteRecord deletes a record; with expectedVersion > 0 only that version.
+// Returns ENOTFOUND or ECONFLICT.
+func (s *Store) DeleteRecord(ctx context.Context, subject string, id fieldseal.ID, expectedVersion int64) error {
+	return s.inTx(ctx, subject, func(q *Queries) error {
+		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), ExpectedVersion: expectedVersion})
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return versionOrNotFound(ctx, q, id, nil)
+		}
+		return nil
+	})
+}
+
+// versionOrNotFound tells why a conditional write touched no row.
+func versionOrNotFound(ctx context.Context, q *Queries, id fieldseal.ID, err error) error {
+	if err != nil && fieldseal.ErrorCode(mapError(err)) != fieldseal.ENOTFOUND {
+		return err
+	}
+	if _, err := q.GetRecord(ctx, uuid(id)); err != nil {
+		return err // ENOTFOUND after mapping
+	}
+	return fieldseal.Errorf(fieldseal.ECONFLICT, "the record has changed: its current version does not match If-Match")
+}
+
+func uuid(id fieldseal.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+func record(id pgtype.UUID, collection string, public []byte, secret *string, version int64, created, updated time.Time) fieldseal.Record {
+	r := fieldseal.Record{
+		ID: id.Bytes, Collection: collection, Public: json.RawMessage(public),
+		Version: version, CreatedAt: created, UpdatedAt: updated,
+	}
+	if secret != nil {
+		r.Secret = json.RawMessage(*secret)
+	}
+	return r
+}

@@ -1,0 +1,57 @@
+package db
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Store runs fieldseal's queries over a connection pool of the app role.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store over pool.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+// inTx runs fn in one transaction that first sets the subject for
+// row-level security. fn's error rolls the transaction back.
+func (s *Store) inTx(ctx context.Context, subject string, fn func(q *Queries) error) error {
+	if subject == "" {
+		return fmt.Errorf("db: empty subject")
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		q := New(tx)
+		if err := q.SetSubject(ctx, subject); err != nil {
+			return err
+		}
+		return fn(q)
+	})
+	return mapError(err)
+}
+
+// requireKey answers whether key is the subject's current key, holding the
+// verifier row until the transaction ends. A subject with no verifier has
+// never written: ENOTFOUND.
+func requireKey(ctx context.Context, q *Queries, key fieldseal.Key) error {
+	ok, err := q.CheckKey(ctx, key.Passphrase())
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fieldseal.Errorf(fieldseal.ENOTFOUND, "no such record")
+	}
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errWrongKey
+	}
+	return nil
+}
+
+var errWrongKey = fieldseal.Errorf(fieldseal.EWRONGKEY, "this key is not the subject's current key")

@@ -1,0 +1,207 @@
+// Package pgtest gives tests a real PostgreSQL: the server named by
+// FIELDSEAL_TEST_DATABASE_URL (a role that may create databases and roles),
+// or else a throwaway cluster started from the installed server binaries.
+// Each test gets a database of its own, cloned from a template that the
+// migrations were applied to once per test binary; tests may run in
+// parallel. Nothing is skipped: without PostgreSQL the run fails and says
+// what to install.
+package pgtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/pglocal"
+)
+
+// server is the PostgreSQL this test binary uses, set up by Main.
+var server struct {
+	adminURL    *url.URL // a superuser (or CREATEDB+CREATEROLE) URL, any database
+	template    string
+	appRole     string
+	appPassword string
+	cluster     *pglocal.Cluster
+	mu          sync.Mutex // serialises CREATE DATABASE ... TEMPLATE
+}
+
+// Main runs m against a real PostgreSQL; call it from TestMain.
+func Main(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	ctx := context.Background()
+	raw := os.Getenv("FIELDSEAL_TEST_DATABASE_URL")
+	if raw == "" {
+		dir, err := os.MkdirTemp("", "fieldseal-test-pg-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		c, err := pglocal.Start(ctx, pglocal.Options{Dir: dir, Settings: map[string]string{
+			// A throwaway cluster: durability buys nothing here.
+			"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+		}})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: cannot start a throwaway PostgreSQL: %v\n"+
+				"Install the PostgreSQL server binaries (15 or newer, with contrib), "+
+				"or set FIELDSEAL_TEST_DATABASE_URL to a server where this role may create databases and roles.\n", err)
+			return 1
+		}
+		defer c.Stop()
+		server.cluster = c
+		raw = c.URL("postgres")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest: FIELDSEAL_TEST_DATABASE_URL is not a URL")
+		return 1
+	}
+	server.adminURL = u
+	suffix := randomName()
+	server.template = "fieldseal_tpl_" + suffix
+	server.appRole = "fieldseal_test_app_" + suffix
+	server.appPassword = randomName()
+	if err := setup(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest: setting up the template database:", err)
+		teardown(ctx)
+		return 1
+	}
+	code := m.Run()
+	teardown(ctx)
+	return code
+}
+
+func setup(ctx context.Context) error {
+	if err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{server.template}.Sanitize())); err != nil {
+		return err
+	}
+	mig, err := migrations.Open(ctx, dbURL(server.adminURL, server.template))
+	if err != nil {
+		return err
+	}
+	_, err = mig.Up(ctx)
+	mig.Close()
+	if err != nil {
+		return fmt.Errorf("migrate up: %w", err)
+	}
+	role := pgx.Identifier{server.appRole}.Sanitize()
+	return adminExec(ctx, "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE fieldseal_app`, role, server.appPassword))
+}
+
+func teardown(ctx context.Context) {
+	_ = adminExec(ctx, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{server.template}.Sanitize()))
+	_ = adminExec(ctx, "postgres", fmt.Sprintf(`DROP ROLE IF EXISTS %s`, pgx.Identifier{server.appRole}.Sanitize()))
+}
+
+// DB is a database of one test's own, migrated to the head version.
+type DB struct {
+	Name     string
+	AdminURL string // the admin role (superuser for the throwaway cluster)
+	AppURL   string // a login role that is a member of fieldseal_app only
+}
+
+// NewDB creates a migrated database for t, dropped when t ends.
+func NewDB(t testing.TB) DB {
+	t.Helper()
+	ctx := context.Background()
+	name := "fieldseal_t_" + randomName()
+	server.mu.Lock()
+	err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`,
+		pgx.Identifier{name}.Sanitize(), pgx.Identifier{server.template}.Sanitize()))
+	server.mu.Unlock()
+	if err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := adminExec(context.Background(), "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize())); err != nil {
+			t.Errorf("drop test database: %v", err)
+		}
+	})
+	app := *server.adminURL
+	app.User = url.UserPassword(server.appRole, server.appPassword)
+	return DB{Name: name, AdminURL: dbURL(server.adminURL, name), AppURL: dbURL(&app, name)}
+}
+
+// NewEmptyDB creates an unmigrated database for t, dropped when t ends, and
+// returns its admin URL: for tests of the migrations themselves.
+func NewEmptyDB(t testing.TB) string {
+	t.Helper()
+	name := "fieldseal_e_" + randomName()
+	if err := adminExec(context.Background(), "postgres", fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{name}.Sanitize())); err != nil {
+		t.Fatalf("create test database: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = adminExec(context.Background(), "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize()))
+	})
+	return dbURL(server.adminURL, name)
+}
+
+// LoginRole creates a login role for t with the given extra attributes
+// (e.g. "SUPERUSER", "BYPASSRLS", "IN ROLE fieldseal_owner") and returns a
+// URL for db as that role. The role is dropped when t ends.
+func LoginRole(t testing.TB, db DB, attributes string) string {
+	t.Helper()
+	name, pw := "fieldseal_r_"+randomName(), randomName()
+	ident := pgx.Identifier{name}.Sanitize()
+	if err := adminExec(context.Background(), "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' %s`, ident, pw, attributes)); err != nil {
+		t.Fatalf("create role: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = adminExec(context.Background(), db.Name, fmt.Sprintf(`DROP OWNED BY %s`, ident))
+		_ = adminExec(context.Background(), "postgres", fmt.Sprintf(`DROP ROLE IF EXISTS %s`, ident))
+	})
+	u, _ := url.Parse(db.AdminURL)
+	u.User = url.UserPassword(name, pw)
+	return u.String()
+}
+
+// BinDir returns the directory of the PostgreSQL client and server binaries
+// (pg_dump, psql, pgbench), failing t with an instruction if there is none.
+func BinDir(t testing.TB) string {
+	t.Helper()
+	dir, err := pglocal.FindBinDir("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Cluster returns the throwaway cluster, or nil when the tests run against
+// FIELDSEAL_TEST_DATABASE_URL.
+func Cluster() *pglocal.Cluster { return server.cluster }
+
+func adminExec(ctx context.Context, database, sql string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, dbURL(server.adminURL, database))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, sql)
+	return err
+}
+
+func dbURL(base *url.URL, database string) string {
+	u := *base
+	u.Path = "/" + database
+	return u.String()
+}
+
+func randomName() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

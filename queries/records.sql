@@ -1,0 +1,78 @@
+-- Every query runs inside a transaction that has set fieldseal.subject
+-- (SetSubject); row-level security adds "subject = <that subject>" to each
+-- of them, and new rows take their subject from it by default.
+--
+-- Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
+-- is 256 random bits (44 characters of base64), so iterated S2K would add
+-- no guessing resistance while costing about 30 times the CPU of s2k-mode=1
+-- per call (README, "Encryption parameters", has the measurement).
+
+-- name: SetSubject :exec
+SELECT set_config('fieldseal.subject', @subject::text, true);
+
+-- name: RegisterKeyVerifier :execrows
+-- The subject's first write registers its key; later ones change nothing.
+INSERT INTO fieldseal.subjects (key_verifier)
+VALUES (fieldseal.new_key_verifier(@key::text))
+ON CONFLICT (subject) DO NOTHING;
+
+-- name: CheckKey :one
+-- FOR SHARE: a write that checked the key holds the verifier row, so a
+-- concurrent key change waits for it (and vice versa).
+SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
+FROM fieldseal.subjects
+FOR SHARE;
+
+-- name: CreateRecord :one
+INSERT INTO fieldseal.records (id, collection, public, secret)
+VALUES (
+    @id, @collection, @public,
+    fieldseal.pgp_sym_encrypt(@secret::text, @key::text, 'cipher-algo=aes256, s2k-mode=1')
+)
+RETURNING id, collection, public, version, created_at, updated_at;
+
+-- name: GetRecord :one
+SELECT id, collection, public, version, created_at, updated_at
+FROM fieldseal.records
+WHERE id = @id;
+
+-- name: GetRecordDecrypted :one
+SELECT id, collection, public,
+       fieldseal.pgp_sym_decrypt(secret, @key::text)::text AS secret,
+       version, created_at, updated_at
+FROM fieldseal.records
+WHERE id = @id;
+
+-- name: ListRecords :many
+-- Keyset pagination by id (UUIDv7, creation order); after is the all-zero
+-- UUID for the first page and collection '' means every collection.
+SELECT id, collection, public, version, created_at, updated_at
+FROM fieldseal.records
+WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: ListRecordsDecrypted :many
+SELECT id, collection, public,
+       fieldseal.pgp_sym_decrypt(secret, @key::text)::text AS secret,
+       version, created_at, updated_at
+FROM fieldseal.records
+WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: ReplaceRecord :one
+-- expected_version 0 replaces unconditionally (no If-Match).
+UPDATE fieldseal.records
+SET collection = @collection,
+    public = @public,
+    secret = fieldseal.pgp_sym_encrypt(@secret::text, @key::text, 'cipher-algo=aes256, s2k-mode=1'),
+    version = version + 1,
+    updated_at = now()
+WHERE id = @id AND (@expected_version::bigint = 0 OR version = @expected_version::bigint)
+RETURNING id, collection, public, version, created_at, updated_at;
+
+-- name: DeleteRecord :execrows
+-- expected_version 0 deletes unconditionally (no If-Match).
+DELETE FROM fieldseal.records
+WHERE id = @id AND (@expected_version::bigint = 0 OR version = @expected_version::bigint);
