@@ -10,9 +10,7 @@ import (
 	"github.com/fieldseal/fieldseal"
 )
 
-// CreateRecord stores a new record under key for subject. The subject's
-// first write registers key as its key; any later write under another key
-// returns EWRONGKEY and writes nothing.
+// CreateRecord implements fieldseal.RecordService.
 func (s *Store) CreateRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	err := s.inTx(ctx, subject, func(q *Queries) error {
@@ -38,9 +36,7 @@ func (s *Store) CreateRecord(ctx context.Context, subject string, key fieldseal.
 	return rec, err
 }
 
-// GetRecord returns one record of subject. With a key, the secret is
-// decrypted (EWRONGKEY if key is not the subject's); without, it is left out.
-// Returns ENOTFOUND when subject has no such record.
+// GetRecord implements fieldseal.RecordService.
 func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	err := s.inTx(ctx, subject, func(q *Queries) error {
@@ -65,8 +61,7 @@ func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, 
 	return rec, err
 }
 
-// ListRecords returns one page of subject's records in creation order,
-// decrypted when key is given (EWRONGKEY if it is not the subject's).
+// ListRecords implements fieldseal.RecordService.
 func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
 	page := fieldseal.Page{Items: []fieldseal.Record{}}
 	err := s.inTx(ctx, subject, func(q *Queries) error {
@@ -102,10 +97,8 @@ func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.K
 	return page, nil
 }
 
-// ReplaceRecord replaces a record's collection, public and secret. With
-// expectedVersion > 0 it replaces only that version (ECONFLICT otherwise).
-// Returns ENOTFOUND, EWRONGKEY or ECONFLICT, writing nothing in each case.
-func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, expectedVersion int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
+// ReplaceRecord implements fieldseal.RecordService.
+func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	err := s.inTx(ctx, subject, func(q *Queries) error {
 		if err := requireKey(ctx, q, key); err != nil {
@@ -113,7 +106,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal
 		}
 		row, err := q.ReplaceRecord(ctx, ReplaceRecordParams{
 			Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
-			ID: uuid(id), ExpectedVersion: expectedVersion,
+			ID: uuid(id), CheckVersion: match != nil, Versions: match,
 		})
 		if err != nil {
 			return versionOrNotFound(ctx, q, id, err)
@@ -124,11 +117,10 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal
 	return rec, err
 }
 
-// DeleteRecord deletes a record; with expectedVersion > 0 only that version.
-// Returns ENOTFOUND or ECONFLICT.
-func (s *Store) DeleteRecord(ctx context.Context, subject string, id fieldseal.ID, expectedVersion int64) error {
+// DeleteRecord implements fieldseal.RecordService.
+func (s *Store) DeleteRecord(ctx context.Context, subject string, id fieldseal.ID, match []int64) error {
 	return s.inTx(ctx, subject, func(q *Queries) error {
-		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), ExpectedVersion: expectedVersion})
+		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
 		if err != nil {
 			return err
 		}
@@ -162,3 +154,5 @@ func record(id pgtype.UUID, collection string, public []byte, secret *string, ve
 	}
 	return r
 }
+
+var _ fieldseal.RecordService = (*Store)(nil)

@@ -75,17 +75,18 @@ func (q *Queries) CreateRecord(ctx context.Context, arg CreateRecordParams) (Cre
 
 const deleteRecord = `-- name: DeleteRecord :execrows
 DELETE FROM fieldseal.records
-WHERE id = $1 AND ($2::bigint = 0 OR version = $2::bigint)
+WHERE id = $1 AND (NOT $2::boolean OR version = ANY($3::bigint[]))
 `
 
 type DeleteRecordParams struct {
-	ID              pgtype.UUID
-	ExpectedVersion int64
+	ID           pgtype.UUID
+	CheckVersion bool
+	Versions     []int64
 }
 
-// expected_version 0 deletes unconditionally (no If-Match).
+// Versions as in ReplaceRecord.
 func (q *Queries) DeleteRecord(ctx context.Context, arg DeleteRecordParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteRecord, arg.ID, arg.ExpectedVersion)
+	result, err := q.db.Exec(ctx, deleteRecord, arg.ID, arg.CheckVersion, arg.Versions)
 	if err != nil {
 		return 0, err
 	}
@@ -293,17 +294,18 @@ SET collection = $1,
     secret = fieldseal.pgp_sym_encrypt($3::text, $4::text, 'cipher-algo=aes256, s2k-mode=1'),
     version = version + 1,
     updated_at = now()
-WHERE id = $5 AND ($6::bigint = 0 OR version = $6::bigint)
+WHERE id = $5 AND (NOT $6::boolean OR version = ANY($7::bigint[]))
 RETURNING id, collection, public, version, created_at, updated_at
 `
 
 type ReplaceRecordParams struct {
-	Collection      string
-	Public          []byte
-	Secret          string
-	Key             string
-	ID              pgtype.UUID
-	ExpectedVersion int64
+	Collection   string
+	Public       []byte
+	Secret       string
+	Key          string
+	ID           pgtype.UUID
+	CheckVersion bool
+	Versions     []int64
 }
 
 type ReplaceRecordRow struct {
@@ -315,7 +317,8 @@ type ReplaceRecordRow struct {
 	UpdatedAt  time.Time
 }
 
-// expected_version 0 replaces unconditionally (no If-Match).
+// check_version false replaces unconditionally (no If-Match, or "*");
+// else the version must be one of versions (the entity tags of If-Match).
 func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (ReplaceRecordRow, error) {
 	row := q.db.QueryRow(ctx, replaceRecord,
 		arg.Collection,
@@ -323,7 +326,8 @@ func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (R
 		arg.Secret,
 		arg.Key,
 		arg.ID,
-		arg.ExpectedVersion,
+		arg.CheckVersion,
+		arg.Versions,
 	)
 	var i ReplaceRecordRow
 	err := row.Scan(

@@ -105,6 +105,9 @@ CREATE POLICY subject_isolation ON fieldseal.records
 -- its id.
 GRANT USAGE ON SCHEMA fieldseal TO fieldseal_app;
 GRANT SELECT, INSERT ON fieldseal.subjects TO fieldseal_app;
+-- Locking the verifier row (SELECT ... FOR SHARE) needs an UPDATE privilege;
+-- key rotation replaces the verifier.
+GRANT UPDATE (key_verifier, updated_at) ON fieldseal.subjects TO fieldseal_app;
 GRANT SELECT, INSERT, DELETE ON fieldseal.records TO fieldseal_app;
 GRANT UPDATE (collection, public, secret, version, updated_at) ON fieldseal.records TO fieldseal_app;
 

@@ -13,7 +13,8 @@
 //     subject, so the schema distributes by subject unchanged.
 //   - Row-level security, enabled and forced, keyed by the transaction
 //     setting fieldseal.subject; with no subject set no row is visible.
-//   - fieldseal_app: USAGE on the schema; SELECT, INSERT on subjects;
+//   - fieldseal_app: USAGE on the schema; SELECT, INSERT on subjects and UPDATE of
+//     its verifier;
 //     SELECT, INSERT, DELETE on records and UPDATE of its mutable columns
 //     only; EXECUTE on the four functions it calls. No DDL, no TRUNCATE, no
 //     REFERENCES or TRIGGER, nothing granted to PUBLIC.

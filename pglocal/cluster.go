@@ -73,7 +73,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, fmt.Errorf("create %s: %w", dir, err)
 	}
 	home := dir
-	if !as.reachable(filepath.Join(dir, "pgdata")) {
+	if !as.reachable(dir) {
 		home = fallbackDir(dir)
 		if err := os.MkdirAll(home, 0o700); err != nil {
 			return nil, fmt.Errorf("create %s: %w", home, err)
@@ -87,10 +87,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		LogFile: filepath.Join(dir, "postgres.log"),
 		exited:  make(chan struct{}),
 	}
-	if c.password, err = ensurePassword(filepath.Join(dir, "superuser.password")); err != nil {
+	// The password lives beside the data directory it belongs to.
+	pwPath := filepath.Join(home, "superuser.password")
+	_, statErr := os.Stat(filepath.Join(c.DataDir, "PG_VERSION"))
+	if _, err := os.Stat(pwPath); statErr == nil && err != nil {
+		return nil, fmt.Errorf("the cluster in %s has no superuser.password beside it; remove %s to start afresh", c.DataDir, home)
+	}
+	if c.password, err = ensurePassword(pwPath); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(c.DataDir, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+	if errors.Is(statErr, os.ErrNotExist) {
 		if err := initdb(ctx, binDir, c.DataDir, c.password, as); err != nil {
 			return nil, err
 		}

@@ -54,7 +54,8 @@ func unprivilegedUser() (*runAs, error) {
 }
 
 // reachable reports whether r can traverse every ancestor of dir, judged by
-// permission bits (ACLs aside): what postgres needs to chdir into its data.
+// permission bits (ACLs aside): what postgres needs to reach dir, which is
+// then handed to it.
 func (r *runAs) reachable(dir string) bool {
 	if r == nil {
 		return true

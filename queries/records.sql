@@ -62,17 +62,18 @@ ORDER BY id
 LIMIT @max_rows;
 
 -- name: ReplaceRecord :one
--- expected_version 0 replaces unconditionally (no If-Match).
+-- check_version false replaces unconditionally (no If-Match, or "*");
+-- else the version must be one of versions (the entity tags of If-Match).
 UPDATE fieldseal.records
 SET collection = @collection,
     public = @public,
     secret = fieldseal.pgp_sym_encrypt(@secret::text, @key::text, 'cipher-algo=aes256, s2k-mode=1'),
     version = version + 1,
     updated_at = now()
-WHERE id = @id AND (@expected_version::bigint = 0 OR version = @expected_version::bigint)
+WHERE id = @id AND (NOT @check_version::boolean OR version = ANY(@versions::bigint[]))
 RETURNING id, collection, public, version, created_at, updated_at;
 
 -- name: DeleteRecord :execrows
--- expected_version 0 deletes unconditionally (no If-Match).
+-- Versions as in ReplaceRecord.
 DELETE FROM fieldseal.records
-WHERE id = @id AND (@expected_version::bigint = 0 OR version = @expected_version::bigint);
+WHERE id = @id AND (NOT @check_version::boolean OR version = ANY(@versions::bigint[]));

@@ -1,0 +1,148 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/MicahParks/keyfunc/v3"
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Options configure a Verifier. Issuer and Audience are required.
+type Options struct {
+	Issuer   string
+	Audience string
+	Keys     KeySource
+	// Algorithms allowed; nil means RS256 only.
+	Algorithms []string
+	// MaxLifetime refuses tokens whose exp-iat (or exp-now without iat)
+	// exceeds it; zero means 24 h.
+	MaxLifetime time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Leeway is the clock skew tolerated on exp, nbf and iat.
+const Leeway = 30 * time.Second
+
+// MaxTokenSize is the largest token accepted; larger ones are refused
+// before any parsing.
+const MaxTokenSize = 8 << 10
+
+// Verifier verifies bearer tokens. It is safe for concurrent use.
+type Verifier struct {
+	keys        keyfunc.Keyfunc
+	parser      *jwt.Parser
+	maxLifetime time.Duration
+	now         func() time.Time
+}
+
+// NewVerifier validates opts and prepares the key source; ctx bounds the
+// background JWKS refresh.
+func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
+	if opts.Issuer == "" {
+		return nil, errors.New("an issuer is required")
+	}
+	if opts.Audience == "" {
+		return nil, errors.New("an audience is required")
+	}
+	algs := opts.Algorithms
+	if len(algs) == 0 {
+		algs = []string{"RS256"}
+	}
+	for _, a := range algs {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+		default:
+			return nil, fmt.Errorf("algorithm %q is not supported (RS256, RS384, RS512, PS256, PS384, PS512)", a)
+		}
+	}
+	if opts.MaxLifetime == 0 {
+		opts.MaxLifetime = 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	kf, err := newKeyfunc(ctx, opts.Keys)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{
+		keys: kf,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods(algs),
+			jwt.WithIssuer(opts.Issuer),
+			jwt.WithAudience(opts.Audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(Leeway),
+			jwt.WithTimeFunc(opts.Now),
+		),
+		maxLifetime: opts.MaxLifetime,
+		now:         opts.Now,
+	}, nil
+}
+
+// Verify checks a token and returns its claims. Every refusal is an
+// *fieldseal.Error with EUNAUTHORIZED and a short reason.
+func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	if token == "" {
+		return Claims{}, refuse("missing bearer token")
+	}
+	if len(token) > MaxTokenSize {
+		return Claims{}, refuse("token too large")
+	}
+	var tc tokenClaims
+	parsed, err := v.parser.ParseWithClaims(token, &tc, v.keys.KeyfuncCtx(ctx))
+	if err != nil {
+		return Claims{}, refuse(reason(err))
+	}
+	if _, ok := parsed.Header["crit"]; ok {
+		return Claims{}, refuse("unsupported critical header")
+	}
+	if tc.Subject == "" {
+		return Claims{}, refuse("missing subject")
+	}
+	start := v.now()
+	if tc.IssuedAt != nil {
+		start = tc.IssuedAt.Time
+	}
+	if tc.ExpiresAt.Sub(start) > v.maxLifetime {
+		return Claims{}, refuse("token lifetime too long")
+	}
+	return tc.claims(), nil
+}
+
+func refuse(reason string) error {
+	return fieldseal.Errorf(fieldseal.EUNAUTHORIZED, "%s", reason)
+}
+
+// reason names why jwt refused a token, in a fixed phrase.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token not valid yet"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token issued in the future"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "wrong audience"
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "wrong issuer"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "missing required claim"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature"
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "untrusted signing key or algorithm"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed token"
+	default:
+		return "invalid token"
+	}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/auth"
+	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/pglocal"
+)
+
+const (
+	devAudience = "fieldseal"
+	devSubject  = "dev-user"
+	devAppRole  = "fieldseal_dev"
+	devScopes   = "records:read records:write keys:rotate audit:read"
+)
+
+func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	var c serveConfig
+	f := newFlags("dev", "A working local service in one command: a PostgreSQL cluster (unless FIELDSEAL_DATABASE_URL is set),\nmigrations, an app login role, a dev token issuer, and the API server. Ctrl-C stops everything.", stderr, env)
+	serveFlags(f, &c)
+	devDir := f.String("dev-dir", "./.fieldseal", "where dev keeps its PostgreSQL cluster, signing key and data key")
+	adminURL := f.String("admin-database-url", "", "with FIELDSEAL_DATABASE_URL: an admin URL to migrate with and to create the app login role")
+	binDir := f.String("pg-bindir", "", "directory of initdb and postgres (default: found under /usr/lib/postgresql or on PATH)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	// 0711: when dev runs as root, PostgreSQL runs as another user and must
+	// traverse this directory to reach its cluster; every file here is 0600.
+	if err := os.MkdirAll(*devDir, 0o711); err != nil {
+		return err
+	}
+
+	admin := *adminURL
+	if c.databaseURL == "" {
+		fmt.Fprintln(stderr, "fieldseal dev: starting PostgreSQL in", filepath.Join(*devDir, "postgres"))
+		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(*devDir, "postgres"), BinDir: *binDir})
+		if err != nil {
+			return err
+		}
+		defer cluster.Stop()
+		if err := ensureDatabase(ctx, cluster.URL("postgres"), "fieldseal"); err != nil {
+			return err
+		}
+		admin = cluster.URL("fieldseal")
+		pw, err := readOrCreate(filepath.Join(*devDir, "app.password"), func() string { return randomHex(18) })
+		if err != nil {
+			return err
+		}
+		u, _ := url.Parse(admin)
+		u.User = url.UserPassword(devAppRole, pw)
+		c.databaseURL = u.String()
+	}
+	if admin != "" {
+		m, err := migrations.Open(ctx, admin)
+		if err != nil {
+			return err
+		}
+		_, err = m.Up(ctx)
+		m.Close()
+		if err != nil {
+			return fmt.Errorf("migrate up: %w", err)
+		}
+		if err := ensureLoginRole(ctx, admin, c.databaseURL); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintln(stderr, "fieldseal dev: no FIELDSEAL_ADMIN_DATABASE_URL: not migrating; the database must be migrated already")
+	}
+
+	key, err := devissuer.LoadOrCreateKey(filepath.Join(*devDir, "dev-signing-key.pem"))
+	if err != nil {
+		return err
+	}
+	issLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	iss := devissuer.New("http://"+issLn.Addr().String(), key)
+	issSrv := &http.Server{Handler: iss.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = issSrv.Serve(issLn) }()
+	defer issSrv.Close()
+
+	c.issuer, c.audience, c.jwksURL, c.jwksFile = iss.URL, devAudience, "", ""
+	if err := c.validate(); err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Options{
+		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
+		Keys: auth.KeySource{Issuer: c.issuer},
+	})
+	if err != nil {
+		return err
+	}
+	token, err := iss.Mint(devSubject, devAudience, devScopes, time.Hour, nil)
+	if err != nil {
+		return err
+	}
+	dataKey, err := readOrCreate(filepath.Join(*devDir, "dev-data.key"), func() string {
+		b := make([]byte, 32)
+		_, _ = rand.Read(b)
+		return base64.StdEncoding.EncodeToString(b)
+	})
+	if err != nil {
+		return err
+	}
+	return serve(ctx, c, verifier, log, func(addr string) {
+		scheme := "http"
+		if c.tlsCert != "" {
+			scheme = "https"
+		}
+		printDevBanner(stdout, scheme+"://"+addr, token, dataKey)
+	})
+}
+
+func printDevBanner(w io.Writer, base, token, dataKey string) {
+	fmt.Fprintf(w, `
+fieldseal dev is ready. Paste these into a shell:
+
+export FIELDSEAL_URL=%s
+export TOKEN='%s'
+export KEY='%s'
+
+# store a record (the secret is encrypted under $KEY inside PostgreSQL)
+curl -sS -X POST "$FIELDSEAL_URL/v1/records" -H "Authorization: Bearer $TOKEN" -H "Encryption-Key: $KEY" \
+  -H 'Content-Type: application/json' \
+  -d '{"collection":"notes","public":{"title":"hello"},"secret":{"body":"only my key opens this"}}'
+
+# list records, decrypted; without the Encryption-Key header you get public data only
+curl -sS "$FIELDSEAL_URL/v1/records" -H "Authorization: Bearer $TOKEN" -H "Encryption-Key: $KEY"
+
+The token (subject %q, every scope) is valid for one hour; restart dev for a new one.
+The data key is this dev directory's: lose it and its records are lost too. Ctrl-C stops everything.
+
+`, base, token, dataKey, devSubject)
+}
+
+func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+// ensureLoginRole creates the login role of appURL, with its password, as a
+// member of fieldseal_app, unless it exists; an existing role is only
+// granted fieldseal_app.
+func ensureLoginRole(ctx context.Context, adminURL, appURL string) error {
+	u, err := url.Parse(appURL)
+	if err != nil || u.User == nil || u.User.Username() == "" {
+		return errors.New("FIELDSEAL_DATABASE_URL must name a user")
+	}
+	user := u.User.Username()
+	pw, _ := u.User.Password()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, user).Scan(&exists); err != nil {
+		return err
+	}
+	stmt := fmt.Sprintf("GRANT fieldseal_app TO %s", pgx.Identifier{user}.Sanitize())
+	if !exists {
+		if pw == "" {
+			return fmt.Errorf("role %q does not exist and FIELDSEAL_DATABASE_URL has no password to create it with", user)
+		}
+		// format() quotes server-side, so no password is ever spliced into SQL here.
+		if err := conn.QueryRow(ctx, `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L IN ROLE fieldseal_app', $1::text, $2::text)`, user, pw).Scan(&stmt); err != nil {
+			return err
+		}
+	}
+	_, err = conn.Exec(ctx, stmt)
+	return err
+}
+
+// readOrCreate returns the trimmed content of path, creating it (0600)
+// with gen() first if it does not exist.
+func readOrCreate(path string, gen func() string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	v := gen()
+	if err := os.WriteFile(path, []byte(v+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

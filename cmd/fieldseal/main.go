@@ -1,0 +1,69 @@
+// Command fieldseal is the fieldseal service: the API server, its
+// migrations, and a one-command local development setup.
+//
+// This is the only package that reads the environment and wires the
+// implementations (db, auth, handlers) together.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `fieldseal keeps sensitive records in PostgreSQL, encrypted under keys only its clients hold.
+
+Usage:
+  fieldseal serve                 run the API server
+  fieldseal migrate up|down|status  apply, roll back (one step, or --to N) or list migrations
+  fieldseal dev                   a working local service in one command
+  fieldseal <command> --help      the flags of a command, with their FIELDSEAL_* variables
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv))
+}
+
+// run executes one command and returns the process exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = serveCmd(ctx, args[1:], stderr, env)
+	case "migrate":
+		err = migrateCmd(ctx, args[1:], stdout, stderr, env)
+	case "dev":
+		err = devCmd(ctx, args[1:], stdout, stderr, env)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "fieldseal: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintln(stderr, "fieldseal:", err)
+		return 1
+	}
+}
+
+// errUsage marks an error already explained to the user.
+var errUsage = errors.New("usage")

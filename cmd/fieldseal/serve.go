@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fieldseal/fieldseal/auth"
+	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/handlers"
+	"github.com/fieldseal/fieldseal/migrations"
+)
+
+// serveConfig is everything serve needs, read from flags and environment.
+type serveConfig struct {
+	databaseURL   string
+	issuer        string
+	audience      string
+	jwksURL       string
+	jwksFile      string
+	listen        string
+	tlsCert       string
+	tlsKey        string
+	trustProxyTLS bool
+	maxBody       int64
+	tokenMaxLife  time.Duration
+	logLevel      string
+}
+
+// serveFlags declares serve's flags on f; dev shares most of them.
+func serveFlags(f *flags, c *serveConfig) {
+	f.fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL URL of the app's login role, a member of fieldseal_app ($"+f.variable("database-url")+")")
+	f.fs.StringVar(&c.issuer, "issuer", "", "expected token issuer (iss); without a JWKS source, OIDC discovery from <issuer>/.well-known/openid-configuration ($"+f.variable("issuer")+")")
+	f.fs.StringVar(&c.audience, "audience", "", "expected token audience (aud) ($"+f.variable("audience")+")")
+	f.fs.StringVar(&c.jwksURL, "jwks-url", "", "URL of the issuer's JWKS; https unless on loopback ($"+f.variable("jwks-url")+")")
+	f.fs.StringVar(&c.jwksFile, "jwks-file", "", "file holding the issuer's JWKS ($"+f.variable("jwks-file")+")")
+	f.fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on ($"+f.variable("listen")+")")
+	f.fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS ($"+f.variable("tls-cert")+")")
+	f.fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file of --tls-cert ($"+f.variable("tls-key")+")")
+	f.fs.BoolVar(&c.trustProxyTLS, "trust-proxy-tls", false, "allow plain HTTP on a non-loopback address because a TLS-terminating proxy sits in front ($"+f.variable("trust-proxy-tls")+")")
+	f.fs.Int64Var(&c.maxBody, "max-body-bytes", handlers.DefaultMaxBodyBytes, "largest request body accepted; larger answers 413 ($"+f.variable("max-body-bytes")+")")
+	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
+	f.fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error ($"+f.variable("log-level")+")")
+}
+
+func serveCmd(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
+	var c serveConfig
+	f := newFlags("serve", "Run the API server.", stderr, env)
+	serveFlags(f, &c)
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, c.logLevel)
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(ctx, auth.Options{
+		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
+		Keys: auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer},
+	})
+	if err != nil {
+		return fmt.Errorf("token verification: %w", err)
+	}
+	return serve(ctx, c, verifier, log, nil)
+}
+
+func (c *serveConfig) validate() error {
+	switch {
+	case c.databaseURL == "":
+		return errors.New("FIELDSEAL_DATABASE_URL is required: the URL of a login role that is a member of fieldseal_app")
+	case c.issuer == "":
+		return errors.New("FIELDSEAL_ISSUER is required: the iss of the tokens to accept")
+	case c.audience == "":
+		return errors.New("FIELDSEAL_AUDIENCE is required: the aud of the tokens to accept")
+	case c.jwksURL != "" && c.jwksFile != "":
+		return errors.New("FIELDSEAL_JWKS_URL and FIELDSEAL_JWKS_FILE are both set: choose one")
+	case (c.tlsCert == "") != (c.tlsKey == ""):
+		return errors.New("FIELDSEAL_TLS_CERT and FIELDSEAL_TLS_KEY go together: set both or neither")
+	case c.maxBody < 1:
+		return errors.New("FIELDSEAL_MAX_BODY_BYTES must be positive")
+	case c.tokenMaxLife <= 0:
+		return errors.New("FIELDSEAL_TOKEN_MAX_LIFETIME must be positive")
+	}
+	host, _, err := net.SplitHostPort(c.listen)
+	if err != nil {
+		return fmt.Errorf("FIELDSEAL_LISTEN: %q is not host:port", c.listen)
+	}
+	if c.tlsCert == "" && !c.trustProxyTLS && !loopbackHost(host) {
+		return fmt.Errorf("FIELDSEAL_LISTEN %s is not a loopback address and no certificate is set: "+
+			"set FIELDSEAL_TLS_CERT and FIELDSEAL_TLS_KEY, or FIELDSEAL_TRUST_PROXY_TLS=true if a TLS-terminating proxy sits in front", c.listen)
+	}
+	return nil
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("FIELDSEAL_LOG_LEVEL: %q is not debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// serve connects as the app role, refuses a role that could bypass
+// row-level security, and serves until ctx ends. ready, if not nil, is
+// called with the listening address.
+func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, log *slog.Logger, ready func(addr string)) error {
+	poolCfg, err := pgxpool.ParseConfig(c.databaseURL)
+	if err != nil {
+		return errors.New("FIELDSEAL_DATABASE_URL is not a valid PostgreSQL URL")
+	}
+	poolCfg.ConnConfig.RuntimeParams["application_name"] = "fieldseal"
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	defer pool.Close()
+	store := db.NewStore(pool)
+	if err := store.CheckSessionRole(ctx); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	api := handlers.New(store, store, verifier, log, c.maxBody, migrations.Head())
+
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           api,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      5 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	scheme := "http"
+	if c.tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("serving", "address", scheme+"://"+ln.Addr().String())
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		if c.tlsCert != "" {
+			errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing requests in flight")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,51 @@
+package handlers
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// HealthChecker reports on the database.
+type HealthChecker interface {
+	// Ping returns EUNAVAILABLE when the database cannot be reached.
+	Ping(ctx context.Context) error
+	// SchemaVersion returns the applied migration version.
+	SchemaVersion(ctx context.Context) (int64, error)
+}
+
+// Health serves /healthz and /readyz.
+type Health struct {
+	db         HealthChecker
+	schemaHead int64
+}
+
+func (h *Health) register(e *echo.Echo) {
+	e.GET("/healthz", h.healthz)
+	e.GET("/readyz", h.readyz)
+}
+
+// healthz answers while the process serves HTTP at all.
+func (h *Health) healthz(c echo.Context) error {
+	return writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyz answers 200 when the database is reachable and its schema is the
+// version this binary was built for.
+func (h *Health) readyz(c echo.Context) error {
+	ctx := c.Request().Context()
+	if err := h.db.Ping(ctx); err != nil {
+		return err
+	}
+	v, err := h.db.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if v != h.schemaHead {
+		return fieldseal.Errorf(fieldseal.EUNAVAILABLE, "the database schema is at version %d; this server needs %d (run fieldseal migrate up)", v, h.schemaHead)
+	}
+	return writeJSON(c, http.StatusOK, map[string]any{"status": "ready", "schema_version": v})
+}

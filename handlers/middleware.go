@@ -1,0 +1,142 @@
+package handlers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/auth"
+)
+
+// Keys of values kept on the echo.Context for one request.
+const (
+	ctxRequestID = "fieldseal.request_id"
+	ctxClaims    = "fieldseal.claims"
+	ctxErrorCode = "fieldseal.error_code"
+)
+
+// TokenVerifier verifies bearer tokens; errors are EUNAUTHORIZED.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (auth.Claims, error)
+}
+
+// requestIDs gives each request an id, echoed in X-Request-Id, in problem
+// bodies and in the log. A client-sent id is kept if it is short and plain.
+func requestIDs(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(echo.HeaderXRequestID)
+		if !plainID(id) {
+			b := make([]byte, 12)
+			_, _ = rand.Read(b)
+			id = hex.EncodeToString(b)
+		}
+		c.Set(ctxRequestID, id)
+		c.Response().Header().Set(echo.HeaderXRequestID, id)
+		return next(c)
+	}
+}
+
+func plainID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get(ctxRequestID).(string)
+	return id
+}
+
+// accessLog writes one line per request: id, method, route template,
+// status, latency and error code. Never headers, query strings or bodies.
+func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			if err != nil {
+				c.Error(err) // write the problem now, so the status is known
+			}
+			code, _ := c.Get(ctxErrorCode).(string)
+			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
+				slog.String("request_id", requestID(c)),
+				slog.String("method", c.Request().Method),
+				slog.String("route", c.Path()),
+				slog.Int("status", c.Response().Status),
+				slog.Duration("latency", time.Since(start)),
+				slog.String("code", code),
+			)
+			return nil
+		}
+	}
+}
+
+// recoverPanics turns a panic into a 500. The log gets the stack (which
+// holds addresses, never argument values) and the panic value's type only.
+func recoverPanics(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) (err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					if r == http.ErrAbortHandler {
+						panic(r)
+					}
+					log.ErrorContext(c.Request().Context(), "panic", "request_id", requestID(c),
+						"value_type", fmt.Sprintf("%T", r), "stack", string(debug.Stack()))
+					err = fmt.Errorf("panic in handler")
+				}
+			}()
+			return next(c)
+		}
+	}
+}
+
+// authenticate verifies the bearer token and keeps its claims.
+func authenticate(v TokenVerifier) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			scheme, token, ok := strings.Cut(c.Request().Header.Get(echo.HeaderAuthorization), " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") {
+				return fieldseal.Errorf(fieldseal.EUNAUTHORIZED, "missing bearer token")
+			}
+			claims, err := v.Verify(c.Request().Context(), strings.TrimSpace(token))
+			if err != nil {
+				return err
+			}
+			c.Set(ctxClaims, claims)
+			return next(c)
+		}
+	}
+}
+
+// requireScope refuses tokens without scope.
+func requireScope(scope string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !claims(c).HasScope(scope) {
+				return fieldseal.Errorf(fieldseal.EFORBIDDEN, "this token lacks the scope %s", scope)
+			}
+			return next(c)
+		}
+	}
+}
+
+func claims(c echo.Context) auth.Claims {
+	cl, _ := c.Get(ctxClaims).(auth.Claims)
+	return cl
+}

@@ -1,0 +1,227 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/auth"
+)
+
+// Records serves /v1/records.
+type Records struct {
+	service fieldseal.RecordService
+	now     func() time.Time
+}
+
+// Paging limits of GET /v1/records.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+func (h *Records) register(g *echo.Group) {
+	read, write := requireScope(auth.ScopeRecordsRead), requireScope(auth.ScopeRecordsWrite)
+	g.POST("/records", h.create, write)
+	g.GET("/records", h.list, read)
+	g.GET("/records/:id", h.get, read)
+	g.PUT("/records/:id", h.replace, write)
+	g.DELETE("/records/:id", h.delete, write)
+}
+
+// recordRequest is the body of POST and PUT.
+type recordRequest struct {
+	Collection *string         `json:"collection"`
+	Public     json.RawMessage `json:"public"`
+	Secret     json.RawMessage `json:"secret"`
+}
+
+// pageResponse is the body of GET /v1/records.
+type pageResponse struct {
+	Items []fieldseal.Record `json:"items"`
+	Next  string             `json:"next,omitempty"`
+}
+
+func (h *Records) create(c echo.Context) error {
+	key, err := requiredKey(c)
+	if err != nil {
+		return err
+	}
+	in, err := readRecord(c)
+	if err != nil {
+		return err
+	}
+	rec, err := h.service.CreateRecord(c.Request().Context(), claims(c).Subject, key, fieldseal.NewID(h.now()), in)
+	if err != nil {
+		return err
+	}
+	rec.Secret = nil
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/records/"+rec.ID.String())
+	c.Response().Header().Set("ETag", etag(rec.Version))
+	return writeJSON(c, http.StatusCreated, rec)
+}
+
+func (h *Records) get(c echo.Context) error {
+	id, err := fieldseal.ParseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	key, err := optionalKey(c)
+	if err != nil {
+		return err
+	}
+	rec, err := h.service.GetRecord(c.Request().Context(), claims(c).Subject, id, key)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", etag(rec.Version))
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeJSON(c, http.StatusOK, rec)
+}
+
+func (h *Records) list(c echo.Context) error {
+	opts := fieldseal.ListOptions{Collection: c.QueryParam("collection"), Limit: DefaultPageSize}
+	if v := c.QueryParam("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			return fieldseal.Errorf(fieldseal.EINVALID, "limit must be a whole number from 1 to %d", MaxPageSize)
+		}
+		opts.Limit = n
+	}
+	if v := c.QueryParam("after"); v != "" {
+		after, err := fieldseal.ParseID(v)
+		if err != nil {
+			return fieldseal.Errorf(fieldseal.EINVALID, "after must be the next value of a previous page")
+		}
+		opts.After = after
+	}
+	key, err := optionalKey(c)
+	if err != nil {
+		return err
+	}
+	page, err := h.service.ListRecords(c.Request().Context(), claims(c).Subject, key, opts)
+	if err != nil {
+		return err
+	}
+	resp := pageResponse{Items: page.Items}
+	if !page.Next.IsZero() {
+		resp.Next = page.Next.String()
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeJSON(c, http.StatusOK, resp)
+}
+
+func (h *Records) replace(c echo.Context) error {
+	id, err := fieldseal.ParseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	key, err := requiredKey(c)
+	if err != nil {
+		return err
+	}
+	in, err := readRecord(c)
+	if err != nil {
+		return err
+	}
+	rec, err := h.service.ReplaceRecord(c.Request().Context(), claims(c).Subject, key, id, ifMatch(c), in)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", etag(rec.Version))
+	return writeJSON(c, http.StatusOK, rec)
+}
+
+func (h *Records) delete(c echo.Context) error {
+	id, err := fieldseal.ParseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	if err := h.service.DeleteRecord(c.Request().Context(), claims(c).Subject, id, ifMatch(c)); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// readRecord decodes and validates a record body. public defaults to {};
+// collection and secret are required; both JSON values must be objects.
+func readRecord(c echo.Context) (fieldseal.RecordInput, error) {
+	var req recordRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return fieldseal.RecordInput{}, err
+	}
+	if req.Collection == nil {
+		return fieldseal.RecordInput{}, fieldseal.Errorf(fieldseal.EINVALID, "collection is required")
+	}
+	if err := checkCollection(*req.Collection); err != nil {
+		return fieldseal.RecordInput{}, err
+	}
+	public, err := jsonObject("public", req.Public, true)
+	if err != nil {
+		return fieldseal.RecordInput{}, err
+	}
+	if hasNULEscape(public) {
+		return fieldseal.RecordInput{}, fieldseal.Errorf(fieldseal.EINVALID, `public may not contain the character \u0000`)
+	}
+	secret, err := jsonObject("secret", req.Secret, false)
+	if err != nil {
+		return fieldseal.RecordInput{}, err
+	}
+	return fieldseal.RecordInput{Collection: *req.Collection, Public: public, Secret: secret}, nil
+}
+
+// MaxCollectionLength is the longest collection name, in characters.
+const MaxCollectionLength = 128
+
+func checkCollection(s string) error {
+	if s == "" || utf8.RuneCountInString(s) > MaxCollectionLength {
+		return fieldseal.Errorf(fieldseal.EINVALID, "collection must be 1 to %d characters", MaxCollectionLength)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return fieldseal.Errorf(fieldseal.EINVALID, "collection may not contain control characters")
+		}
+	}
+	return nil
+}
+
+// jsonObject checks that raw is a JSON object and returns it compacted.
+// An absent or null value is {} when optional, else an error.
+func jsonObject(field string, raw json.RawMessage, optional bool) (json.RawMessage, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		if optional {
+			return json.RawMessage(`{}`), nil
+		}
+		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is required and must be a JSON object", field)
+	}
+	if raw[0] != '{' {
+		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s must be a JSON object", field)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, raw); err != nil {
+		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is not valid JSON", field)
+	}
+	return buf.Bytes(), nil
+}
+
+// hasNULEscape reports whether compact JSON holds the escape \u0000, which
+// PostgreSQL's jsonb cannot store.
+func hasNULEscape(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		if b[i] == '\\' {
+			if bytes.HasPrefix(b[i:], []byte(`\u0000`)) {
+				return true
+			}
+			i++ // skip the escaped character
+		}
+	}
+	return false
+}

@@ -1,0 +1,35 @@
+package handlers
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// DefaultMaxBodyBytes is the default request body limit.
+const DefaultMaxBodyBytes = 1 << 20
+
+// New returns the HTTP API. Every route is listed here.
+//
+// records serves the records endpoints, health the probes, verifier checks
+// bearer tokens; maxBody limits request bodies (0: DefaultMaxBodyBytes);
+// schemaHead is the migration version this binary needs.
+func New(records fieldseal.RecordService, health HealthChecker, verifier TokenVerifier,
+	log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
+	if maxBody <= 0 {
+		maxBody = DefaultMaxBodyBytes
+	}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(requestIDs, accessLog(log), recoverPanics(log))
+
+	(&Health{db: health, schemaHead: schemaHead}).register(e)
+
+	v1 := e.Group("/v1", bodyLimit(maxBody), authenticate(verifier))
+	(&Records{service: records, now: time.Now}).register(v1)
+	return e
+}
