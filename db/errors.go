@@ -29,6 +29,12 @@ func mapError(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fieldseal.Errorf(fieldseal.ENOTFOUND, "no such record")
 	}
+	// Checked before PgError: a server's refusal to connect (shutting down,
+	// too many clients, database closed) arrives as a PgError inside it.
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return &unavailableError{err}
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
@@ -39,9 +45,8 @@ func mapError(err error) error {
 		}
 		return fmt.Errorf("db: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
-	var connErr *pgconn.ConnectError
 	var netErr net.Error
-	if errors.As(err, &connErr) || errors.As(err, &netErr) || pgconn.Timeout(err) {
+	if errors.As(err, &netErr) || pgconn.Timeout(err) {
 		return &unavailableError{err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

@@ -48,12 +48,12 @@ func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, 
 			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
 		}
-		if err := requireKey(ctx, q, key); err != nil {
-			return err
-		}
 		row, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 		if err != nil {
 			return err
+		}
+		if !row.KeyMatches {
+			return errWrongKey
 		}
 		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
 		return nil
@@ -102,6 +102,10 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal
 	var rec fieldseal.Record
 	err := s.inTx(ctx, subject, func(q *Queries) error {
 		if err := requireKey(ctx, q, key); err != nil {
+			// Another subject's record is "not found" whatever the key.
+			if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
+				return nfErr
+			}
 			return err
 		}
 		row, err := q.ReplaceRecord(ctx, ReplaceRecordParams{

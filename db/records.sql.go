@@ -123,11 +123,15 @@ func (q *Queries) GetRecord(ctx context.Context, id pgtype.UUID) (GetRecordRow, 
 }
 
 const getRecordDecrypted = `-- name: GetRecordDecrypted :one
-SELECT id, collection, public,
-       fieldseal.pgp_sym_decrypt(secret, $1::text)::text AS secret,
-       version, created_at, updated_at
-FROM fieldseal.records
-WHERE id = $2
+SELECT r.id, r.collection, r.public,
+       coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, $1::text) END, '')::text AS secret,
+       k.matches::boolean AS key_matches,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (
+    SELECT fieldseal.key_matches(s.key_verifier, $1::text) AS matches FROM fieldseal.subjects s
+) k
+WHERE r.id = $2
 `
 
 type GetRecordDecryptedParams struct {
@@ -140,11 +144,15 @@ type GetRecordDecryptedRow struct {
 	Collection string
 	Public     []byte
 	Secret     string
+	KeyMatches bool
 	Version    int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 }
 
+// No row: no such record (404), whatever the key. key_matches false: the
+// record exists but the key is not the subject's (403), and nothing is
+// decrypted. The verifier is checked once, in the lateral subquery.
 func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecryptedParams) (GetRecordDecryptedRow, error) {
 	row := q.db.QueryRow(ctx, getRecordDecrypted, arg.Key, arg.ID)
 	var i GetRecordDecryptedRow
@@ -153,6 +161,7 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 		&i.Collection,
 		&i.Public,
 		&i.Secret,
+		&i.KeyMatches,
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,

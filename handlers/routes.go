@@ -29,7 +29,10 @@ func New(records fieldseal.RecordService, health HealthChecker, verifier TokenVe
 
 	(&Health{db: health, schemaHead: schemaHead}).register(e)
 
-	v1 := e.Group("/v1", bodyLimit(maxBody), authenticate(verifier))
-	(&Records{service: records, now: time.Now}).register(v1)
+	// Middleware is attached per route, not to the group: a group's
+	// middleware would also catch unknown paths and methods, hiding 405.
+	v1 := e.Group("/v1")
+	authed := []echo.MiddlewareFunc{bodyLimit(maxBody), authenticate(verifier)}
+	(&Records{service: records, now: time.Now}).register(v1, authed)
 	return e
 }

@@ -37,11 +37,18 @@ FROM fieldseal.records
 WHERE id = @id;
 
 -- name: GetRecordDecrypted :one
-SELECT id, collection, public,
-       fieldseal.pgp_sym_decrypt(secret, @key::text)::text AS secret,
-       version, created_at, updated_at
-FROM fieldseal.records
-WHERE id = @id;
+-- No row: no such record (404), whatever the key. key_matches false: the
+-- record exists but the key is not the subject's (403), and nothing is
+-- decrypted. The verifier is checked once, in the lateral subquery.
+SELECT r.id, r.collection, r.public,
+       coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, @key::text) END, '')::text AS secret,
+       k.matches::boolean AS key_matches,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (
+    SELECT fieldseal.key_matches(s.key_verifier, @key::text) AS matches FROM fieldseal.subjects s
+) k
+WHERE r.id = @id;
 
 -- name: ListRecords :many
 -- Keyset pagination by id (UUIDv7, creation order); after is the all-zero
