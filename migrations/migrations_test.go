@@ -2,7 +2,11 @@ package migrations_test
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/migrations"
@@ -10,21 +14,187 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func TestUpDownUp(t *testing.T) {
-	ctx := context.Background()
-	url := pgtest.NewEmptyDB(t)
-	m, err := migrations.Open(ctx, url)
+func migrate(t *testing.T, url string, fn func(m *migrations.Migrator) error) {
+	t.Helper()
+	m, err := migrations.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatalf("up: %v", err)
-	}
-	if _, err := m.DownTo(ctx, 0); err != nil {
-		t.Fatalf("down: %v", err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatalf("up again: %v", err)
+	if err := fn(m); err != nil {
+		t.Fatal(err)
 	}
 }
+
+// upErr migrates url to the head; safe to call from any goroutine.
+func upErr(url string) error {
+	m, err := migrations.Open(context.Background(), url)
+	if err != nil {
+		return err
+	}
+	defer m.Close()
+	return up(m)
+}
+
+func up(m *migrations.Migrator) error {
+	_, err := m.Up(context.Background())
+	return err
+}
+
+func downAll(m *migrations.Migrator) error {
+	_, err := m.DownTo(context.Background(), 0)
+	return err
+}
+
+func query[T any](t *testing.T, url, sql string, args ...any) T {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var v T
+	if err := conn.QueryRow(context.Background(), sql, args...).Scan(&v); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return v
+}
+
+// objects counts what the migrations own in a database: the fieldseal
+// schema's objects, the schema itself and pgcrypto.
+const objects = `SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'fieldseal')
+	+ (SELECT count(*) FROM pg_namespace WHERE nspname = 'fieldseal')
+	+ (SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto')
+	+ (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public')`
+
+func TestUpDownUp(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDB(t)
+	migrate(t, url, up)
+	if v := query[int64](t, url, `SELECT max(version_id) FROM `+migrations.VersionTable); v != migrations.Head() {
+		t.Errorf("version after up = %d; want %d", v, migrations.Head())
+	}
+	if n := query[int64](t, url, `SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'`); n != 0 {
+		t.Errorf("%d objects in public; want none", n)
+	}
+	owner := query[string](t, url, `SELECT tableowner::text FROM pg_tables WHERE schemaname = 'fieldseal' AND tablename = 'records'`)
+	if owner != "fieldseal_owner" {
+		t.Errorf("records owned by %q; want fieldseal_owner", owner)
+	}
+	migrate(t, url, downAll)
+	if n := query[int64](t, url, objects); n != 0 {
+		t.Errorf("after down to 0, %d migration objects remain; want 0", n)
+	}
+	migrate(t, url, up)
+	if n := query[bool](t, url, `SELECT relforcerowsecurity FROM pg_class WHERE oid = 'fieldseal.records'::regclass`); !n {
+		t.Error("after up, down, up: row-level security is not forced on records")
+	}
+}
+
+func TestEachStepDownIsClean(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDB(t)
+	migrate(t, url, up)
+	for v := migrations.Head(); v > 0; v-- {
+		migrate(t, url, func(m *migrations.Migrator) error {
+			_, err := m.Down(context.Background())
+			return err
+		})
+		if got := query[int64](t, url, `SELECT coalesce(max(version_id), 0) FROM `+migrations.VersionTable); got != v-1 {
+			t.Errorf("after one down from %d: version %d", v, got)
+		}
+	}
+	if n := query[int64](t, url, objects); n != 0 {
+		t.Errorf("%d migration objects remain; want 0", n)
+	}
+}
+
+func TestRolesAreSharedAcrossDatabases(t *testing.T) {
+	t.Parallel()
+	// Two databases of one cluster, migrated at the same time: roles are
+	// cluster-wide, and neither run may fail on the other's roles.
+	a, b := pgtest.NewEmptyDB(t), pgtest.NewEmptyDB(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, url := range []string{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- upErr(url)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Rolling one database back keeps the roles the other still uses.
+	migrate(t, b, downAll)
+	for _, role := range []string{"fieldseal_owner", "fieldseal_app", "fieldseal_auditor"} {
+		if !query[bool](t, a, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1 AND NOT rolcanlogin)`, role) {
+			t.Errorf("role %s is gone or can log in", role)
+		}
+	}
+	if v := query[int64](t, a, `SELECT max(version_id) FROM `+migrations.VersionTable); v != migrations.Head() {
+		t.Errorf("database a at version %d; want %d", v, migrations.Head())
+	}
+}
+
+func TestConcurrentUpOnOneDatabase(t *testing.T) {
+	t.Parallel()
+	// Two replicas starting at once: the advisory lock serialises them, so
+	// each migration is applied exactly once and neither run fails.
+	url := pgtest.NewEmptyDB(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- upErr(url)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := query[int64](t, url, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id > 0`); n != migrations.Head() {
+		t.Errorf("%d applied migrations recorded; want %d, each once", n, migrations.Head())
+	}
+}
+
+func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDB(t)
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(context.Background(), `CREATE EXTENSION pgcrypto WITH SCHEMA public`)
+	conn.Close(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := migrations.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	_, err = m.Up(context.Background())
+	if err == nil {
+		t.Fatal("migrations ran with pgcrypto in public")
+	}
+	if want := "pgcrypto is already installed in schema public"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error = %v; want it to say %q", err, want)
+	}
+	// Nothing half-done: the failed migration rolled back.
+	if n := query[int64](t, url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'fieldseal'`); n != 0 {
+		t.Error("schema fieldseal exists after the failed migration")
+	}
+}
+

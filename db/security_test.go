@@ -1,0 +1,234 @@
+package db_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func key(t *testing.T, s string) fieldseal.Key {
+	t.Helper()
+	k, err := fieldseal.ParseKey(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+const (
+	keyA = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+	keyB = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
+)
+
+// seed stores one record for alice and one for bob through the Store, as
+// the app role, and returns the store's database.
+func seed(t *testing.T) (pgtest.DB, *db.Store) {
+	t.Helper()
+	database := pgtest.NewDB(t)
+	pool, err := pgxpool.New(context.Background(), database.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store := db.NewStore(pool)
+	ctx := context.Background()
+	for _, s := range []struct{ sub, key, secret string }{
+		{"alice", keyA, "alice-plaintext-marker"},
+		{"bob", keyB, "bob-plaintext-marker"},
+	} {
+		_, err := store.CreateRecord(ctx, s.sub, key(t, s.key), fieldseal.NewID(time.Now()), fieldseal.RecordInput{
+			Collection: "c", Public: json.RawMessage(`{"owner":"` + s.sub + `-public"}`),
+			Secret: json.RawMessage(`{"s":"` + s.secret + `"}`),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return database, store
+}
+
+// appTx runs fn in a transaction of the app role, with subject set unless
+// it is empty.
+func appTx(t *testing.T, database pgtest.DB, subject string, fn func(tx pgx.Tx)) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, database.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if subject != "" {
+		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fn(tx)
+}
+
+func countRows(t *testing.T, tx pgx.Tx, sql string) int {
+	t.Helper()
+	var n int
+	if err := tx.QueryRow(context.Background(), sql).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+func TestRowLevelSecurityInSQL(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	ctx := context.Background()
+
+	t.Run("no subject set: no rows", func(t *testing.T) {
+		appTx(t, database, "", func(tx pgx.Tx) {
+			for _, table := range []string{"fieldseal.records", "fieldseal.subjects"} {
+				if n := countRows(t, tx, `SELECT count(*)::int FROM `+table); n != 0 {
+					t.Errorf("%s without a subject: %d rows; want 0", table, n)
+				}
+			}
+		})
+	})
+	t.Run("a forgotten WHERE stays in the subject", func(t *testing.T) {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			var subjects []string
+			rows, _ := tx.Query(ctx, `SELECT DISTINCT subject FROM fieldseal.records`)
+			subjects, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(subjects) != 1 || subjects[0] != "alice" {
+				t.Errorf("alice's transaction sees subjects %v; want [alice]", subjects)
+			}
+			if n := countRows(t, tx, `SELECT count(*)::int FROM fieldseal.subjects`); n != 1 {
+				t.Errorf("alice sees %d key verifiers; want 1", n)
+			}
+		})
+	})
+	t.Run("cannot write into another subject", func(t *testing.T) {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			_, err := tx.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+				VALUES ('bob', gen_random_uuid(), 'c', '{}', '\x00')`)
+			if err == nil || !strings.Contains(err.Error(), "row-level security") {
+				t.Errorf("insert for bob as alice: %v; want a row-level security violation", err)
+			}
+		})
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			tag, err := tx.Exec(ctx, `DELETE FROM fieldseal.records WHERE subject = 'bob'`)
+			if err != nil || tag.RowsAffected() != 0 {
+				t.Errorf("delete bob's rows as alice: %v, %d rows; want 0 rows", err, tag.RowsAffected())
+			}
+		})
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			_, err := tx.Exec(ctx, `UPDATE fieldseal.records SET subject = 'bob'`)
+			if err == nil || !strings.Contains(err.Error(), "permission denied") {
+				t.Errorf("moving a record to bob: %v; want permission denied", err)
+			}
+		})
+	})
+}
+
+func TestAppRoleCannot(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	// Something of somebody else's, outside fieldseal's schema.
+	admin, err := pgx.Connect(context.Background(), database.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	if _, err := admin.Exec(context.Background(), `CREATE TABLE public.payroll (x int); INSERT INTO public.payroll VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	for _, stmt := range []string{
+		`DROP TABLE fieldseal.records`,
+		`TRUNCATE fieldseal.records`,
+		`TRUNCATE fieldseal.subjects`,
+		`ALTER TABLE fieldseal.records DISABLE ROW LEVEL SECURITY`,
+		`ALTER TABLE fieldseal.records NO FORCE ROW LEVEL SECURITY`,
+		`DROP POLICY subject_isolation ON fieldseal.records`,
+		`ALTER TABLE fieldseal.records ADD COLUMN x int`,
+		`CREATE TABLE fieldseal.mine (x int)`,
+		`CREATE TABLE public.mine (x int)`,
+		`CREATE SCHEMA mine`,
+		`SELECT * FROM public.payroll`,
+		`DELETE FROM fieldseal.subjects`,
+		`SET ROLE fieldseal_owner`,
+		`SELECT fieldseal.gen_random_bytes(8)`,
+		`CREATE FUNCTION fieldseal.f() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
+	} {
+		t.Run(stmt, func(t *testing.T) {
+			appTx(t, database, "alice", func(tx pgx.Tx) {
+				if _, err := tx.Exec(context.Background(), stmt); err == nil {
+					t.Errorf("the app role could run %q", stmt)
+				} else if !strings.Contains(err.Error(), "permission denied") && !strings.Contains(err.Error(), "must be owner") {
+					t.Errorf("%q failed, but not for lack of privilege: %v", stmt, err)
+				}
+			})
+		})
+	}
+}
+
+func TestDumpHoldsNoPlaintext(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	out, err := exec.Command(filepath.Join(pgtest.BinDir(t), "pg_dump"), "--dbname", database.AdminURL, "--data-only").CombinedOutput()
+	if err != nil {
+		t.Fatalf("pg_dump: %v\n%s", err, out)
+	}
+	dump := string(out)
+	if !strings.Contains(dump, "alice-public") {
+		t.Fatal("the dump does not hold the records at all; the test would prove nothing")
+	}
+	for _, secret := range []string{"alice-plaintext-marker", "bob-plaintext-marker", keyA, keyB} {
+		if strings.Contains(dump, secret) {
+			t.Errorf("the dump holds %q", secret)
+		}
+	}
+}
+
+func TestCheckSessionRole(t *testing.T) {
+	t.Parallel()
+	database := pgtest.NewDB(t)
+	for _, tc := range []struct {
+		name, attributes, want string
+	}{
+		{"app member", "IN ROLE fieldseal_app", ""},
+		{"superuser", "SUPERUSER", "superuser"},
+		{"BYPASSRLS", "BYPASSRLS IN ROLE fieldseal_app", "BYPASSRLS"},
+		{"owner", "IN ROLE fieldseal_app, fieldseal_owner", "owns fieldseal's schema"},
+		{"not an app member", "", "not a member of fieldseal_app"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool, err := pgxpool.New(context.Background(), pgtest.LoginRole(t, database, tc.attributes))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pool.Close()
+			err = db.NewStore(pool).CheckSessionRole(context.Background())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("CheckSessionRole = %v; want a refusal naming %q", err, tc.want)
+			}
+		})
+	}
+}
