@@ -361,8 +361,8 @@ SELECT set_config('fieldseal.subject', $1::text, true)
 //
 // Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
 // is 256 random bits (44 characters of base64), so iterated S2K would add
-// no guessing resistance while costing about 30 times the CPU of s2k-mode=1
-// per call (README, "Encryption parameters", has the measurement).
+// no guessing resistance while costing about 22 times the CPU of s2k-mode=1
+// per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
 func (q *Queries) SetSubject(ctx context.Context, subject string) error {
 	_, err := q.db.Exec(ctx, setSubject, subject)
 	return err
