@@ -2,7 +2,11 @@ package db
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // SchemaVersion returns the migration version applied to the database, read
@@ -21,6 +25,12 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 // privileges of fieldseal_app.
 func (s *Store) CheckSessionRole(ctx context.Context) error {
 	r, err := New(s.pool).GetSessionRole(ctx)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.Contains(pgErr.Message, "log_parameter_max_length") {
+		// Only fieldseal_app may switch parameter logging off (migration 00003).
+		user := s.pool.Config().ConnConfig.User
+		return fmt.Errorf("role %q may not turn off parameter logging: it is not a member of fieldseal_app, or the migrations have not run (run `fieldseal migrate up`, then GRANT fieldseal_app TO %s)", user, user)
+	}
 	if err != nil {
 		return fmt.Errorf("read the connection's role: %w", mapError(err))
 	}

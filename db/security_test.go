@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
@@ -38,7 +37,7 @@ const (
 func seed(t *testing.T) (pgtest.DB, *db.Store) {
 	t.Helper()
 	database := pgtest.NewDB(t)
-	pool, err := pgxpool.New(context.Background(), database.AppURL)
+	pool, err := db.NewPool(context.Background(), database.AppURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +216,7 @@ func TestCheckSessionRole(t *testing.T) {
 		{"not an app member", "", "not a member of fieldseal_app"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool, err := pgxpool.New(context.Background(), pgtest.LoginRole(t, database, tc.attributes))
+			pool, err := db.NewPool(context.Background(), pgtest.LoginRole(t, database, tc.attributes))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -230,5 +229,24 @@ func TestCheckSessionRole(t *testing.T) {
 				t.Errorf("CheckSessionRole = %v; want a refusal naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestSessionsDoNotLogParameters(t *testing.T) {
+	t.Parallel()
+	database := pgtest.NewDB(t)
+	pool, err := db.NewPool(context.Background(), database.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, setting := range []string{"log_parameter_max_length", "log_parameter_max_length_on_error"} {
+		var v string
+		if err := pool.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		if v != "0" {
+			t.Errorf("%s = %s in the app's sessions; want 0", setting, v)
+		}
 	}
 }

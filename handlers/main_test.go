@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
@@ -98,7 +97,7 @@ func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := pgxpool.New(ctx, database.AppURL)
+	pool, err := db.NewPool(ctx, database.AppURL)
 	if err != nil {
 		t.Fatal(err)
 	}

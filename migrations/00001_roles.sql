@@ -43,6 +43,14 @@ DECLARE
 BEGIN
     FOREACH r IN ARRAY ARRAY['fieldseal_auditor', 'fieldseal_app', 'fieldseal_owner'] LOOP
         BEGIN
+            IF r = 'fieldseal_app' AND EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = r) AND NOT EXISTS (
+                SELECT FROM pg_catalog.pg_shdepend d JOIN pg_catalog.pg_roles x ON x.oid = d.refobjid
+                WHERE x.rolname = r AND d.dbid <> 0
+                  AND d.dbid <> (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())
+            ) THEN
+                -- the last database: its cluster-wide parameter grant goes too
+                REVOKE SET ON PARAMETER log_parameter_max_length, log_parameter_max_length_on_error FROM fieldseal_app;
+            END IF;
             EXECUTE format('DROP ROLE IF EXISTS %I', r);
         EXCEPTION WHEN dependent_objects_still_exist THEN
             RAISE NOTICE 'role % is still used by another database of this cluster; kept', r;

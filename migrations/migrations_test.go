@@ -140,6 +140,9 @@ func TestRolesAreSharedAcrossDatabases(t *testing.T) {
 	if v := query[int64](t, a, `SELECT max(version_id) FROM `+migrations.VersionTable); v != migrations.Head() {
 		t.Errorf("database a at version %d; want %d", v, migrations.Head())
 	}
+	if !query[bool](t, a, `SELECT has_parameter_privilege('fieldseal_app', 'log_parameter_max_length', 'SET')`) {
+		t.Error("rolling back database b revoked the app role's parameter grant that database a needs")
+	}
 }
 
 func TestConcurrentUpOnOneDatabase(t *testing.T) {
@@ -197,4 +200,3 @@ func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
 		t.Error("schema fieldseal exists after the failed migration")
 	}
 }
-

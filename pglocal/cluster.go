@@ -217,9 +217,14 @@ func (c *Cluster) logTail() string {
 
 // URL returns a superuser connection URL for database.
 func (c *Cluster) URL(database string) string {
+	return c.URLAs(superuser, c.password, database)
+}
+
+// URLAs returns a connection URL for database as user with password.
+func (c *Cluster) URLAs(user, password, database string) string {
 	u := url.URL{
 		Scheme:   "postgres",
-		User:     url.UserPassword(superuser, c.password),
+		User:     url.UserPassword(user, password),
 		Host:     net.JoinHostPort("127.0.0.1", strconv.Itoa(c.Port)),
 		Path:     "/" + database,
 		RawQuery: "sslmode=disable",

@@ -129,6 +129,10 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		if c.tlsCert != "" {
 			scheme = "https"
 		}
+		// Listening on every interface (a container): show a loopback URL.
+		if host, port, err := net.SplitHostPort(addr); err == nil && net.ParseIP(host).IsUnspecified() {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
 		printDevBanner(stdout, scheme+"://"+addr, token, dataKey)
 	})
 }

@@ -124,22 +124,25 @@ func TestMigrateCommand(t *testing.T) {
 	t.Parallel()
 	admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": pgtest.NewEmptyDB(t)}
 	ctx := context.Background()
+	// status prints one line per migration: its file, then pending or applied.
 	steps := []struct {
 		args []string
-		want string
+		want []string
 	}{
-		{[]string{"migrate", "status"}, "00002_records.sql        pending"},
-		{[]string{"migrate", "up"}, "applied 00002_records.sql"},
-		{[]string{"migrate", "up"}, "already at the newest version"},
-		{[]string{"migrate", "status"}, "00002_records.sql        applied"},
-		{[]string{"migrate", "down"}, "rolled back 00002_records.sql"},
-		{[]string{"migrate", "--to", "0", "down"}, "rolled back 00001_roles.sql"},
-		{[]string{"migrate", "status"}, "00001_roles.sql          pending"},
+		{[]string{"migrate", "status"}, []string{"00001_roles.sql", "00003_parameter_logging.sql pending"}},
+		{[]string{"migrate", "up"}, []string{"applied 00001_roles.sql", "applied 00003_parameter_logging.sql"}},
+		{[]string{"migrate", "up"}, []string{"already at the newest version 3"}},
+		{[]string{"migrate", "status"}, []string{"00003_parameter_logging.sql applied 2"}},
+		{[]string{"migrate", "down"}, []string{"rolled back 00003_parameter_logging.sql"}},
+		{[]string{"migrate", "--to", "0", "down"}, []string{"rolled back 00002_records.sql", "rolled back 00001_roles.sql"}},
+		{[]string{"migrate", "status"}, []string{"00001_roles.sql          pending"}},
 	}
 	for _, s := range steps {
 		code, stdout, stderr := runCmd(t, ctx, admin, s.args...)
-		if code != 0 || !strings.Contains(stdout, s.want) {
-			t.Fatalf("fieldseal %s: exit %d, stdout %q, stderr %q; want %q", strings.Join(s.args, " "), code, stdout, stderr, s.want)
+		for _, want := range s.want {
+			if code != 0 || !strings.Contains(stdout, want) {
+				t.Fatalf("fieldseal %s: exit %d, stdout %q, stderr %q; want %q", strings.Join(s.args, " "), code, stdout, stderr, want)
+			}
 		}
 	}
 	if code, _, stderr := runCmd(t, ctx, nil, "migrate", "up"); code != 1 || !strings.Contains(stderr, "FIELDSEAL_ADMIN_DATABASE_URL is required") {
@@ -288,4 +291,3 @@ func TestDevExternalDatabase(t *testing.T) {
 		t.Errorf("dev on an external database: %s", out)
 	}
 }
-

@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/handlers"
@@ -122,14 +120,9 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 // row-level security, and serves until ctx ends. ready, if not nil, is
 // called with the listening address.
 func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, log *slog.Logger, ready func(addr string)) error {
-	poolCfg, err := pgxpool.ParseConfig(c.databaseURL)
+	pool, err := db.NewPool(ctx, c.databaseURL)
 	if err != nil {
-		return errors.New("FIELDSEAL_DATABASE_URL is not a valid PostgreSQL URL")
-	}
-	poolCfg.ConnConfig.RuntimeParams["application_name"] = "fieldseal"
-	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
-	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL: %w", err)
+		return fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
 	}
 	defer pool.Close()
 	store := db.NewStore(pool)
