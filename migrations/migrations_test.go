@@ -36,6 +36,27 @@ func upErr(url string) error {
 	return up(m)
 }
 
+// upConcurrently migrates every url at once, one goroutine each.
+func upConcurrently(t *testing.T, urls ...string) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(urls))
+	for _, url := range urls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- upErr(url)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func up(m *migrations.Migrator) error {
 	_, err := m.Up(context.Background())
 	return err
@@ -114,22 +135,7 @@ func TestRolesAreSharedAcrossDatabases(t *testing.T) {
 	// Two databases of one cluster, migrated at the same time: roles are
 	// cluster-wide, and neither run may fail on the other's roles.
 	a, b := pgtest.NewEmptyDB(t), pgtest.NewEmptyDB(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, url := range []string{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- upErr(url)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	upConcurrently(t, a, b)
 	// Rolling one database back keeps the roles the other still uses.
 	migrate(t, b, downAll)
 	for _, role := range []string{"fieldseal_owner", "fieldseal_app", "fieldseal_auditor"} {
@@ -150,22 +156,7 @@ func TestConcurrentUpOnOneDatabase(t *testing.T) {
 	// Two replicas starting at once: the advisory lock serialises them, so
 	// each migration is applied exactly once and neither run fails.
 	url := pgtest.NewEmptyDB(t)
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
-	for range 3 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs <- upErr(url)
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	upConcurrently(t, url, url, url)
 	if n := query[int64](t, url, `SELECT count(*) FROM `+migrations.VersionTable+` WHERE version_id > 0`); n != migrations.Head() {
 		t.Errorf("%d applied migrations recorded; want %d, each once", n, migrations.Head())
 	}
