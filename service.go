@@ -1,6 +1,10 @@
 package fieldseal
 
-import "context"
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
 
 // RecordService stores and reads records. Every method works on one
 // subject's records only and returns *Error codes as listed; any other
@@ -23,4 +27,39 @@ type RecordService interface {
 	// DeleteRecord deletes a record; with match not nil only one of those
 	// versions. ENOTFOUND, ECONFLICT, EUNAVAILABLE.
 	DeleteRecord(ctx context.Context, subject string, id ID, match []int64) error
+}
+
+// KeyService manages a subject's data key.
+type KeyService interface {
+	// VerifyKey returns nil if key is the subject's current key, EWRONGKEY
+	// otherwise (also when the subject has no key yet), EUNAVAILABLE.
+	VerifyKey(ctx context.Context, subject string, key Key) error
+	// RotateKey re-encrypts every record of the subject, and its key
+	// verifier, from current to next in one transaction, and returns how
+	// many records it re-encrypted. EWRONGKEY (nothing changes),
+	// EUNAVAILABLE.
+	RotateKey(ctx context.Context, subject string, current, next Key) (int64, error)
+}
+
+// ExportService reads a subject's records as stored, for backup and
+// recovery without fieldseal.
+type ExportService interface {
+	// Ciphertext returns a record's secret as an ASCII-armored OpenPGP
+	// message. ENOTFOUND, EUNAVAILABLE.
+	Ciphertext(ctx context.Context, subject string, id ID) (string, error)
+	// Export calls fn with every record of the subject, in creation order,
+	// from one consistent snapshot; an error from fn stops it.
+	Export(ctx context.Context, subject string, fn func(ExportedRecord) error) error
+}
+
+// ExportedRecord is one line of an export: a record with its secret as
+// the armored OpenPGP message that `gpg --decrypt` opens with the key.
+type ExportedRecord struct {
+	ID         ID              `json:"id"`
+	Collection string          `json:"collection"`
+	Public     json.RawMessage `json:"public"`
+	Version    int64           `json:"version"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+	Ciphertext string          `json:"ciphertext"`
 }

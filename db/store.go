@@ -24,10 +24,15 @@ func NewStore(pool *pgxpool.Pool) *Store {
 // inTx runs fn in one transaction that first sets the subject for
 // row-level security. fn's error rolls the transaction back.
 func (s *Store) inTx(ctx context.Context, subject string, fn func(q *Queries) error) error {
+	return s.inTxWith(ctx, subject, pgx.TxOptions{}, fn)
+}
+
+// inTxWith is inTx with transaction options.
+func (s *Store) inTxWith(ctx context.Context, subject string, opts pgx.TxOptions, fn func(q *Queries) error) error {
 	if subject == "" {
 		return fmt.Errorf("db: empty subject")
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
 		q := New(tx)
 		if err := q.SetSubject(ctx, subject); err != nil {
 			return err

@@ -108,7 +108,7 @@ func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
 	}
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, nil))
-	srv := httptest.NewServer(handlers.New(store, store, verifier, log, maxBody, migrations.Head()))
+	srv := httptest.NewServer(handlers.New(store, store, store, store, verifier, log, maxBody, migrations.Head()))
 	t.Cleanup(srv.Close)
 	return &api{t: t, URL: srv.URL, db: database, idp: idp, logBuf: logBuf}
 }

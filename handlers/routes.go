@@ -14,11 +14,11 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // New returns the HTTP API. Every route is listed here.
 //
-// records serves the records endpoints, health the probes, verifier checks
+// records, keys and export serve the /v1 endpoints, health the probes, verifier checks
 // bearer tokens; maxBody limits request bodies (0: DefaultMaxBodyBytes);
 // schemaHead is the migration version this binary needs.
-func New(records fieldseal.RecordService, health HealthChecker, verifier TokenVerifier,
-	log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
+func New(records fieldseal.RecordService, keys fieldseal.KeyService, export fieldseal.ExportService,
+	health HealthChecker, verifier TokenVerifier, log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
@@ -34,5 +34,7 @@ func New(records fieldseal.RecordService, health HealthChecker, verifier TokenVe
 	v1 := e.Group("/v1")
 	authed := []echo.MiddlewareFunc{bodyLimit(maxBody), authenticate(verifier)}
 	(&Records{service: records, now: time.Now}).register(v1, authed)
+	(&Keys{service: keys}).register(v1, authed)
+	(&Export{service: export, log: log}).register(v1, authed)
 	return e
 }

@@ -129,7 +129,7 @@ func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, 
 	if err := store.CheckSessionRole(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
-	api := handlers.New(store, store, verifier, log, c.maxBody, migrations.Head())
+	api := handlers.New(store, store, store, store, verifier, log, c.maxBody, migrations.Head())
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {

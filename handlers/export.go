@@ -1,0 +1,70 @@
+package handlers
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/auth"
+)
+
+// Export serves the portable forms of a subject's records: what a user
+// needs to recover their data with stock gpg and no fieldseal.
+type Export struct {
+	service fieldseal.ExportService
+	log     *slog.Logger
+}
+
+func (h *Export) register(g *echo.Group, authed []echo.MiddlewareFunc) {
+	read := append(authed[:len(authed):len(authed)], requireScope(auth.ScopeRecordsRead))
+	g.GET("/records/:id/ciphertext", h.ciphertext, read...)
+	g.GET("/export", h.export, read...)
+}
+
+// ciphertext returns the stored OpenPGP message, ASCII-armored.
+func (h *Export) ciphertext(c echo.Context) error {
+	id, err := fieldseal.ParseID(c.Param("id"))
+	if err != nil {
+		return err
+	}
+	armored, err := h.service.Ciphertext(c.Request().Context(), claims(c).Subject, id)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, "application/pgp-encrypted", []byte(armored))
+}
+
+// export streams every record as NDJSON, one record a line. An error
+// before the first line is a problem response; after it, the connection
+// is cut so the client cannot mistake a partial export for a whole one.
+func (h *Export) export(c echo.Context) error {
+	w := c.Response()
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	started := false
+	err := h.service.Export(c.Request().Context(), claims(c).Subject, func(r fieldseal.ExportedRecord) error {
+		if !started {
+			w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+		return enc.Encode(r)
+	})
+	switch {
+	case err != nil && started:
+		h.log.ErrorContext(c.Request().Context(), "export failed mid-stream; cutting the connection",
+			"request_id", requestID(c), "error", err.Error())
+		panic(http.ErrAbortHandler)
+	case err != nil:
+		return err
+	case !started:
+		w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
+		return c.NoContent(http.StatusOK)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package handlers_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func TestVerifyKey(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	tok, key := a.token("alice", allScopes), newKey(t)
+	verify := func(k string) response {
+		return a.do(req{method: "POST", path: "/v1/keys/verify", token: tok, key: k})
+	}
+	wantProblem(t, verify(key), http.StatusForbidden, "wrong_key") // no key registered yet
+	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{}})
+	if r := verify(key); r.status != http.StatusNoContent {
+		t.Errorf("verify with the current key: %d %s; want 204", r.status, r.body)
+	}
+	wantProblem(t, verify(newKey(t)), http.StatusForbidden, "wrong_key")
+	wantProblem(t, verify(""), http.StatusBadRequest, "key_required")
+	wantProblem(t, verify("short"), http.StatusBadRequest, "invalid_key")
+	wantProblem(t, a.do(req{method: "POST", path: "/v1/keys/verify", token: a.token("alice", "records:write"), key: key}),
+		http.StatusForbidden, "insufficient_scope")
+}
+
+func TestRotateKey(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	tok, oldKey, newK := a.token("alice", allScopes), newKey(t), newKey(t)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, a.create(tok, oldKey, map[string]any{"collection": "c", "secret": map[string]any{"n": i}}))
+	}
+	bobTok, bobKey := a.token("bob", allScopes), newKey(t)
+	bobID := a.create(bobTok, bobKey, map[string]any{"collection": "c", "secret": map[string]any{"bob": true}})
+
+	rotate := func(token, current, next string) response {
+		return a.do(req{method: "POST", path: "/v1/keys/rotate", token: token, key: current, header: map[string]string{"New-Encryption-Key": next}})
+	}
+	// Refusals change nothing.
+	for _, tc := range []struct {
+		name          string
+		token         string
+		current, next string
+		status        int
+		code          string
+	}{
+		{"wrong current key", tok, newKey(t), newK, 403, "wrong_key"},
+		{"new equals current", tok, oldKey, oldKey, 400, "invalid_request"},
+		{"malformed new key", tok, oldKey, "not-a-key", 400, "invalid_key"},
+		{"missing new key", tok, oldKey, "", 400, "key_required"},
+		{"missing current key", tok, "", newK, 400, "key_required"},
+		{"without keys:rotate", a.token("alice", "records:read records:write"), oldKey, newK, 403, "insufficient_scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantProblem(t, rotate(tc.token, tc.current, tc.next), tc.status, tc.code)
+		})
+	}
+	if n := a.count(`SELECT count(*)::int FROM fieldseal.records WHERE subject = 'alice' AND fieldseal.pgp_sym_decrypt(secret, $1) IS NOT NULL`, oldKey); n != 3 {
+		t.Fatalf("after refused rotations, %d of alice's records open with the old key; want 3", n)
+	}
+
+	r := rotate(tok, oldKey, newK)
+	if r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != `{"rotated":3}` {
+		t.Fatalf("rotate: %d %s; want 200 {\"rotated\":3}", r.status, r.body)
+	}
+	// Every record, and the verifier, moved; the old key opens nothing.
+	for i, id := range ids {
+		r := a.do(req{method: "GET", path: "/v1/records/" + id, token: tok, key: newK})
+		if !strings.Contains(string(r.body), fmt.Sprintf(`"secret":{"n":%d}`, i)) {
+			t.Errorf("record %d under the new key: %d %s", i, r.status, r.body)
+		}
+		wantProblem(t, a.do(req{method: "GET", path: "/v1/records/" + id, token: tok, key: oldKey}), 403, "wrong_key")
+	}
+	if r := a.do(req{method: "POST", path: "/v1/keys/verify", token: tok, key: newK}); r.status != http.StatusNoContent {
+		t.Errorf("verify with the new key after rotation: %d", r.status)
+	}
+	wantProblem(t, a.do(req{method: "POST", path: "/v1/records", token: tok, key: oldKey,
+		body: map[string]any{"collection": "c", "secret": map[string]any{}}}), 403, "wrong_key")
+	if n := a.count(`SELECT count(*)::int FROM fieldseal.records WHERE subject = 'alice' AND fieldseal.pgp_sym_decrypt(secret, $1) IS NOT NULL`, newK); n != 3 {
+		t.Errorf("%d of alice's records open with the new key; want 3", n)
+	}
+	// Versions are unchanged (the content is), so If-Match keeps working.
+	if r := a.do(req{method: "GET", path: "/v1/records/" + ids[0], token: tok}); r.header.Get("ETag") != `"1"` {
+		t.Errorf("ETag after rotation = %s; want \"1\"", r.header.Get("ETag"))
+	}
+	// Bob is untouched.
+	if r := a.do(req{method: "GET", path: "/v1/records/" + bobID, token: bobTok, key: bobKey}); !strings.Contains(string(r.body), `"bob":true`) {
+		t.Errorf("bob's record after alice's rotation: %d %s", r.status, r.body)
+	}
+	// A subject with nothing to rotate.
+	wantProblem(t, rotate(a.token("carol", allScopes), newKey(t), newKey(t)), 403, "wrong_key")
+	// The keys reached no log line.
+	for _, k := range []string{oldKey, newK} {
+		if strings.Contains(a.logBuf.String(), k) {
+			t.Error("the server log holds a key")
+		}
+	}
+}

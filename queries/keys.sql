@@ -1,0 +1,37 @@
+-- Key rotation and export. Same rules as records.sql: every query runs in
+-- a transaction that has set fieldseal.subject; row-level security does
+-- the rest. Encryption options: cipher-algo=aes256, s2k-mode=1 (see there).
+
+-- name: LockKeyForRotation :one
+-- FOR UPDATE: writes hold the verifier FOR SHARE, so a rotation waits for
+-- writes in flight, and writes that come after it wait for it, then find
+-- the new verifier and refuse the old key.
+SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
+FROM fieldseal.subjects
+FOR UPDATE;
+
+-- name: ReencryptRecords :execrows
+-- Decrypted and encrypted again inside PostgreSQL: the plaintext never
+-- leaves the database. Versions do not change: the content is the same.
+UPDATE fieldseal.records
+SET secret = fieldseal.pgp_sym_encrypt(
+    fieldseal.pgp_sym_decrypt(secret, @old_key::text), @new_key::text, 'cipher-algo=aes256, s2k-mode=1');
+
+-- name: ReplaceKeyVerifier :exec
+UPDATE fieldseal.subjects
+SET key_verifier = fieldseal.new_key_verifier(@new_key::text), updated_at = now();
+
+-- name: GetRecordCiphertext :one
+SELECT fieldseal.armor(secret)::text AS armored
+FROM fieldseal.records
+WHERE id = @id;
+
+-- name: ExportRecords :many
+-- One page of the export, in id order; the export walks the pages in one
+-- repeatable-read transaction, so it is one snapshot.
+SELECT id, collection, public, version, created_at, updated_at,
+       fieldseal.armor(secret)::text AS armored
+FROM fieldseal.records
+WHERE id > @after
+ORDER BY id
+LIMIT @max_rows;
