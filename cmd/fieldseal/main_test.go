@@ -23,7 +23,15 @@ import (
 	"github.com/fieldseal/fieldseal/migrations"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	// Re-executed as the fieldseal binary by tests that need a real server
+	// process (to kill it, to read its memory use).
+	if os.Getenv("FIELDSEAL_TEST_RUN_MAIN") == "1" {
+		main()
+		return
+	}
+	pgtest.Main(m)
+}
 
 // runCmd runs fieldseal with args and environment vars, returning the exit
 // code and what it printed.

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/pglocal"
+)
+
+// crashRecords is how many records a crash test rotates: enough that the
+// re-encryption runs for a while (about 30 µs a record) to be cut off.
+const crashRecords = 20000
+
+func dataKey(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// tokenSetup returns serve's token settings and a token for subject with
+// every scope.
+func tokenSetup(t testing.TB, subject string) (map[string]string, string) {
+	t.Helper()
+	k, err := devissuer.LoadOrCreateKey(filepath.Join(t.TempDir(), "k.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss := devissuer.New("https://idp.test", k)
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwks, iss.JWKS(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := iss.Mint(subject, "fieldseal", devScopes, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{"FIELDSEAL_ISSUER": iss.URL, "FIELDSEAL_AUDIENCE": "fieldseal", "FIELDSEAL_JWKS_FILE": jwks}, tok
+}
+
+// exactlyOneKey fails t unless every record and the verifier are under
+// the same one of the two keys; it returns which (0 old, 1 new).
+func exactlyOneKey(t *testing.T, adminURL string, oldKey, newKey string) int {
+	t.Helper()
+	counts, verifier := keyCensus(t, adminURL, "alice", oldKey, newKey)
+	switch {
+	case counts[0] == crashRecords && counts[1] == 0 && verifier == 0:
+		return 0
+	case counts[1] == crashRecords && counts[0] == 0 && verifier == 1:
+		return 1
+	}
+	t.Fatalf("a mix of keys: %s (of %d records)", describe(counts, verifier), crashRecords)
+	return -1
+}
+
+func TestRotationSurvivesKilledServer(t *testing.T) {
+	t.Parallel()
+	database := pgtest.NewDB(t)
+	oldKey, newKey := dataKey(t), dataKey(t)
+	seedRecords(t, database.AdminURL, "alice", oldKey, crashRecords)
+	vars, tok := tokenSetup(t, "alice")
+	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
+	srv := startServer(t, vars)
+
+	status := rotateAsync(srv.URL, tok, oldKey, newKey)
+	waitForStatement(t, database.AdminURL, database.Name, "pgp_sym_decrypt(secret")
+	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if s := <-status; s != 0 {
+		t.Fatalf("the rotation answered %d although the server was killed", s)
+	}
+	waitIdle(t, database.AdminURL, database.Name)
+	if got := exactlyOneKey(t, database.AdminURL, oldKey, newKey); got != 0 {
+		t.Errorf("killed before it could commit, yet the records are under the new key")
+	}
+
+	// A new server finishes the job.
+	srv = startServer(t, vars)
+	if s := <-rotateAsync(srv.URL, tok, oldKey, newKey); s != 200 {
+		t.Fatalf("rotation after the crash: %d", s)
+	}
+	if got := exactlyOneKey(t, database.AdminURL, oldKey, newKey); got != 1 {
+		t.Errorf("after a completed rotation, the records are not under the new key")
+	}
+}
+
+func TestRotationSurvivesPostgresRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "fieldseal-restart-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	m, err := migrations.Open(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	conn, err := pgx.Connect(ctx, cluster.URL("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `CREATE ROLE restart_app LOGIN PASSWORD 'pw' IN ROLE fieldseal_app`); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	oldKey, newKey := dataKey(t), dataKey(t)
+	seedRecords(t, cluster.URL("postgres"), "alice", oldKey, crashRecords)
+	vars, tok := tokenSetup(t, "alice")
+	vars["FIELDSEAL_DATABASE_URL"] = cluster.URLAs("restart_app", "pw", "postgres")
+	srv := startServer(t, vars)
+
+	status := rotateAsync(srv.URL, tok, oldKey, newKey)
+	waitForStatement(t, cluster.URL("postgres"), "postgres", "pgp_sym_decrypt(secret")
+	if err := cluster.Stop(); err != nil { // fast shutdown: sessions are ended mid-statement
+		t.Fatal(err)
+	}
+	if s := <-status; s != 503 {
+		t.Errorf("the rotation cut off by PostgreSQL's restart answered %d; want 503", s)
+	}
+	cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	if got := exactlyOneKey(t, cluster.URL("postgres"), oldKey, newKey); got != 0 {
+		t.Errorf("cut off before it could commit, yet the records are under the new key")
+	}
+}
+
+// waitIdle waits until no session of database is inside a transaction: the
+// orphaned rotation has ended, one way or the other.
+func waitIdle(t *testing.T, adminURL, database string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var busy int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`, database).Scan(&busy); err != nil {
+			t.Fatal(err)
+		}
+		if busy == 0 {
+			return
+		}
+	}
+	t.Fatal("the orphaned transaction did not end within a minute")
+}
