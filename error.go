@@ -3,6 +3,7 @@ package fieldseal
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes. Each is the stable "code" of a problem+json response; the
@@ -27,6 +28,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, for ERATELIMITED, is how long until the request may
+	// succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -48,6 +52,15 @@ func ErrorCode(err error) string {
 	default:
 		return EINTERNAL
 	}
+}
+
+// ErrorRetryAfter returns the RetryAfter of the first *Error in err's chain.
+func ErrorRetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ErrorMessage returns the client-safe message of the first *Error in err's

@@ -6,39 +6,50 @@ import (
 	"time"
 )
 
-// RecordService stores and reads records. Every method works on one
-// subject's records only and returns *Error codes as listed; any other
-// error is internal.
+// Caller is who makes a request: the token's subject, whose records it
+// may touch, and an identifier of the token itself (its jti, or a hash of
+// it) that wrong-key throttling counts by.
+type Caller struct {
+	Subject string
+	TokenID string
+}
+
+// RecordService stores and reads records. Every method works on the
+// caller's subject's records only and returns *Error codes as listed; any
+// other error is internal. Every method that takes a key may also return
+// ERATELIMITED: after too many wrong keys, key-bearing requests are refused
+// before the key is tried.
 type RecordService interface {
 	// CreateRecord stores a new record with the given id under key. The
 	// subject's first write registers key as its key. EWRONGKEY if key is
 	// not the subject's key (nothing is written), EUNAVAILABLE.
-	CreateRecord(ctx context.Context, subject string, key Key, id ID, in RecordInput) (Record, error)
+	CreateRecord(ctx context.Context, caller Caller, key Key, id ID, in RecordInput) (Record, error)
 	// GetRecord returns a record; decrypted when key is not zero.
 	// ENOTFOUND, EWRONGKEY, EUNAVAILABLE.
-	GetRecord(ctx context.Context, subject string, id ID, key Key) (Record, error)
+	GetRecord(ctx context.Context, caller Caller, id ID, key Key) (Record, error)
 	// ListRecords returns one page in creation order; decrypted when key is
 	// not zero. EWRONGKEY, EUNAVAILABLE.
-	ListRecords(ctx context.Context, subject string, key Key, opts ListOptions) (Page, error)
+	ListRecords(ctx context.Context, caller Caller, key Key, opts ListOptions) (Page, error)
 	// ReplaceRecord replaces a record under key. If match is not nil, the
 	// record's current version must be one of match. ENOTFOUND, EWRONGKEY,
 	// ECONFLICT, EUNAVAILABLE; nothing is written on error.
-	ReplaceRecord(ctx context.Context, subject string, key Key, id ID, match []int64, in RecordInput) (Record, error)
+	ReplaceRecord(ctx context.Context, caller Caller, key Key, id ID, match []int64, in RecordInput) (Record, error)
 	// DeleteRecord deletes a record; with match not nil only one of those
 	// versions. ENOTFOUND, ECONFLICT, EUNAVAILABLE.
-	DeleteRecord(ctx context.Context, subject string, id ID, match []int64) error
+	DeleteRecord(ctx context.Context, caller Caller, id ID, match []int64) error
 }
 
 // KeyService manages a subject's data key.
 type KeyService interface {
 	// VerifyKey returns nil if key is the subject's current key, EWRONGKEY
-	// otherwise (also when the subject has no key yet), EUNAVAILABLE.
-	VerifyKey(ctx context.Context, subject string, key Key) error
+	// otherwise (also when the subject has no key yet), ERATELIMITED,
+	// EUNAVAILABLE.
+	VerifyKey(ctx context.Context, caller Caller, key Key) error
 	// RotateKey re-encrypts every record of the subject, and its key
 	// verifier, from current to next in one transaction, and returns how
 	// many records it re-encrypted. EWRONGKEY (nothing changes),
 	// EUNAVAILABLE.
-	RotateKey(ctx context.Context, subject string, current, next Key) (int64, error)
+	RotateKey(ctx context.Context, caller Caller, current, next Key) (int64, error)
 }
 
 // ExportService reads a subject's records as stored, for backup and
@@ -46,10 +57,10 @@ type KeyService interface {
 type ExportService interface {
 	// Ciphertext returns a record's secret as an ASCII-armored OpenPGP
 	// message. ENOTFOUND, EUNAVAILABLE.
-	Ciphertext(ctx context.Context, subject string, id ID) (string, error)
+	Ciphertext(ctx context.Context, caller Caller, id ID) (string, error)
 	// Export calls fn with every record of the subject, in creation order,
 	// from one consistent snapshot; an error from fn stops it.
-	Export(ctx context.Context, subject string, fn func(ExportedRecord) error) error
+	Export(ctx context.Context, caller Caller, fn func(ExportedRecord) error) error
 }
 
 // ExportedRecord is one line of an export: a record with its secret as

@@ -18,8 +18,11 @@ const (
 
 // Claims is what fieldseal uses from a verified token.
 type Claims struct {
-	Subject   string
-	ID        string // jti, may be empty
+	Subject string
+	ID      string // jti, may be empty
+	// TokenID identifies the token for per-token limits: its jti, or a
+	// hash of the token when it has none. Never the token itself.
+	TokenID   string
 	ClientID  string // client_id (RFC 9068), may be empty
 	Scopes    []string
 	IssuedAt  time.Time // zero when the token has no iat

@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -114,7 +116,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if tc.ExpiresAt.Sub(start) > v.maxLifetime {
 		return Claims{}, refuse("token lifetime too long")
 	}
-	return tc.claims(), nil
+	c := tc.claims()
+	c.TokenID = "jti:" + c.ID
+	if c.ID == "" {
+		sum := sha256.Sum256([]byte(token))
+		c.TokenID = "sha256:" + hex.EncodeToString(sum[:16])
+	}
+	return c, nil
 }
 
 func refuse(reason string) error {

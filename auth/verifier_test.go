@@ -22,10 +22,10 @@ import (
 // provider is an identity provider over HTTP that counts JWKS fetches.
 type provider struct {
 	*devissuer.Issuer // replaced by tests to rotate the key; guarded by mu
-	mu         sync.Mutex
-	srv        *httptest.Server
-	jwksHits   atomic.Int64
-	discovered atomic.Int64
+	mu                sync.Mutex
+	srv               *httptest.Server
+	jwksHits          atomic.Int64
+	discovered        atomic.Int64
 }
 
 func newProvider(t *testing.T) *provider {

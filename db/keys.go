@@ -10,8 +10,8 @@ import (
 )
 
 // VerifyKey implements fieldseal.KeyService.
-func (s *Store) VerifyKey(ctx context.Context, subject string, key fieldseal.Key) error {
-	return s.inTx(ctx, subject, func(q *Queries) error {
+func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key) error {
+	return s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
 		ok, err := q.CheckKey(ctx, key.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
@@ -29,9 +29,9 @@ func (s *Store) VerifyKey(ctx context.Context, subject string, key fieldseal.Key
 // RotateKey implements fieldseal.KeyService. It is one transaction: a
 // crash, a kill or a lost connection before COMMIT leaves every record and
 // the verifier under the current key; after it, all under next.
-func (s *Store) RotateKey(ctx context.Context, subject string, current, next fieldseal.Key) (int64, error) {
+func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key) (int64, error) {
 	var n int64
-	err := s.inTx(ctx, subject, func(q *Queries) error {
+	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
@@ -51,9 +51,9 @@ func (s *Store) RotateKey(ctx context.Context, subject string, current, next fie
 }
 
 // Ciphertext implements fieldseal.ExportService.
-func (s *Store) Ciphertext(ctx context.Context, subject string, id fieldseal.ID) (string, error) {
+func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
 	var armored string
-	err := s.inTx(ctx, subject, func(q *Queries) error {
+	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
 		var err error
 		armored, err = q.GetRecordCiphertext(ctx, uuid(id))
 		return err
@@ -67,9 +67,9 @@ const exportPageSize = 200
 // Export implements fieldseal.ExportService: pages of exportPageSize rows
 // in one read-only repeatable-read transaction, so memory stays bounded
 // and the export is one snapshot however long it streams.
-func (s *Store) Export(ctx context.Context, subject string, fn func(fieldseal.ExportedRecord) error) error {
+func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fieldseal.ExportedRecord) error) error {
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	return s.inTxWith(ctx, subject, opts, func(q *Queries) error {
+	return s.inTxWith(ctx, caller.Subject, opts, func(q *Queries) error {
 		after := fieldseal.ID{}
 		for {
 			rows, err := q.ExportRecords(ctx, ExportRecordsParams{After: uuid(after), MaxRows: exportPageSize})

@@ -10,6 +10,13 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+type FieldsealKeyFailure struct {
+	Subject     string
+	TokenID     string
+	WindowStart time.Time
+	Failures    int32
+}
+
 type FieldsealRecord struct {
 	Subject    string
 	ID         pgtype.UUID

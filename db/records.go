@@ -5,15 +5,16 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 )
 
 // CreateRecord implements fieldseal.RecordService.
-func (s *Store) CreateRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
+func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.inTx(ctx, subject, func(q *Queries) error {
+	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
 		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 			return err
 		}
@@ -37,17 +38,20 @@ func (s *Store) CreateRecord(ctx context.Context, subject string, key fieldseal.
 }
 
 // GetRecord implements fieldseal.RecordService.
-func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
+func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.inTx(ctx, subject, func(q *Queries) error {
-		if key.IsZero() {
+	if key.IsZero() {
+		err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
 			row, err := q.GetRecord(ctx, uuid(id))
 			if err != nil {
 				return err
 			}
 			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
-		}
+		})
+		return rec, err
+	}
+	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
 		row, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 		if err != nil {
 			return err
@@ -62,9 +66,9 @@ func (s *Store) GetRecord(ctx context.Context, subject string, id fieldseal.ID, 
 }
 
 // ListRecords implements fieldseal.RecordService.
-func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
+func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
 	page := fieldseal.Page{Items: []fieldseal.Record{}}
-	err := s.inTx(ctx, subject, func(q *Queries) error {
+	run := func(q *Queries) error {
 		if key.IsZero() {
 			rows, err := q.ListRecords(ctx, ListRecordsParams{
 				After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
@@ -87,7 +91,13 @@ func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.K
 			page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
 		}
 		return err
-	})
+	}
+	var err error
+	if key.IsZero() {
+		err = s.inTx(ctx, caller.Subject, run)
+	} else {
+		err = s.keyTx(ctx, caller, pgx.TxOptions{}, run)
+	}
 	if err != nil {
 		return fieldseal.Page{}, err
 	}
@@ -98,9 +108,9 @@ func (s *Store) ListRecords(ctx context.Context, subject string, key fieldseal.K
 }
 
 // ReplaceRecord implements fieldseal.RecordService.
-func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
+func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.inTx(ctx, subject, func(q *Queries) error {
+	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
 		if err := requireKey(ctx, q, key); err != nil {
 			// Another subject's record is "not found" whatever the key.
 			if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
@@ -122,8 +132,8 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, key fieldseal
 }
 
 // DeleteRecord implements fieldseal.RecordService.
-func (s *Store) DeleteRecord(ctx context.Context, subject string, id fieldseal.ID, match []int64) error {
-	return s.inTx(ctx, subject, func(q *Queries) error {
+func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, match []int64) error {
+	return s.inTx(ctx, caller.Subject, func(q *Queries) error {
 		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
 		if err != nil {
 			return err

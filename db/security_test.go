@@ -42,13 +42,16 @@ func seed(t *testing.T) (pgtest.DB, *db.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	store := db.NewStore(pool)
+	store, err := db.NewStore(pool, db.DefaultThrottle)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx := context.Background()
 	for _, s := range []struct{ sub, key, secret string }{
 		{"alice", keyA, "alice-plaintext-marker"},
 		{"bob", keyB, "bob-plaintext-marker"},
 	} {
-		_, err := store.CreateRecord(ctx, s.sub, key(t, s.key), fieldseal.NewID(time.Now()), fieldseal.RecordInput{
+		_, err := store.CreateRecord(ctx, fieldseal.Caller{Subject: s.sub, TokenID: "t"}, key(t, s.key), fieldseal.NewID(time.Now()), fieldseal.RecordInput{
 			Collection: "c", Public: json.RawMessage(`{"owner":"` + s.sub + `-public"}`),
 			Secret: json.RawMessage(`{"s":"` + s.secret + `"}`),
 		})
@@ -221,7 +224,11 @@ func TestCheckSessionRole(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer pool.Close()
-			err = db.NewStore(pool).CheckSessionRole(context.Background())
+			store, err := db.NewStore(pool, db.DefaultThrottle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = store.CheckSessionRole(context.Background())
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)

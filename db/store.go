@@ -13,12 +13,16 @@ import (
 
 // Store runs fieldseal's queries over a connection pool of the app role.
 type Store struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	throttle Throttle
 }
 
-// NewStore returns a Store over pool.
-func NewStore(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool}
+// NewStore returns a Store over pool that throttles wrong keys as t says.
+func NewStore(pool *pgxpool.Pool, t Throttle) (*Store, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool, throttle: t}, nil
 }
 
 // inTx runs fn in one transaction that first sets the subject for

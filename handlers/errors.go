@@ -3,7 +3,9 @@ package handlers
 import (
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -55,6 +57,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			h.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+detail+`"`)
 		case fieldseal.EFORBIDDEN:
 			h.Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="`+detail+`"`)
+		case fieldseal.ERATELIMITED:
+			if d := fieldseal.ErrorRetryAfter(err); d > 0 {
+				h.Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
+			}
 		}
 		h.Set(echo.HeaderContentType, "application/problem+json")
 		c.Response().WriteHeader(status)

@@ -30,7 +30,7 @@ func (h *Export) ciphertext(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	armored, err := h.service.Ciphertext(c.Request().Context(), claims(c).Subject, id)
+	armored, err := h.service.Ciphertext(c.Request().Context(), caller(c), id)
 	if err != nil {
 		return err
 	}
@@ -46,7 +46,7 @@ func (h *Export) export(c echo.Context) error {
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	started := false
-	err := h.service.Export(c.Request().Context(), claims(c).Subject, func(r fieldseal.ExportedRecord) error {
+	err := h.service.Export(c.Request().Context(), caller(c), func(r fieldseal.ExportedRecord) error {
 		if !started {
 			w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 			w.Header().Set("Cache-Control", "no-store")

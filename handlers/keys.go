@@ -28,7 +28,7 @@ func (h *Keys) verify(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.service.VerifyKey(c.Request().Context(), claims(c).Subject, key); err != nil {
+	if err := h.service.VerifyKey(c.Request().Context(), caller(c), key); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
@@ -57,7 +57,7 @@ func (h *Keys) rotate(c echo.Context) error {
 	if next.Equal(current) {
 		return fieldseal.Errorf(fieldseal.EINVALID, "%s is the current key: nothing to rotate", HeaderNewEncryptionKey)
 	}
-	n, err := h.service.RotateKey(c.Request().Context(), claims(c).Subject, current, next)
+	n, err := h.service.RotateKey(c.Request().Context(), caller(c), current, next)
 	if err != nil {
 		return err
 	}

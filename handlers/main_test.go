@@ -82,6 +82,11 @@ func newAPI(t *testing.T) *api {
 
 func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
 	t.Helper()
+	return newAPIThrottled(t, database, maxBody, db.DefaultThrottle)
+}
+
+func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle) *api {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
@@ -102,7 +107,10 @@ func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	store := db.NewStore(pool)
+	store, err := db.NewStore(pool, throttle)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := store.CheckSessionRole(ctx); err != nil {
 		t.Fatal(err)
 	}

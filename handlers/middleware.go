@@ -136,6 +136,12 @@ func requireScope(scope string) echo.MiddlewareFunc {
 	}
 }
 
+// caller is who the request's token speaks for.
+func caller(c echo.Context) fieldseal.Caller {
+	cl := claims(c)
+	return fieldseal.Caller{Subject: cl.Subject, TokenID: cl.TokenID}
+}
+
 func claims(c echo.Context) auth.Claims {
 	cl, _ := c.Get(ctxClaims).(auth.Claims)
 	return cl

@@ -59,7 +59,7 @@ func (h *Records) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec, err := h.service.CreateRecord(c.Request().Context(), claims(c).Subject, key, fieldseal.NewID(h.now()), in)
+	rec, err := h.service.CreateRecord(c.Request().Context(), caller(c), key, fieldseal.NewID(h.now()), in)
 	if err != nil {
 		return err
 	}
@@ -78,7 +78,7 @@ func (h *Records) get(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec, err := h.service.GetRecord(c.Request().Context(), claims(c).Subject, id, key)
+	rec, err := h.service.GetRecord(c.Request().Context(), caller(c), id, key)
 	if err != nil {
 		return err
 	}
@@ -107,7 +107,7 @@ func (h *Records) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := h.service.ListRecords(c.Request().Context(), claims(c).Subject, key, opts)
+	page, err := h.service.ListRecords(c.Request().Context(), caller(c), key, opts)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (h *Records) replace(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	rec, err := h.service.ReplaceRecord(c.Request().Context(), claims(c).Subject, key, id, ifMatch(c), in)
+	rec, err := h.service.ReplaceRecord(c.Request().Context(), caller(c), key, id, ifMatch(c), in)
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func (h *Records) delete(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := h.service.DeleteRecord(c.Request().Context(), claims(c).Subject, id, ifMatch(c)); err != nil {
+	if err := h.service.DeleteRecord(c.Request().Context(), caller(c), id, ifMatch(c)); err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

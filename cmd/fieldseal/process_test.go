@@ -164,4 +164,3 @@ func rotateAsync(url, token, current, next string) chan int {
 func describe(counts []int, verifier int) string {
 	return fmt.Sprintf("records under old key %d, under new key %d; verifier holds key #%d", counts[0], counts[1], verifier)
 }
-

@@ -14,7 +14,6 @@ import (
 
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
-	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 
@@ -101,36 +100,11 @@ func TestRotationSurvivesKilledServer(t *testing.T) {
 func TestRotationSurvivesPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "fieldseal-restart-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cluster.Stop() })
-	m, err := migrations.Open(ctx, cluster.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.Up(ctx); err != nil {
-		t.Fatal(err)
-	}
-	m.Close()
-	conn, err := pgx.Connect(ctx, cluster.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `CREATE ROLE restart_app LOGIN PASSWORD 'pw' IN ROLE fieldseal_app`); err != nil {
-		t.Fatal(err)
-	}
-	conn.Close(ctx)
+	database, cluster, dir := pgtest.NewCluster(t, nil)
 	oldKey, newKey := dataKey(t), dataKey(t)
 	seedRecords(t, cluster.URL("postgres"), "alice", oldKey, crashRecords)
 	vars, tok := tokenSetup(t, "alice")
-	vars["FIELDSEAL_DATABASE_URL"] = cluster.URLAs("restart_app", "pw", "postgres")
+	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
 	srv := startServer(t, vars)
 
 	status := rotateAsync(srv.URL, tok, oldKey, newKey)
@@ -141,7 +115,7 @@ func TestRotationSurvivesPostgresRestart(t *testing.T) {
 	if s := <-status; s != 503 {
 		t.Errorf("the rotation cut off by PostgreSQL's restart answered %d; want 503", s)
 	}
-	cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: dir})
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ type serveConfig struct {
 	maxBody       int64
 	tokenMaxLife  time.Duration
 	logLevel      string
+	throttle      db.Throttle
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -45,6 +46,9 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.BoolVar(&c.trustProxyTLS, "trust-proxy-tls", false, "allow plain HTTP on a non-loopback address because a TLS-terminating proxy sits in front ($"+f.variable("trust-proxy-tls")+")")
 	f.fs.Int64Var(&c.maxBody, "max-body-bytes", handlers.DefaultMaxBodyBytes, "largest request body accepted; larger answers 413 ($"+f.variable("max-body-bytes")+")")
 	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
+	f.fs.IntVar(&c.throttle.TokenLimit, "wrong-key-limit", db.DefaultThrottle.TokenLimit, "wrong-key answers per token per window before its key-bearing requests answer 429 ($"+f.variable("wrong-key-limit")+")")
+	f.fs.IntVar(&c.throttle.SubjectLimit, "wrong-key-subject-limit", db.DefaultThrottle.SubjectLimit, "wrong-key answers per subject (all its tokens) per window before 429 ($"+f.variable("wrong-key-subject-limit")+")")
+	f.fs.DurationVar(&c.throttle.Window, "wrong-key-window", db.DefaultThrottle.Window, "the wrong-key throttling window ($"+f.variable("wrong-key-window")+")")
 	f.fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error ($"+f.variable("log-level")+")")
 }
 
@@ -89,6 +93,9 @@ func (c *serveConfig) validate() error {
 	case c.tokenMaxLife <= 0:
 		return errors.New("FIELDSEAL_TOKEN_MAX_LIFETIME must be positive")
 	}
+	if err := c.throttle.Validate(); err != nil {
+		return fmt.Errorf("FIELDSEAL_WRONG_KEY_LIMIT, FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT, FIELDSEAL_WRONG_KEY_WINDOW: %w", err)
+	}
 	host, _, err := net.SplitHostPort(c.listen)
 	if err != nil {
 		return fmt.Errorf("FIELDSEAL_LISTEN: %q is not host:port", c.listen)
@@ -125,7 +132,10 @@ func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, 
 		return fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
 	}
 	defer pool.Close()
-	store := db.NewStore(pool)
+	store, err := db.NewStore(pool, c.throttle)
+	if err != nil {
+		return err
+	}
 	if err := store.CheckSessionRole(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}

@@ -1,0 +1,85 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Throttle limits wrong keys: once a token has had TokenLimit wrong-key
+// answers in the current Window, or all of a subject's tokens together
+// SubjectLimit, key-bearing requests answer ERATELIMITED until the window
+// passes, before the key is even tried, so a throttled caller learns
+// nothing about any key. Requests without a key are not affected.
+type Throttle struct {
+	TokenLimit   int
+	SubjectLimit int
+	Window       time.Duration
+}
+
+// DefaultThrottle is 10 wrong keys a minute per token, 50 per subject.
+var DefaultThrottle = Throttle{TokenLimit: 10, SubjectLimit: 50, Window: time.Minute}
+
+// Validate checks that the limits make sense.
+func (t Throttle) Validate() error {
+	switch {
+	case t.TokenLimit < 1:
+		return fmt.Errorf("the per-token wrong-key limit must be at least 1")
+	case t.SubjectLimit < t.TokenLimit:
+		return fmt.Errorf("the per-subject wrong-key limit (%d) must be at least the per-token limit (%d)", t.SubjectLimit, t.TokenLimit)
+	case t.Window < time.Second:
+		return fmt.Errorf("the wrong-key window must be at least a second")
+	}
+	return nil
+}
+
+func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
+
+// keyTx runs fn, which uses a client key, in the caller's transaction:
+// refused at once if the caller is throttled, and a wrong-key outcome is
+// counted, in a transaction of its own since fn's was rolled back.
+func (s *Store) keyTx(ctx context.Context, caller fieldseal.Caller, opts pgx.TxOptions, fn func(q *Queries) error) error {
+	err := s.inTxWith(ctx, caller.Subject, opts, func(q *Queries) error {
+		if err := s.checkThrottle(ctx, q, caller.TokenID); err != nil {
+			return err
+		}
+		return fn(q)
+	})
+	if fieldseal.ErrorCode(err) == fieldseal.EWRONGKEY {
+		if rerr := s.inTx(ctx, caller.Subject, func(q *Queries) error {
+			p := RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()}
+			if err := q.RecordKeyFailure(ctx, p); err != nil {
+				return err
+			}
+			return q.PruneKeyFailures(ctx, s.throttle.windowSeconds())
+		}); rerr != nil {
+			return fmt.Errorf("count a wrong key: %w", rerr)
+		}
+	}
+	return err
+}
+
+func (s *Store) checkThrottle(ctx context.Context, q *Queries, tokenID string) error {
+	f, err := q.GetKeyFailures(ctx, GetKeyFailuresParams{TokenID: tokenID, WindowSeconds: s.throttle.windowSeconds()})
+	if err != nil {
+		return err
+	}
+	var until time.Time
+	switch {
+	case int(f.TokenFailures) >= s.throttle.TokenLimit:
+		until = f.TokenWindowStart.Add(s.throttle.Window)
+	case int(f.SubjectFailures) >= s.throttle.SubjectLimit:
+		until = f.SubjectWindowStart.Add(s.throttle.Window)
+	default:
+		return nil
+	}
+	return &fieldseal.Error{
+		Code:       fieldseal.ERATELIMITED,
+		Message:    "too many wrong keys: key-bearing requests are refused until the window passes",
+		RetryAfter: max(time.Until(until), time.Second),
+	}
+}

@@ -1,0 +1,81 @@
+package handlers_test
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fieldseal/fieldseal/db"
+)
+
+func TestWrongKeyThrottling(t *testing.T) {
+	t.Parallel()
+	throttle := db.Throttle{TokenLimit: 3, SubjectLimit: 5, Window: 3 * time.Second}
+	database := newDB(t)
+	a := newAPIThrottled(t, database, 0, throttle)
+	second := newAPIThrottled(t, database, 0, throttle) // another instance, same database
+	key := newKey(t)
+	// The second instance trusts another issuer URL; a token it accepts
+	// with token A's jti is token A as far as throttling goes.
+	mintJTI := func(api *api, jti string) string {
+		tok, err := api.idp.Mint("alice", audience, allScopes, time.Hour, map[string]any{"jti": jti})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tokA, tokB, tokC := mintJTI(a, "token-a"), mintJTI(a, "token-b"), mintJTI(a, "token-c")
+	id := a.create(tokA, key, map[string]any{"collection": "c", "secret": map[string]any{"s": 1}})
+	get := func(api *api, tok, k string) response {
+		return api.do(req{method: "GET", path: "/v1/records/" + id, token: tok, key: k})
+	}
+
+	for range 3 {
+		wantProblem(t, get(a, tokA, newKey(t)), http.StatusForbidden, "wrong_key")
+	}
+	// Throttled: refused before the key is tried, so a right guess and a
+	// wrong one look the same.
+	for _, k := range []string{key, newKey(t)} {
+		r := get(a, tokA, k)
+		wantProblem(t, r, http.StatusTooManyRequests, "rate_limited")
+		if s, err := strconv.Atoi(r.header.Get("Retry-After")); err != nil || s < 1 || s > 3 {
+			t.Errorf("Retry-After = %q; want 1 to 3 seconds", r.header.Get("Retry-After"))
+		}
+	}
+	wantProblem(t, second.do(req{method: "POST", path: "/v1/keys/verify", token: mintJTI(second, "token-a"), key: key}), http.StatusTooManyRequests, "rate_limited")
+	// Requests without a key are not throttled.
+	if r := get(a, tokA, ""); r.status != http.StatusOK {
+		t.Errorf("a keyless read of a throttled token: %d", r.status)
+	}
+	// The user's other tokens keep working below the subject's ceiling.
+	if r := get(second, mintJTI(second, "token-b"), key); r.status != http.StatusOK {
+		t.Errorf("another token of the subject: %d %s", r.status, r.body)
+	}
+	// Two more wrong keys from token B reach the subject's ceiling of 5:
+	// now every token of the subject is refused.
+	for range 2 {
+		wantProblem(t, get(a, tokB, newKey(t)), http.StatusForbidden, "wrong_key")
+	}
+	wantProblem(t, get(a, tokC, key), http.StatusTooManyRequests, "rate_limited")
+	// Another subject is not affected.
+	bob := a.token("bob", allScopes)
+	a.create(bob, newKey(t), map[string]any{"collection": "c", "secret": map[string]any{}})
+
+	// The window passes; the right key works again.
+	time.Sleep(throttle.Window + 200*time.Millisecond)
+	if r := get(a, tokA, key); r.status != http.StatusOK {
+		t.Errorf("after the window: %d %s", r.status, r.body)
+	}
+	// The counters hold token ids, never keys or tokens.
+	rows := a.adminQuery(`SELECT token_id FROM fieldseal.key_failures`)
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		if !strings.HasPrefix(id, "jti:") || strings.Contains(id, tokA) || strings.Contains(id, key) {
+			t.Errorf("key_failures.token_id = %q", id)
+		}
+	}
+}
