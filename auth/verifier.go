@@ -2,10 +2,12 @@ package auth
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/MicahParks/keyfunc/v3"
@@ -24,9 +26,16 @@ type Options struct {
 	// MaxLifetime refuses tokens whose exp-iat (or exp-now without iat)
 	// exceeds it; zero means 24 h.
 	MaxLifetime time.Duration
+	// RequireATJWT refuses tokens whose typ is not at+jwt (RFC 9068);
+	// otherwise typ, when present, may be JWT or at+jwt.
+	RequireATJWT bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// MinRSABits is the smallest RSA key accepted; smaller keys in a JWKS are
+// ignored.
+const MinRSABits = 2048
 
 // Leeway is the clock skew tolerated on exp, nbf and iat.
 const Leeway = 30 * time.Second
@@ -37,10 +46,11 @@ const MaxTokenSize = 8 << 10
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	keys        keyfunc.Keyfunc
-	parser      *jwt.Parser
-	maxLifetime time.Duration
-	now         func() time.Time
+	keys         keyfunc.Keyfunc
+	parser       *jwt.Parser
+	maxLifetime  time.Duration
+	requireATJWT bool
+	now          func() time.Time
 }
 
 // NewVerifier validates opts and prepares the key source; ctx bounds the
@@ -84,8 +94,9 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 			jwt.WithLeeway(Leeway),
 			jwt.WithTimeFunc(opts.Now),
 		),
-		maxLifetime: opts.MaxLifetime,
-		now:         opts.Now,
+		maxLifetime:  opts.MaxLifetime,
+		requireATJWT: opts.RequireATJWT,
+		now:          opts.Now,
 	}, nil
 }
 
@@ -99,12 +110,15 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return Claims{}, refuse("token too large")
 	}
 	var tc tokenClaims
-	parsed, err := v.parser.ParseWithClaims(token, &tc, v.keys.KeyfuncCtx(ctx))
+	parsed, err := v.parser.ParseWithClaims(token, &tc, v.keyfunc(ctx))
 	if err != nil {
 		return Claims{}, refuse(reason(err))
 	}
 	if _, ok := parsed.Header["crit"]; ok {
 		return Claims{}, refuse("unsupported critical header")
+	}
+	if err := v.checkType(parsed.Header["typ"]); err != nil {
+		return Claims{}, err
 	}
 	if tc.Subject == "" {
 		return Claims{}, refuse("missing subject")
@@ -123,6 +137,53 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		c.TokenID = "sha256:" + hex.EncodeToString(sum[:16])
 	}
 	return c, nil
+}
+
+// keyfunc looks the token's key up in the JWKS, ignoring RSA keys shorter
+// than MinRSABits.
+func (v *Verifier) keyfunc(ctx context.Context) jwt.Keyfunc {
+	lookup := v.keys.KeyfuncCtx(ctx)
+	return func(t *jwt.Token) (any, error) {
+		k, err := lookup(t)
+		if err != nil {
+			return nil, err
+		}
+		switch key := k.(type) {
+		case *rsa.PublicKey:
+			if key.N.BitLen() < MinRSABits {
+				return nil, errors.New("RSA key shorter than 2048 bits")
+			}
+		case jwt.VerificationKeySet:
+			strong := jwt.VerificationKeySet{}
+			for _, kk := range key.Keys {
+				if rk, ok := kk.(*rsa.PublicKey); ok && rk.N.BitLen() < MinRSABits {
+					continue
+				}
+				strong.Keys = append(strong.Keys, kk)
+			}
+			return strong, nil
+		}
+		return k, nil
+	}
+}
+
+// checkType applies RFC 8725 section 3.11 and RFC 9068 section 2.1: typ, if
+// present, names a JWT or an access token; with RequireATJWT it must name
+// an access token.
+func (v *Verifier) checkType(typ any) error {
+	s, isString := typ.(string)
+	s = strings.ToLower(s)
+	isAT := s == "at+jwt" || s == "application/at+jwt"
+	switch {
+	case typ == nil && !v.requireATJWT:
+		return nil
+	case !isString:
+		return refuse("wrong token type")
+	case isAT, s == "jwt" && !v.requireATJWT:
+		return nil
+	default:
+		return refuse("wrong token type")
+	}
 }
 
 func refuse(reason string) error {

@@ -105,10 +105,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if err := c.validate(); err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(ctx, auth.Options{
-		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
-		Keys: auth.KeySource{Issuer: c.issuer},
-	})
+	verifier, err := auth.NewVerifier(ctx, c.verifierOptions(auth.KeySource{Issuer: c.issuer}))
 	if err != nil {
 		return err
 	}

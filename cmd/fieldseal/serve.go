@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fieldseal/fieldseal/auth"
@@ -31,6 +32,8 @@ type serveConfig struct {
 	tokenMaxLife  time.Duration
 	logLevel      string
 	throttle      db.Throttle
+	algorithms    string
+	requireATJWT  bool
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -46,6 +49,8 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.BoolVar(&c.trustProxyTLS, "trust-proxy-tls", false, "allow plain HTTP on a non-loopback address because a TLS-terminating proxy sits in front ($"+f.variable("trust-proxy-tls")+")")
 	f.fs.Int64Var(&c.maxBody, "max-body-bytes", handlers.DefaultMaxBodyBytes, "largest request body accepted; larger answers 413 ($"+f.variable("max-body-bytes")+")")
 	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
+	f.fs.StringVar(&c.algorithms, "token-algorithms", "RS256", "comma-separated signature algorithms to accept: RS256, RS384, RS512, PS256, PS384, PS512 ($"+f.variable("token-algorithms")+")")
+	f.fs.BoolVar(&c.requireATJWT, "token-require-at-jwt", false, "refuse tokens whose typ header is not at+jwt (RFC 9068) ($"+f.variable("token-require-at-jwt")+")")
 	f.fs.IntVar(&c.throttle.TokenLimit, "wrong-key-limit", db.DefaultThrottle.TokenLimit, "wrong-key answers per token per window before its key-bearing requests answer 429 ($"+f.variable("wrong-key-limit")+")")
 	f.fs.IntVar(&c.throttle.SubjectLimit, "wrong-key-subject-limit", db.DefaultThrottle.SubjectLimit, "wrong-key answers per subject (all its tokens) per window before 429 ($"+f.variable("wrong-key-subject-limit")+")")
 	f.fs.DurationVar(&c.throttle.Window, "wrong-key-window", db.DefaultThrottle.Window, "the wrong-key throttling window ($"+f.variable("wrong-key-window")+")")
@@ -66,14 +71,25 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer, env func(str
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(ctx, auth.Options{
-		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
-		Keys: auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer},
-	})
+	verifier, err := auth.NewVerifier(ctx, c.verifierOptions(auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}))
 	if err != nil {
 		return fmt.Errorf("token verification: %w", err)
 	}
 	return serve(ctx, c, verifier, log, nil)
+}
+
+// verifierOptions are the token rules of c, with keys from src.
+func (c *serveConfig) verifierOptions(src auth.KeySource) auth.Options {
+	var algs []string
+	for _, a := range strings.Split(c.algorithms, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			algs = append(algs, a)
+		}
+	}
+	return auth.Options{
+		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
+		Algorithms: algs, RequireATJWT: c.requireATJWT, Keys: src,
+	}
 }
 
 func (c *serveConfig) validate() error {
