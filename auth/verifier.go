@@ -26,6 +26,8 @@ type Options struct {
 	// MaxLifetime refuses tokens whose exp-iat (or exp-now without iat)
 	// exceeds it; zero means 24 h.
 	MaxLifetime time.Duration
+	// Revocations, if not nil, is checked on every token.
+	Revocations *Revocations
 	// RequireATJWT refuses tokens whose typ is not at+jwt (RFC 9068);
 	// otherwise typ, when present, may be JWT or at+jwt.
 	RequireATJWT bool
@@ -50,28 +52,51 @@ type Verifier struct {
 	parser       *jwt.Parser
 	maxLifetime  time.Duration
 	requireATJWT bool
+	revocations  *Revocations
 	now          func() time.Time
+}
+
+// Validate checks opts without fetching anything: required values, the
+// algorithms, and that remote URLs are https (or on loopback).
+func (opts Options) Validate() error {
+	if opts.Issuer == "" {
+		return errors.New("an issuer is required")
+	}
+	if opts.Audience == "" {
+		return errors.New("an audience is required")
+	}
+	for _, a := range opts.Algorithms {
+		switch a {
+		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
+		default:
+			return fmt.Errorf("algorithm %q is not supported (RS256, RS384, RS512, PS256, PS384, PS512)", a)
+		}
+	}
+	switch k := opts.Keys; {
+	case k.JWKSFile != "":
+	case k.JWKSURL != "":
+		if err := CheckRemoteURL(k.JWKSURL); err != nil {
+			return fmt.Errorf("JWKS URL: %w", err)
+		}
+	case k.Issuer != "":
+		if err := CheckRemoteURL(k.Issuer); err != nil {
+			return fmt.Errorf("issuer: %w", err)
+		}
+	default:
+		return errors.New("no JWKS source: set a JWKS file, a JWKS URL or an issuer for OIDC discovery")
+	}
+	return nil
 }
 
 // NewVerifier validates opts and prepares the key source; ctx bounds the
 // background JWKS refresh.
 func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
-	if opts.Issuer == "" {
-		return nil, errors.New("an issuer is required")
-	}
-	if opts.Audience == "" {
-		return nil, errors.New("an audience is required")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	algs := opts.Algorithms
 	if len(algs) == 0 {
 		algs = []string{"RS256"}
-	}
-	for _, a := range algs {
-		switch a {
-		case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
-		default:
-			return nil, fmt.Errorf("algorithm %q is not supported (RS256, RS384, RS512, PS256, PS384, PS512)", a)
-		}
 	}
 	if opts.MaxLifetime == 0 {
 		opts.MaxLifetime = 24 * time.Hour
@@ -96,6 +121,7 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 		),
 		maxLifetime:  opts.MaxLifetime,
 		requireATJWT: opts.RequireATJWT,
+		revocations:  opts.Revocations,
 		now:          opts.Now,
 	}, nil
 }
@@ -131,6 +157,9 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return Claims{}, refuse("token lifetime too long")
 	}
 	c := tc.claims()
+	if v.revocations != nil && v.revocations.Revoked(c) {
+		return Claims{}, refuse("token revoked")
+	}
 	c.TokenID = "jti:" + c.ID
 	if c.ID == "" {
 		sum := sha256.Sum256([]byte(token))

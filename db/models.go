@@ -28,6 +28,15 @@ type FieldsealRecord struct {
 	UpdatedAt  time.Time
 }
 
+type FieldsealRevocation struct {
+	ID            int64
+	Jti           pgtype.Text
+	Subject       pgtype.Text
+	RevokedBefore pgtype.Timestamptz
+	ExpiresAt     time.Time
+	CreatedAt     time.Time
+}
+
 type FieldsealSubject struct {
 	Subject     string
 	KeyVerifier []byte

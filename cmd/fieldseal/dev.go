@@ -105,10 +105,6 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if err := c.validate(); err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(ctx, c.verifierOptions(auth.KeySource{Issuer: c.issuer}))
-	if err != nil {
-		return err
-	}
 	token, err := iss.Mint(devSubject, devAudience, devScopes, time.Hour, nil)
 	if err != nil {
 		return err
@@ -121,7 +117,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	if err != nil {
 		return err
 	}
-	return serve(ctx, c, verifier, log, func(addr string) {
+	return serve(ctx, c, auth.KeySource{Issuer: c.issuer}, log, func(addr string) {
 		scheme := "http"
 		if c.tlsCert != "" {
 			scheme = "https"

@@ -22,6 +22,8 @@ Usage:
   fieldseal serve                 run the API server
   fieldseal migrate up|down|status  apply, roll back (one step, or --to N) or list migrations
   fieldseal dev                   a working local service in one command
+  fieldseal token revoke --jti ID | --subject SUB
+                                  revoke one token, or every token of a subject issued before now
   fieldseal <command> --help      the flags of a command, with their FIELDSEAL_* variables
 `
 
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		err = migrateCmd(ctx, args[1:], stdout, stderr, env)
 	case "dev":
 		err = devCmd(ctx, args[1:], stdout, stderr, env)
+	case "token":
+		err = tokenCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0

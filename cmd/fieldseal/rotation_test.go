@@ -4,8 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -43,11 +46,48 @@ func tokenSetup(t testing.TB, subject string) (map[string]string, string) {
 	if err := os.WriteFile(jwks, iss.JWKS(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := iss.Mint(subject, "fieldseal", devScopes, time.Hour, nil)
+	vars := map[string]string{"FIELDSEAL_ISSUER": iss.URL, "FIELDSEAL_AUDIENCE": "fieldseal", "FIELDSEAL_JWKS_FILE": jwks}
+	issuersMu.Lock()
+	issuers[jwks] = iss
+	issuersMu.Unlock()
+	return tokenSetupWith(t, vars, subject, 0)
+}
+
+// issuers remembers the issuer behind each JWKS file tokenSetup wrote.
+var (
+	issuersMu sync.Mutex
+	issuers   = map[string]*devissuer.Issuer{}
+)
+
+// tokenSetupWith mints another token under the settings tokenSetup made,
+// issued skew from now.
+func tokenSetupWith(t testing.TB, vars map[string]string, subject string, skew time.Duration) (map[string]string, string) {
+	t.Helper()
+	issued := time.Now().Add(skew)
+	issuersMu.Lock()
+	iss := issuers[vars["FIELDSEAL_JWKS_FILE"]]
+	issuersMu.Unlock()
+	tok, err := iss.Mint(subject, "fieldseal", devScopes, time.Hour,
+		map[string]any{"iat": issued.Unix(), "exp": issued.Add(time.Hour).Unix()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return map[string]string{"FIELDSEAL_ISSUER": iss.URL, "FIELDSEAL_AUDIENCE": "fieldseal", "FIELDSEAL_JWKS_FILE": jwks}, tok
+	return vars, tok
+}
+
+// decodeClaims reads a token's claims without verifying it.
+func decodeClaims(t testing.TB, token string) map[string]any {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // exactlyOneKey fails t unless every record and the verifier are under

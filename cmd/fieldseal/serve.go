@@ -71,11 +71,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer, env func(str
 	if err != nil {
 		return err
 	}
-	verifier, err := auth.NewVerifier(ctx, c.verifierOptions(auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}))
-	if err != nil {
-		return fmt.Errorf("token verification: %w", err)
-	}
-	return serve(ctx, c, verifier, log, nil)
+	return serve(ctx, c, auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}, log, nil)
 }
 
 // verifierOptions are the token rules of c, with keys from src.
@@ -109,6 +105,9 @@ func (c *serveConfig) validate() error {
 	case c.tokenMaxLife <= 0:
 		return errors.New("FIELDSEAL_TOKEN_MAX_LIFETIME must be positive")
 	}
+	if err := c.verifierOptions(auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}).Validate(); err != nil {
+		return fmt.Errorf("token settings: %w", err)
+	}
 	if err := c.throttle.Validate(); err != nil {
 		return fmt.Errorf("FIELDSEAL_WRONG_KEY_LIMIT, FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT, FIELDSEAL_WRONG_KEY_WINDOW: %w", err)
 	}
@@ -139,10 +138,14 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// revocationReread is how often the revocation list is read again even
+// without a notification.
+const revocationReread = 30 * time.Second
+
 // serve connects as the app role, refuses a role that could bypass
-// row-level security, and serves until ctx ends. ready, if not nil, is
-// called with the listening address.
-func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, log *slog.Logger, ready func(addr string)) error {
+// row-level security, and serves until ctx ends, trusting tokens signed by
+// keys from src. ready, if not nil, is called with the listening address.
+func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Logger, ready func(addr string)) error {
 	pool, err := db.NewPool(ctx, c.databaseURL)
 	if err != nil {
 		return fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
@@ -155,6 +158,16 @@ func serve(ctx context.Context, c serveConfig, verifier handlers.TokenVerifier, 
 	if err := store.CheckSessionRole(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
+	revocations := auth.NewRevocations()
+	opts := c.verifierOptions(src)
+	opts.Revocations = revocations
+	verifier, err := auth.NewVerifier(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("token verification: %w", err)
+	}
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
 	api := handlers.New(store, store, store, store, verifier, log, c.maxBody, migrations.Head())
 
 	ln, err := net.Listen("tcp", c.listen)
