@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/rsa"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,6 +25,9 @@ type Options struct {
 	// MaxLifetime refuses tokens whose exp-iat (or exp-now without iat)
 	// exceeds it; zero means 24 h.
 	MaxLifetime time.Duration
+	// CacheSize bounds the verified-token cache; 0 means DefaultCacheSize,
+	// negative disables the cache.
+	CacheSize int
 	// Revocations, if not nil, is checked on every token.
 	Revocations *Revocations
 	// RequireATJWT refuses tokens whose typ is not at+jwt (RFC 9068);
@@ -34,6 +36,9 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// DefaultCacheSize is the default number of verified tokens remembered.
+const DefaultCacheSize = 10000
 
 // MinRSABits is the smallest RSA key accepted; smaller keys in a JWKS are
 // ignored.
@@ -53,6 +58,7 @@ type Verifier struct {
 	maxLifetime  time.Duration
 	requireATJWT bool
 	revocations  *Revocations
+	cache        *tokenCache
 	now          func() time.Time
 }
 
@@ -108,22 +114,24 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{
-		keys: kf,
-		parser: jwt.NewParser(
-			jwt.WithValidMethods(algs),
-			jwt.WithIssuer(opts.Issuer),
-			jwt.WithAudience(opts.Audience),
-			jwt.WithExpirationRequired(),
-			jwt.WithIssuedAt(),
-			jwt.WithLeeway(Leeway),
-			jwt.WithTimeFunc(opts.Now),
-		),
+	v := &Verifier{
+		keys:         kf,
 		maxLifetime:  opts.MaxLifetime,
 		requireATJWT: opts.RequireATJWT,
 		revocations:  opts.Revocations,
+		cache:        newTokenCache(cacheSize(opts.CacheSize)),
 		now:          opts.Now,
-	}, nil
+	}
+	v.parser = jwt.NewParser(
+		jwt.WithValidMethods(algs),
+		jwt.WithIssuer(opts.Issuer),
+		jwt.WithAudience(opts.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(Leeway),
+		jwt.WithTimeFunc(func() time.Time { return v.now() }), // one clock for parser and cache
+	)
+	return v, nil
 }
 
 // Verify checks a token and returns its claims. Every refusal is an
@@ -134,6 +142,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	}
 	if len(token) > MaxTokenSize {
 		return Claims{}, refuse("token too large")
+	}
+	key := cacheKey(token)
+	if c, kid, ok := v.cache.get(key, v.now()); ok {
+		if _, err := v.keys.Storage().KeyRead(ctx, kid); err != nil {
+			v.cache.drop(key) // its key left the JWKS: verify from scratch
+		} else {
+			if v.revocations != nil && v.revocations.Revoked(c) {
+				return Claims{}, refuse("token revoked")
+			}
+			return c, nil
+		}
 	}
 	var tc tokenClaims
 	parsed, err := v.parser.ParseWithClaims(token, &tc, v.keyfunc(ctx))
@@ -162,10 +181,21 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	}
 	c.TokenID = "jti:" + c.ID
 	if c.ID == "" {
-		sum := sha256.Sum256([]byte(token))
-		c.TokenID = "sha256:" + hex.EncodeToString(sum[:16])
+		c.TokenID = "sha256:" + hex.EncodeToString(key[:16])
 	}
+	kid, _ := parsed.Header["kid"].(string)
+	v.cache.put(key, kid, c)
 	return c, nil
+}
+
+func cacheSize(n int) int {
+	switch {
+	case n == 0:
+		return DefaultCacheSize
+	case n < 0:
+		return 0
+	}
+	return n
 }
 
 // keyfunc looks the token's key up in the JWKS, ignoring RSA keys shorter

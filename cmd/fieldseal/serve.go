@@ -34,6 +34,7 @@ type serveConfig struct {
 	throttle      db.Throttle
 	algorithms    string
 	requireATJWT  bool
+	tokenCache    int
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -51,6 +52,7 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
 	f.fs.StringVar(&c.algorithms, "token-algorithms", "RS256", "comma-separated signature algorithms to accept: RS256, RS384, RS512, PS256, PS384, PS512 ($"+f.variable("token-algorithms")+")")
 	f.fs.BoolVar(&c.requireATJWT, "token-require-at-jwt", false, "refuse tokens whose typ header is not at+jwt (RFC 9068) ($"+f.variable("token-require-at-jwt")+")")
+	f.fs.IntVar(&c.tokenCache, "token-cache-size", auth.DefaultCacheSize, "verified tokens remembered (LRU) so they are not RSA-verified again until they expire; 0 disables ($"+f.variable("token-cache-size")+")")
 	f.fs.IntVar(&c.throttle.TokenLimit, "wrong-key-limit", db.DefaultThrottle.TokenLimit, "wrong-key answers per token per window before its key-bearing requests answer 429 ($"+f.variable("wrong-key-limit")+")")
 	f.fs.IntVar(&c.throttle.SubjectLimit, "wrong-key-subject-limit", db.DefaultThrottle.SubjectLimit, "wrong-key answers per subject (all its tokens) per window before 429 ($"+f.variable("wrong-key-subject-limit")+")")
 	f.fs.DurationVar(&c.throttle.Window, "wrong-key-window", db.DefaultThrottle.Window, "the wrong-key throttling window ($"+f.variable("wrong-key-window")+")")
@@ -82,9 +84,13 @@ func (c *serveConfig) verifierOptions(src auth.KeySource) auth.Options {
 			algs = append(algs, a)
 		}
 	}
+	cache := c.tokenCache
+	if cache == 0 {
+		cache = -1 // 0 on the command line means off; auth's zero value means the default
+	}
 	return auth.Options{
 		Issuer: c.issuer, Audience: c.audience, MaxLifetime: c.tokenMaxLife,
-		Algorithms: algs, RequireATJWT: c.requireATJWT, Keys: src,
+		Algorithms: algs, RequireATJWT: c.requireATJWT, CacheSize: cache, Keys: src,
 	}
 }
 
@@ -100,6 +106,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("FIELDSEAL_JWKS_URL and FIELDSEAL_JWKS_FILE are both set: choose one")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return errors.New("FIELDSEAL_TLS_CERT and FIELDSEAL_TLS_KEY go together: set both or neither")
+	case c.tokenCache < 0:
+		return errors.New("FIELDSEAL_TOKEN_CACHE_SIZE must be 0 (off) or more")
 	case c.maxBody < 1:
 		return errors.New("FIELDSEAL_MAX_BODY_BYTES must be positive")
 	case c.tokenMaxLife <= 0:
