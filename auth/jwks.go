@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -27,11 +28,13 @@ type KeySource struct {
 	// HTTPClient fetches discovery documents and JWKS; nil means a client
 	// with a 10 s timeout.
 	HTTPClient *http.Client
+	// MinRefresh and MaxRefresh bound the background refresh interval taken
+	// from the provider's Cache-Control; zero means 1 minute and 1 hour.
+	MinRefresh, MaxRefresh time.Duration
 }
 
-// newKeyfunc builds the key lookup. A remote JWKS is cached, refreshed in
-// the background every refreshInterval, refreshed on an unknown kid at most
-// once per unknownKIDInterval, and served stale while the provider is down.
+// newKeyfunc builds the key lookup: from a file, or from a remote JWKS
+// cached as remoteJWKS describes.
 func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 	client := src.HTTPClient
 	if client == nil {
@@ -61,89 +64,132 @@ func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 	if err := CheckRemoteURL(jwksURL); err != nil {
 		return nil, fmt.Errorf("JWKS URL: %w", err)
 	}
-	background, err := jwkset.NewStorageFromHTTP(jwksURL, jwkset.HTTPClientStorageOptions{
-		Client:                    client,
-		Ctx:                       ctx,
-		NoErrorReturnFirstHTTPReq: true, // start while the provider is down; keys arrive later
-		RefreshInterval:           refreshInterval,
-		RefreshErrorHandler: func(ctx context.Context, err error) {
-			slog.WarnContext(ctx, "JWKS refresh failed; keeping the cached keys", "url", jwksURL, "error", err)
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("JWKS URL %s: %w", jwksURL, err)
+	remote := &remoteJWKS{
+		Storage: jwkset.NewMemoryStorage(), url: jwksURL, client: client,
+		limiter:    rate.NewLimiter(rate.Every(unknownKIDInterval), 1),
+		minRefresh: orDefault(src.MinRefresh, minRefresh),
+		maxRefresh: orDefault(src.MaxRefresh, maxRefresh),
 	}
-	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: &unknownKIDRefresher{
-		Storage: background, url: jwksURL, client: client,
-		limiter: rate.NewLimiter(rate.Every(unknownKIDInterval), 1),
-	}})
+	go remote.refreshLoop(ctx)
+	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: remote})
 }
 
 const (
-	refreshInterval    = 5 * time.Minute
+	// The background refresh follows the provider's Cache-Control max-age,
+	// within these bounds; defaultRefresh when it sends none.
+	minRefresh     = time.Minute
+	maxRefresh     = time.Hour
+	defaultRefresh = 5 * time.Minute
+	// An unknown kid fetches the JWKS at most this often.
 	unknownKIDInterval = 10 * time.Second
 )
 
-// unknownKIDRefresher is the JWKS cache: a background refresh every
-// refreshInterval (jwkset's HTTP storage, which keeps the cached keys while
-// the provider is down), plus one fetch when a token names a kid the cache
-// does not hold, at most once per unknownKIDInterval. Unlike keyfunc's own
-// unknown-kid refresh, which waits for its rate limiter (up to a minute per
-// request), a kid that arrives while the limiter is spent is refused at once:
-// a flood of made-up kids neither hammers the provider nor stalls requests.
-type unknownKIDRefresher struct {
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// remoteJWKS is the cache of a provider's JWKS. It is refreshed in the
+// background as often as the provider's Cache-Control max-age says (within
+// [minRefresh, maxRefresh]), and once when a token names a kid it does not
+// hold, at most once per unknownKIDInterval: a kid arriving while that
+// budget is spent is refused at once rather than waiting (keyfunc's own
+// unknown-kid refresh waits on its limiter, up to a minute per request).
+// While the provider is down the cached keys keep working; each successful
+// fetch replaces the whole set, so a key the provider removed stops working.
+type remoteJWKS struct {
 	jwkset.Storage
-	url     string
-	client  *http.Client
-	limiter *rate.Limiter
-	mu      sync.Mutex // one refresh at a time
+	url                    string
+	client                 *http.Client
+	limiter                *rate.Limiter
+	minRefresh, maxRefresh time.Duration
+	mu                     sync.Mutex // one fetch at a time
 }
 
 // KeyRead implements jwkset.Storage.
-func (s *unknownKIDRefresher) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
+func (s *remoteJWKS) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
 	jwk, err := s.Storage.KeyRead(ctx, kid)
 	if !errors.Is(err, jwkset.ErrKeyNotFound) || !s.limiter.Allow() {
 		return jwk, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.refresh(ctx); err != nil {
+	if _, err := s.refresh(ctx); err != nil {
 		slog.WarnContext(ctx, "JWKS refresh for an unknown kid failed; keeping the cached keys", "url", s.url, "error", err)
 		return jwkset.JWK{}, err
 	}
 	return s.Storage.KeyRead(ctx, kid)
 }
 
-// refresh replaces the cached keys with the provider's current set, so a
-// key removed there stops being accepted here.
-func (s *unknownKIDRefresher) refresh(ctx context.Context) error {
+// refreshLoop fetches the set now and then whenever it goes stale, until
+// ctx ends. After a failure it tries again sooner (minRefresh / 2).
+func (s *remoteJWKS) refreshLoop(ctx context.Context) {
+	for {
+		next, err := s.refresh(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			slog.WarnContext(ctx, "JWKS refresh failed; keeping the cached keys", "url", s.url, "error", err)
+			next = s.minRefresh / 2
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(next):
+		}
+	}
+}
+
+// refresh replaces the cached keys with the provider's current set and
+// returns when to fetch it again.
+func (s *remoteJWKS) refresh(ctx context.Context) (time.Duration, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("JWKS answered %s", resp.Status)
+		return 0, fmt.Errorf("JWKS answered %s", resp.Status)
 	}
 	var set jwkset.JWKSMarshal
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return fmt.Errorf("JWKS: %w", err)
+		return 0, fmt.Errorf("JWKS: %w", err)
 	}
 	fresh, err := set.ToStorage()
 	if err != nil {
-		return fmt.Errorf("JWKS: %w", err)
+		return 0, fmt.Errorf("JWKS: %w", err)
 	}
 	keys, err := fresh.KeyReadAll(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return s.Storage.KeyReplaceAll(ctx, keys)
+	if err := s.Storage.KeyReplaceAll(ctx, keys); err != nil {
+		return 0, err
+	}
+	return s.nextRefresh(resp.Header.Get("Cache-Control")), nil
+}
+
+// nextRefresh reads max-age from Cache-Control, bounded.
+func (s *remoteJWKS) nextRefresh(cacheControl string) time.Duration {
+	d := defaultRefresh
+	for _, directive := range strings.Split(cacheControl, ",") {
+		name, value, _ := strings.Cut(strings.TrimSpace(directive), "=")
+		if strings.EqualFold(name, "max-age") {
+			if secs, err := strconv.Atoi(strings.Trim(value, `"`)); err == nil && secs >= 0 {
+				d = time.Duration(secs) * time.Second
+			}
+		}
+	}
+	return min(max(d, s.minRefresh), s.maxRefresh)
 }
 
 // discoverJWKS reads <issuer>/.well-known/openid-configuration and returns

@@ -26,6 +26,7 @@ type provider struct {
 	srv               *httptest.Server
 	jwksHits          atomic.Int64
 	discovered        atomic.Int64
+	cacheControl      atomic.Value // string: the JWKS response's Cache-Control
 }
 
 func newProvider(t *testing.T) *provider {
@@ -44,6 +45,9 @@ func newProvider(t *testing.T) *provider {
 		switch r.URL.Path {
 		case "/jwks.json":
 			p.jwksHits.Add(1)
+			if cc, _ := p.cacheControl.Load().(string); cc != "" {
+				w.Header().Set("Cache-Control", cc)
+			}
 		case "/.well-known/openid-configuration":
 			p.discovered.Add(1)
 		}
@@ -194,5 +198,37 @@ func TestProviderDownKeepsCachedKeys(t *testing.T) {
 	stranger, _ := devissuer.New(p.URL, mustKey(t)).Mint("alice", "aud", "", time.Hour, nil)
 	if _, err := v.Verify(ctx, stranger); fieldseal.ErrorCode(err) != fieldseal.EUNAUTHORIZED {
 		t.Errorf("with the provider down, an unknown key: %v; want invalid_token", err)
+	}
+}
+
+func TestBackgroundRefreshFollowsCacheControl(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		cacheControl string
+		min          time.Duration
+		wantAtLeast  int64
+		wantAtMost   int64
+	}{
+		{"max-age=1 refreshes every second", "public, max-age=1", 200 * time.Millisecond, 2, 4},
+		{"max-age=0 is held to the minimum", "max-age=0", time.Second, 2, 3},
+		{"a long max-age means no refetch soon", "max-age=3600", 200 * time.Millisecond, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			p := newProvider(t)
+			p.cacheControl.Store(tc.cacheControl)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			_, err := auth.NewVerifier(ctx, auth.Options{Issuer: p.URL, Audience: "aud",
+				Keys: auth.KeySource{JWKSURL: p.URL + "/jwks.json", MinRefresh: tc.min}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(2500 * time.Millisecond)
+			if n := p.jwksHits.Load(); n < tc.wantAtLeast || n > tc.wantAtMost {
+				t.Errorf("%d JWKS fetches in 2.5 s; want %d to %d", n, tc.wantAtLeast, tc.wantAtMost)
+			}
+		})
 	}
 }
