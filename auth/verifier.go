@@ -28,6 +28,11 @@ type Options struct {
 	// CacheSize bounds the verified-token cache; 0 means DefaultCacheSize,
 	// negative disables the cache.
 	CacheSize int
+	// Decrypter, if not nil, opens encrypted (nested JWE) tokens; without
+	// it they are refused.
+	Decrypter *Decrypter
+	// RequireEncryption refuses plain signed tokens.
+	RequireEncryption bool
 	// Revocations, if not nil, is checked on every token.
 	Revocations *Revocations
 	// RequireATJWT refuses tokens whose typ is not at+jwt (RFC 9068);
@@ -59,6 +64,8 @@ type Verifier struct {
 	requireATJWT bool
 	revocations  *Revocations
 	cache        *tokenCache
+	decrypter    *Decrypter
+	requireEnc   bool
 	now          func() time.Time
 }
 
@@ -70,6 +77,9 @@ func (opts Options) Validate() error {
 	}
 	if opts.Audience == "" {
 		return errors.New("an audience is required")
+	}
+	if opts.RequireEncryption && opts.Decrypter == nil {
+		return errors.New("requiring encrypted tokens needs a token decryption key")
 	}
 	for _, a := range opts.Algorithms {
 		switch a {
@@ -120,6 +130,8 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 		requireATJWT: opts.RequireATJWT,
 		revocations:  opts.Revocations,
 		cache:        newTokenCache(cacheSize(opts.CacheSize)),
+		decrypter:    opts.Decrypter,
+		requireEnc:   opts.RequireEncryption,
 		now:          opts.Now,
 	}
 	v.parser = jwt.NewParser(
@@ -143,6 +155,7 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if len(token) > MaxTokenSize {
 		return Claims{}, refuse("token too large")
 	}
+	var err error
 	key := cacheKey(token)
 	if c, kid, ok := v.cache.get(key, v.now()); ok {
 		if _, err := v.keys.Storage().KeyRead(ctx, kid); err != nil {
@@ -154,8 +167,17 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 			return c, nil
 		}
 	}
+	signed := token
+	switch {
+	case isEncrypted(token):
+		if signed, err = v.decrypter.open(token); err != nil {
+			return Claims{}, err
+		}
+	case v.requireEnc:
+		return Claims{}, refuse("token must be encrypted")
+	}
 	var tc tokenClaims
-	parsed, err := v.parser.ParseWithClaims(token, &tc, v.keyfunc(ctx))
+	parsed, err := v.parser.ParseWithClaims(signed, &tc, v.keyfunc(ctx))
 	if err != nil {
 		return Claims{}, refuse(reason(err))
 	}

@@ -87,6 +87,13 @@ func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
 
 func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle) *api {
 	t.Helper()
+	return newAPIFull(t, database, maxBody, throttle, nil, false)
+}
+
+// newAPIFull starts the API with every option: body limit, throttling,
+// and a token decrypter (nil: encrypted tokens refused) that may be required.
+func newAPIFull(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle, dec *auth.Decrypter, requireEnc bool) *api {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 
@@ -98,6 +105,7 @@ func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle d
 
 	verifier, err := auth.NewVerifier(ctx, auth.Options{
 		Issuer: idp.URL, Audience: audience, Keys: auth.KeySource{Issuer: idp.URL},
+		Decrypter: dec, RequireEncryption: requireEnc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +124,7 @@ func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle d
 	}
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, nil))
-	srv := httptest.NewServer(handlers.New(store, store, store, store, verifier, log, maxBody, migrations.Head()))
+	srv := httptest.NewServer(handlers.New(store, store, store, store, verifier, dec.PublicJWKS(), log, maxBody, migrations.Head()))
 	t.Cleanup(srv.Close)
 	return &api{t: t, URL: srv.URL, db: database, idp: idp, logBuf: logBuf}
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -16,9 +17,11 @@ const DefaultMaxBodyBytes = 1 << 20
 //
 // records, keys and export serve the /v1 endpoints, health the probes, verifier checks
 // bearer tokens; maxBody limits request bodies (0: DefaultMaxBodyBytes);
-// schemaHead is the migration version this binary needs.
+// schemaHead is the migration version this binary needs; encJWKS is the
+// JWK Set served at /.well-known/jwks.json: the public half of the token
+// decryption key, for identity providers that encrypt access tokens.
 func New(records fieldseal.RecordService, keys fieldseal.KeyService, export fieldseal.ExportService,
-	health HealthChecker, verifier TokenVerifier, log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
+	health HealthChecker, verifier TokenVerifier, encJWKS []byte, log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
@@ -28,6 +31,10 @@ func New(records fieldseal.RecordService, keys fieldseal.KeyService, export fiel
 	e.Use(requestIDs, accessLog(log), recoverPanics(log))
 
 	(&Health{db: health, schemaHead: schemaHead}).register(e)
+	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "public, max-age=300")
+		return c.Blob(http.StatusOK, "application/jwk-set+json", encJWKS)
+	})
 
 	// Middleware is attached per route, not to the group: a group's
 	// middleware would also catch unknown paths and methods, hiding 405.

@@ -110,6 +110,7 @@ func TestServeConfigErrors(t *testing.T) {
 		{"bad log level", with("FIELDSEAL_LOG_LEVEL", "loud"), "FIELDSEAL_LOG_LEVEL"},
 		{"half TLS", with("FIELDSEAL_TLS_CERT", "/x.pem"), "go together"},
 		{"HMAC allowed", with("FIELDSEAL_TOKEN_ALGORITHMS", "RS256,HS256"), `algorithm "HS256" is not supported`},
+		{"encryption required without a key", with("FIELDSEAL_TOKEN_REQUIRE_ENCRYPTION", "true"), "needs FIELDSEAL_TOKEN_DECRYPTION_KEY"},
 		{"limits upside down", with("FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT", "2"), "FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT"},
 		{"http issuer off loopback", with("FIELDSEAL_JWKS_FILE", "") /* discovery */, ""},
 	} {

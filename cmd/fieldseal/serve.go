@@ -35,6 +35,8 @@ type serveConfig struct {
 	algorithms    string
 	requireATJWT  bool
 	tokenCache    int
+	decryptionKey string
+	requireEnc    bool
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -52,6 +54,8 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
 	f.fs.StringVar(&c.algorithms, "token-algorithms", "RS256", "comma-separated signature algorithms to accept: RS256, RS384, RS512, PS256, PS384, PS512 ($"+f.variable("token-algorithms")+")")
 	f.fs.BoolVar(&c.requireATJWT, "token-require-at-jwt", false, "refuse tokens whose typ header is not at+jwt (RFC 9068) ($"+f.variable("token-require-at-jwt")+")")
+	f.fs.StringVar(&c.decryptionKey, "token-decryption-key", "", "PEM file of the RSA key that opens encrypted access tokens (nested JWE, RSA-OAEP-256 + A256GCM); its public half is served at /.well-known/jwks.json ($"+f.variable("token-decryption-key")+")")
+	f.fs.BoolVar(&c.requireEnc, "token-require-encryption", false, "refuse access tokens that are not encrypted ($"+f.variable("token-require-encryption")+")")
 	f.fs.IntVar(&c.tokenCache, "token-cache-size", auth.DefaultCacheSize, "verified tokens remembered (LRU) so they are not RSA-verified again until they expire; 0 disables ($"+f.variable("token-cache-size")+")")
 	f.fs.IntVar(&c.throttle.TokenLimit, "wrong-key-limit", db.DefaultThrottle.TokenLimit, "wrong-key answers per token per window before its key-bearing requests answer 429 ($"+f.variable("wrong-key-limit")+")")
 	f.fs.IntVar(&c.throttle.SubjectLimit, "wrong-key-subject-limit", db.DefaultThrottle.SubjectLimit, "wrong-key answers per subject (all its tokens) per window before 429 ($"+f.variable("wrong-key-subject-limit")+")")
@@ -113,6 +117,9 @@ func (c *serveConfig) validate() error {
 	case c.tokenMaxLife <= 0:
 		return errors.New("FIELDSEAL_TOKEN_MAX_LIFETIME must be positive")
 	}
+	if c.requireEnc && c.decryptionKey == "" {
+		return errors.New("FIELDSEAL_TOKEN_REQUIRE_ENCRYPTION needs FIELDSEAL_TOKEN_DECRYPTION_KEY")
+	}
 	if err := c.verifierOptions(auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}).Validate(); err != nil {
 		return fmt.Errorf("token settings: %w", err)
 	}
@@ -169,6 +176,12 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	revocations := auth.NewRevocations()
 	opts := c.verifierOptions(src)
 	opts.Revocations = revocations
+	if c.decryptionKey != "" {
+		if opts.Decrypter, err = auth.LoadDecrypter(c.decryptionKey); err != nil {
+			return fmt.Errorf("FIELDSEAL_TOKEN_DECRYPTION_KEY: %w", err)
+		}
+		opts.RequireEncryption = c.requireEnc
+	}
 	verifier, err := auth.NewVerifier(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("token verification: %w", err)
@@ -176,7 +189,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
-	api := handlers.New(store, store, store, store, verifier, log, c.maxBody, migrations.Head())
+	api := handlers.New(store, store, store, store, verifier, opts.Decrypter.PublicJWKS(), log, c.maxBody, migrations.Head())
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
