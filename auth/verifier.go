@@ -33,6 +33,9 @@ type Options struct {
 	Decrypter *Decrypter
 	// RequireEncryption refuses plain signed tokens.
 	RequireEncryption bool
+	// OnRefuse, if not nil, is told the reason of every refusal (a fixed
+	// phrase, never the token): for counting refusals by reason.
+	OnRefuse func(reason string)
 	// Revocations, if not nil, is checked on every token.
 	Revocations *Revocations
 	// RequireATJWT refuses tokens whose typ is not at+jwt (RFC 9068);
@@ -66,6 +69,7 @@ type Verifier struct {
 	cache        *tokenCache
 	decrypter    *Decrypter
 	requireEnc   bool
+	onRefuse     func(reason string)
 	now          func() time.Time
 }
 
@@ -132,6 +136,7 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 		cache:        newTokenCache(cacheSize(opts.CacheSize)),
 		decrypter:    opts.Decrypter,
 		requireEnc:   opts.RequireEncryption,
+		onRefuse:     opts.OnRefuse,
 		now:          opts.Now,
 	}
 	v.parser = jwt.NewParser(
@@ -149,6 +154,14 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 // Verify checks a token and returns its claims. Every refusal is an
 // *fieldseal.Error with EUNAUTHORIZED and a short reason.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	c, err := v.verify(ctx, token)
+	if err != nil && v.onRefuse != nil {
+		v.onRefuse(fieldseal.ErrorMessage(err))
+	}
+	return c, err
+}
+
+func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 	if token == "" {
 		return Claims{}, refuse("missing bearer token")
 	}

@@ -117,4 +117,3 @@ func TestTokenAttacks(t *testing.T) {
 		t.Errorf("healthz after the attacks: %d", r.status)
 	}
 }
-

@@ -124,7 +124,10 @@ func newAPIFull(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Thr
 	}
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, nil))
-	srv := httptest.NewServer(handlers.New(store, store, store, store, verifier, dec.PublicJWKS(), log, maxBody, migrations.Head()))
+	srv := httptest.NewServer(handlers.New(handlers.Options{
+		Records: store, Keys: store, Export: store, Health: store, Verifier: verifier,
+		EncJWKS: dec.PublicJWKS(), Log: log, MaxBody: maxBody, SchemaHead: migrations.Head(),
+	}))
 	t.Cleanup(srv.Close)
 	return &api{t: t, URL: srv.URL, db: database, idp: idp, logBuf: logBuf}
 }

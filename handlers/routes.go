@@ -13,35 +13,50 @@ import (
 // DefaultMaxBodyBytes is the default request body limit.
 const DefaultMaxBodyBytes = 1 << 20
 
+// Options are what the API is built from.
+type Options struct {
+	Records  fieldseal.RecordService
+	Keys     fieldseal.KeyService
+	Export   fieldseal.ExportService
+	Health   HealthChecker
+	Verifier TokenVerifier
+	// EncJWKS is served at /.well-known/jwks.json: the public half of the
+	// token decryption key, for providers that encrypt access tokens.
+	EncJWKS []byte
+	// Metrics serves /metrics; nil leaves the route out.
+	Metrics http.Handler
+	Log     *slog.Logger
+	// MaxBody limits request bodies (0: DefaultMaxBodyBytes).
+	MaxBody int64
+	// SchemaHead is the migration version this binary needs.
+	SchemaHead int64
+}
+
 // New returns the HTTP API. Every route is listed here.
-//
-// records, keys and export serve the /v1 endpoints, health the probes, verifier checks
-// bearer tokens; maxBody limits request bodies (0: DefaultMaxBodyBytes);
-// schemaHead is the migration version this binary needs; encJWKS is the
-// JWK Set served at /.well-known/jwks.json: the public half of the token
-// decryption key, for identity providers that encrypt access tokens.
-func New(records fieldseal.RecordService, keys fieldseal.KeyService, export fieldseal.ExportService,
-	health HealthChecker, verifier TokenVerifier, encJWKS []byte, log *slog.Logger, maxBody int64, schemaHead int64) *echo.Echo {
-	if maxBody <= 0 {
-		maxBody = DefaultMaxBodyBytes
+func New(o Options) *echo.Echo {
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBodyBytes
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.HTTPErrorHandler = errorHandler(log)
-	e.Use(requestIDs, accessLog(log), recoverPanics(log))
+	e.HTTPErrorHandler = errorHandler(o.Log)
+	e.Use(requestIDs, accessLog(o.Log), recoverPanics(o.Log))
 
-	(&Health{db: health, schemaHead: schemaHead}).register(e)
+	(&Health{db: o.Health, schemaHead: o.SchemaHead}).register(e)
 	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
-		return c.Blob(http.StatusOK, "application/jwk-set+json", encJWKS)
+		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS)
 	})
+	if o.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(o.Metrics))
+	}
 
 	// Middleware is attached per route, not to the group: a group's
 	// middleware would also catch unknown paths and methods, hiding 405.
 	v1 := e.Group("/v1")
-	authed := []echo.MiddlewareFunc{bodyLimit(maxBody), authenticate(verifier)}
-	(&Records{service: records, now: time.Now}).register(v1, authed)
-	(&Keys{service: keys}).register(v1, authed)
-	(&Export{service: export, log: log}).register(v1, authed)
+	authed := []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}
+	(&Records{service: o.Records, now: time.Now}).register(v1, authed)
+	(&Keys{service: o.Keys}).register(v1, authed)
+	(&Export{service: o.Export, log: o.Log}).register(v1, authed)
 	return e
 }

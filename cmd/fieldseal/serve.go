@@ -174,8 +174,10 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	revocations := auth.NewRevocations()
+	metrics := newServerMetrics()
 	opts := c.verifierOptions(src)
 	opts.Revocations = revocations
+	opts.OnRefuse = func(reason string) { metrics.tokenRefusals.WithLabelValues(reason).Inc() }
 	if c.decryptionKey != "" {
 		if opts.Decrypter, err = auth.LoadDecrypter(c.decryptionKey); err != nil {
 			return fmt.Errorf("FIELDSEAL_TOKEN_DECRYPTION_KEY: %w", err)
@@ -189,7 +191,11 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
-	api := handlers.New(store, store, store, store, verifier, opts.Decrypter.PublicJWKS(), log, c.maxBody, migrations.Head())
+	api := handlers.New(handlers.Options{
+		Records: store, Keys: store, Export: store, Health: store, Verifier: verifier,
+		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Log: log,
+		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
+	})
 
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
