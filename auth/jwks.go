@@ -28,6 +28,9 @@ type KeySource struct {
 	// HTTPClient fetches discovery documents and JWKS; nil means a client
 	// with a 10 s timeout.
 	HTTPClient *http.Client
+	// UnknownKIDInterval is the least time between two fetches caused by
+	// tokens naming unknown kids; zero means 10 seconds.
+	UnknownKIDInterval time.Duration
 	// MinRefresh and MaxRefresh bound the background refresh interval taken
 	// from the provider's Cache-Control; zero means 1 minute and 1 hour.
 	MinRefresh, MaxRefresh time.Duration
@@ -66,7 +69,7 @@ func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 	}
 	remote := &remoteJWKS{
 		Storage: jwkset.NewMemoryStorage(), url: jwksURL, client: client,
-		limiter:    rate.NewLimiter(rate.Every(unknownKIDInterval), 1),
+		limiter:    rate.NewLimiter(rate.Every(orDefault(src.UnknownKIDInterval, unknownKIDInterval)), 1),
 		minRefresh: orDefault(src.MinRefresh, minRefresh),
 		maxRefresh: orDefault(src.MaxRefresh, maxRefresh),
 	}
@@ -80,7 +83,7 @@ const (
 	minRefresh     = time.Minute
 	maxRefresh     = time.Hour
 	defaultRefresh = 5 * time.Minute
-	// An unknown kid fetches the JWKS at most this often.
+	// By default an unknown kid fetches the JWKS at most this often.
 	unknownKIDInterval = 10 * time.Second
 )
 

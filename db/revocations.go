@@ -112,4 +112,3 @@ func Revoke(ctx context.Context, adminURL string, r fieldseal.Revocation) error 
 		return q.NotifyRevocations(ctx)
 	})
 }
-

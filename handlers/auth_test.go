@@ -51,6 +51,9 @@ func TestTokenRefusals(t *testing.T) {
 		{"wrong issuer", "Bearer " + mint(map[string]any{"iss": "https://evil.invalid"}), "wrong issuer"},
 		{"wrong audience", "Bearer " + mint(map[string]any{"aud": "someone-else"}), "wrong audience"},
 		{"no exp", "Bearer " + mint(map[string]any{"exp": nil}), ""},
+		{"no aud", "Bearer " + mint(map[string]any{"aud": nil}), ""},
+		{"no iss", "Bearer " + mint(map[string]any{"iss": nil}), ""},
+		{"aud array without us", "Bearer " + mint(map[string]any{"aud": []string{"a", "b"}}), "wrong audience"},
 		{"no sub", "Bearer " + mint(map[string]any{"sub": ""}), "missing subject"},
 		{"numeric sub", "Bearer " + mint(map[string]any{"sub": 42}), ""},
 		{"year-long lifetime", "Bearer " + mint(map[string]any{"exp": now.Add(365 * 24 * time.Hour).Unix()}), "token lifetime too long"},
@@ -75,6 +78,11 @@ func TestTokenRefusals(t *testing.T) {
 				t.Errorf("the refusal echoes the token")
 			}
 		})
+	}
+	// Interoperability: RFC 9068 tokens as OpenID providers issue them,
+	// aud as a string (the good token) or an array, typ at+jwt.
+	if r := a.do(req{method: "GET", path: "/v1/records", token: mint(map[string]any{"aud": []string{"other-api", audience}})}); r.status != http.StatusOK {
+		t.Errorf("aud as an array holding ours: %d %s", r.status, r.body)
 	}
 	// The server is still healthy and the good token still works.
 	if r := a.do(req{method: "GET", path: "/v1/records", token: good}); r.status != http.StatusOK {

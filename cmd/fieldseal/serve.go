@@ -37,6 +37,7 @@ type serveConfig struct {
 	tokenCache    int
 	decryptionKey string
 	requireEnc    bool
+	unknownKID    time.Duration
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -46,6 +47,7 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.StringVar(&c.audience, "audience", "", "expected token audience (aud) ($"+f.variable("audience")+")")
 	f.fs.StringVar(&c.jwksURL, "jwks-url", "", "URL of the issuer's JWKS; https unless on loopback ($"+f.variable("jwks-url")+")")
 	f.fs.StringVar(&c.jwksFile, "jwks-file", "", "file holding the issuer's JWKS ($"+f.variable("jwks-file")+")")
+	f.fs.DurationVar(&c.unknownKID, "jwks-unknown-kid-interval", 10*time.Second, "least time between two JWKS fetches caused by tokens naming unknown kids; others are refused at once ($"+f.variable("jwks-unknown-kid-interval")+")")
 	f.fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on ($"+f.variable("listen")+")")
 	f.fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS ($"+f.variable("tls-cert")+")")
 	f.fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file of --tls-cert ($"+f.variable("tls-key")+")")
@@ -77,7 +79,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer, env func(str
 	if err != nil {
 		return err
 	}
-	return serve(ctx, c, auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer}, log, nil)
+	return serve(ctx, c, auth.KeySource{JWKSFile: c.jwksFile, JWKSURL: c.jwksURL, Issuer: c.issuer, UnknownKIDInterval: c.unknownKID}, log, nil)
 }
 
 // verifierOptions are the token rules of c, with keys from src.
@@ -110,6 +112,8 @@ func (c *serveConfig) validate() error {
 		return errors.New("FIELDSEAL_JWKS_URL and FIELDSEAL_JWKS_FILE are both set: choose one")
 	case (c.tlsCert == "") != (c.tlsKey == ""):
 		return errors.New("FIELDSEAL_TLS_CERT and FIELDSEAL_TLS_KEY go together: set both or neither")
+	case c.unknownKID < time.Second:
+		return errors.New("FIELDSEAL_JWKS_UNKNOWN_KID_INTERVAL must be at least 1s")
 	case c.tokenCache < 0:
 		return errors.New("FIELDSEAL_TOKEN_CACHE_SIZE must be 0 (off) or more")
 	case c.maxBody < 1:
