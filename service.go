@@ -12,6 +12,11 @@ import (
 type Caller struct {
 	Subject string
 	TokenID string
+	// What the audit trail records of the request besides the subject.
+	JTI        string
+	ClientID   string
+	RequestID  string
+	ClientAddr string
 }
 
 // RecordService stores and reads records. Every method works on the
@@ -61,6 +66,55 @@ type ExportService interface {
 	// Export calls fn with every record of the subject, in creation order,
 	// from one consistent snapshot; an error from fn stops it.
 	Export(ctx context.Context, caller Caller, fn func(ExportedRecord) error) error
+}
+
+// AuditService appends to and reads the audit trail.
+type AuditService interface {
+	// RecordRefusal appends an entry for a request refused before any
+	// database work (insufficient scope). EUNAVAILABLE.
+	RecordRefusal(ctx context.Context, caller Caller, action, outcome string) error
+	// AuditEvents returns one page of the trail, every subject's (the
+	// caller must hold audit:read). EUNAVAILABLE.
+	AuditEvents(ctx context.Context, caller Caller, f AuditFilter) (AuditPage, error)
+}
+
+// AuditEvent is one entry of the audit trail. It never holds a key, a
+// plaintext value or a token.
+type AuditEvent struct {
+	Subject     string    `json:"subject"`
+	Seq         int64     `json:"seq"`
+	At          time.Time `json:"at"`
+	Action      string    `json:"action"`
+	Outcome     string    `json:"outcome"`
+	RecordID    *ID       `json:"record_id,omitempty"`
+	RecordCount *int64    `json:"record_count,omitempty"`
+	TokenJTI    string    `json:"token_jti,omitempty"`
+	ClientID    string    `json:"client_id,omitempty"`
+	RequestID   string    `json:"request_id,omitempty"`
+	ClientAddr  string    `json:"client_addr,omitempty"`
+}
+
+// AuditFilter selects audit entries: empty fields match everything.
+type AuditFilter struct {
+	Subject string
+	Action  string
+	Since   time.Time
+	Until   time.Time
+	After   AuditCursor
+	Limit   int
+}
+
+// AuditCursor is the position after which a page starts.
+type AuditCursor struct {
+	At      time.Time
+	Subject string
+	Seq     int64
+}
+
+// AuditPage is one page of the trail; Next is zero on the last page.
+type AuditPage struct {
+	Items []AuditEvent
+	Next  AuditCursor
 }
 
 // ExportedRecord is one line of an export: a record with its secret as

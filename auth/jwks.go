@@ -72,6 +72,7 @@ func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 		limiter:    rate.NewLimiter(rate.Every(orDefault(src.UnknownKIDInterval, unknownKIDInterval)), 1),
 		minRefresh: orDefault(src.MinRefresh, minRefresh),
 		maxRefresh: orDefault(src.MaxRefresh, maxRefresh),
+		firstFetch: make(chan struct{}),
 	}
 	go remote.refreshLoop(ctx)
 	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: remote})
@@ -108,11 +109,20 @@ type remoteJWKS struct {
 	client                 *http.Client
 	limiter                *rate.Limiter
 	minRefresh, maxRefresh time.Duration
-	mu                     sync.Mutex // one fetch at a time
+	mu                     sync.Mutex    // one fetch at a time
+	firstFetch             chan struct{} // closed once the first fetch has ended, well or not
 }
 
-// KeyRead implements jwkset.Storage.
+// KeyRead implements jwkset.Storage. Until the first fetch has ended, a
+// lookup waits for it (up to the fetch's own timeout) rather than treating
+// every kid as unknown and spending the unknown-kid budget on a set that is
+// already on its way.
 func (s *remoteJWKS) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
+	select {
+	case <-s.firstFetch:
+	case <-ctx.Done():
+		return jwkset.JWK{}, ctx.Err()
+	}
 	jwk, err := s.Storage.KeyRead(ctx, kid)
 	if !errors.Is(err, jwkset.ErrKeyNotFound) || !s.limiter.Allow() {
 		return jwk, err
@@ -127,8 +137,13 @@ func (s *remoteJWKS) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error
 // refreshLoop fetches the set now and then whenever it goes stale, until
 // ctx ends. After a failure it tries again sooner (minRefresh / 2).
 func (s *remoteJWKS) refreshLoop(ctx context.Context) {
+	first := true
 	for {
 		next, err := s.refresh(ctx)
+		if first {
+			close(s.firstFetch)
+			first = false
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -11,7 +11,7 @@ import (
 
 // VerifyKey implements fieldseal.KeyService.
 func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key) error {
-	return s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
+	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionVerify}, true, pgx.TxOptions{}, func(q *Queries) error {
 		ok, err := q.CheckKey(ctx, key.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
@@ -31,7 +31,7 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // the verifier under the current key; after it, all under next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key) (int64, error) {
 	var n int64
-	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
@@ -53,7 +53,7 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 // Ciphertext implements fieldseal.ExportService.
 func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
 	var armored string
-	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
+	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, false, pgx.TxOptions{}, func(q *Queries) error {
 		var err error
 		armored, err = q.GetRecordCiphertext(ctx, uuid(id))
 		return err
@@ -68,8 +68,11 @@ const exportPageSize = 200
 // in one read-only repeatable-read transaction, so memory stays bounded
 // and the export is one snapshot however long it streams.
 func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fieldseal.ExportedRecord) error) error {
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
-	return s.inTxWith(ctx, caller.Subject, opts, func(q *Queries) error {
+	// Repeatable read for one snapshot; not read-only: the audit entry is
+	// written in the same transaction.
+	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead}
+	var n int64
+	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, opts, func(q *Queries) error {
 		after := fieldseal.ID{}
 		for {
 			rows, err := q.ExportRecords(ctx, ExportRecordsParams{After: uuid(after), MaxRows: exportPageSize})
@@ -77,6 +80,7 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 				return err
 			}
 			for _, r := range rows {
+				n++
 				if err := fn(fieldseal.ExportedRecord{
 					ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
 					CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,

@@ -10,6 +10,22 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+type FieldsealAuditEvent struct {
+	Subject     string
+	Seq         int64
+	At          time.Time
+	Action      string
+	Outcome     string
+	RecordID    pgtype.UUID
+	RecordCount pgtype.Int8
+	TokenID     pgtype.Text
+	ClientID    pgtype.Text
+	RequestID   pgtype.Text
+	ClientAddr  pgtype.Text
+	PrevHash    []byte
+	Hash        []byte
+}
+
 type FieldsealKeyFailure struct {
 	Subject     string
 	TokenID     string

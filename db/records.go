@@ -14,7 +14,7 @@ import (
 // CreateRecord implements fieldseal.RecordService.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, func(q *Queries) error {
 		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 			return err
 		}
@@ -40,8 +40,10 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 // GetRecord implements fieldseal.RecordService.
 func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
+	note := &auditNote{action: fieldseal.ActionRead, recordID: &id}
 	if key.IsZero() {
-		err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
+		note.quiet = true // metadata only: nothing decrypted
+		err := s.do(ctx, caller, note, false, pgx.TxOptions{}, func(q *Queries) error {
 			row, err := q.GetRecord(ctx, uuid(id))
 			if err != nil {
 				return err
@@ -51,7 +53,7 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 		})
 		return rec, err
 	}
-	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.do(ctx, caller, note, true, pgx.TxOptions{}, func(q *Queries) error {
 		row, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 		if err != nil {
 			return err
@@ -92,12 +94,13 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		}
 		return err
 	}
-	var err error
-	if key.IsZero() {
-		err = s.inTx(ctx, caller.Subject, run)
-	} else {
-		err = s.keyTx(ctx, caller, pgx.TxOptions{}, run)
-	}
+	var count int64
+	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
+	err := s.do(ctx, caller, note, !key.IsZero(), pgx.TxOptions{}, func(q *Queries) error {
+		err := run(q)
+		count = int64(len(page.Items))
+		return err
+	})
 	if err != nil {
 		return fieldseal.Page{}, err
 	}
@@ -110,7 +113,7 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 // ReplaceRecord implements fieldseal.RecordService.
 func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.keyTx(ctx, caller, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionReplace, recordID: &id}, true, pgx.TxOptions{}, func(q *Queries) error {
 		if err := requireKey(ctx, q, key); err != nil {
 			// Another subject's record is "not found" whatever the key.
 			if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
@@ -133,7 +136,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 
 // DeleteRecord implements fieldseal.RecordService.
 func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, match []int64) error {
-	return s.inTx(ctx, caller.Subject, func(q *Queries) error {
+	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionDelete, recordID: &id}, false, pgx.TxOptions{}, func(q *Queries) error {
 		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
 		if err != nil {
 			return err

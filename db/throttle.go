@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fieldseal/fieldseal"
 )
 
@@ -38,30 +36,6 @@ func (t Throttle) Validate() error {
 }
 
 func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
-
-// keyTx runs fn, which uses a client key, in the caller's transaction:
-// refused at once if the caller is throttled, and a wrong-key outcome is
-// counted, in a transaction of its own since fn's was rolled back.
-func (s *Store) keyTx(ctx context.Context, caller fieldseal.Caller, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	err := s.inTxWith(ctx, caller.Subject, opts, func(q *Queries) error {
-		if err := s.checkThrottle(ctx, q, caller.TokenID); err != nil {
-			return err
-		}
-		return fn(q)
-	})
-	if fieldseal.ErrorCode(err) == fieldseal.EWRONGKEY {
-		if rerr := s.inTx(ctx, caller.Subject, func(q *Queries) error {
-			p := RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()}
-			if err := q.RecordKeyFailure(ctx, p); err != nil {
-				return err
-			}
-			return q.PruneKeyFailures(ctx, s.throttle.windowSeconds())
-		}); rerr != nil {
-			return fmt.Errorf("count a wrong key: %w", rerr)
-		}
-	}
-	return err
-}
 
 func (s *Store) checkThrottle(ctx context.Context, q *Queries, tokenID string) error {
 	f, err := q.GetKeyFailures(ctx, GetKeyFailuresParams{TokenID: tokenID, WindowSeconds: s.throttle.windowSeconds()})

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -124,22 +125,39 @@ func authenticate(v TokenVerifier) echo.MiddlewareFunc {
 	}
 }
 
-// requireScope refuses tokens without scope.
-func requireScope(scope string) echo.MiddlewareFunc {
+// scopeRule builds the middleware that refuses tokens without a route's
+// scope and records the refusal in the audit trail under the route's
+// action.
+type scopeRule struct {
+	audit fieldseal.AuditService
+	log   *slog.Logger
+}
+
+func (s scopeRule) require(scope, action string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if !claims(c).HasScope(scope) {
-				return fieldseal.Errorf(fieldseal.EFORBIDDEN, "this token lacks the scope %s", scope)
+			if claims(c).HasScope(scope) {
+				return next(c)
 			}
-			return next(c)
+			if err := s.audit.RecordRefusal(c.Request().Context(), caller(c), action, fieldseal.EFORBIDDEN); err != nil {
+				return err // no refusal without its audit entry
+			}
+			return fieldseal.Errorf(fieldseal.EFORBIDDEN, "this token lacks the scope %s", scope)
 		}
 	}
 }
 
-// caller is who the request's token speaks for.
+// caller is who the request's token speaks for, with what the audit trail
+// records of the request. The client address is the connection's peer:
+// forwarding headers are not trusted.
 func caller(c echo.Context) fieldseal.Caller {
 	cl := claims(c)
-	return fieldseal.Caller{Subject: cl.Subject, TokenID: cl.TokenID}
+	addr, _, err := net.SplitHostPort(c.Request().RemoteAddr)
+	if err != nil {
+		addr = c.Request().RemoteAddr
+	}
+	return fieldseal.Caller{Subject: cl.Subject, TokenID: cl.TokenID, JTI: cl.ID, ClientID: cl.ClientID,
+		RequestID: requestID(c), ClientAddr: addr}
 }
 
 func claims(c echo.Context) auth.Claims {

@@ -27,14 +27,15 @@ const (
 	MaxPageSize     = 500
 )
 
-func (h *Records) register(g *echo.Group, authed []echo.MiddlewareFunc) {
-	read := append(authed[:len(authed):len(authed)], requireScope(auth.ScopeRecordsRead))
-	write := append(authed[:len(authed):len(authed)], requireScope(auth.ScopeRecordsWrite))
-	g.POST("/records", h.create, write...)
-	g.GET("/records", h.list, read...)
-	g.GET("/records/:id", h.get, read...)
-	g.PUT("/records/:id", h.replace, write...)
-	g.DELETE("/records/:id", h.delete, write...)
+func (h *Records) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
+	with := func(scope, action string) []echo.MiddlewareFunc {
+		return append(authed[:len(authed):len(authed)], scopes.require(scope, action))
+	}
+	g.POST("/records", h.create, with(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+	g.GET("/records", h.list, with(auth.ScopeRecordsRead, fieldseal.ActionList)...)
+	g.GET("/records/:id", h.get, with(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
+	g.PUT("/records/:id", h.replace, with(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
+	g.DELETE("/records/:id", h.delete, with(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
 }
 
 // recordRequest is the body of POST and PUT.

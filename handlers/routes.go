@@ -18,6 +18,7 @@ type Options struct {
 	Records  fieldseal.RecordService
 	Keys     fieldseal.KeyService
 	Export   fieldseal.ExportService
+	Audit    fieldseal.AuditService
 	Health   HealthChecker
 	Verifier TokenVerifier
 	// EncJWKS is served at /.well-known/jwks.json: the public half of the
@@ -55,8 +56,10 @@ func New(o Options) *echo.Echo {
 	// middleware would also catch unknown paths and methods, hiding 405.
 	v1 := e.Group("/v1")
 	authed := []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}
-	(&Records{service: o.Records, now: time.Now}).register(v1, authed)
-	(&Keys{service: o.Keys}).register(v1, authed)
-	(&Export{service: o.Export, log: o.Log}).register(v1, authed)
+	scopes := scopeRule{audit: o.Audit, log: o.Log}
+	(&Records{service: o.Records, now: time.Now}).register(v1, authed, scopes)
+	(&Keys{service: o.Keys}).register(v1, authed, scopes)
+	(&Export{service: o.Export, log: o.Log}).register(v1, authed, scopes)
+	(&Audit{service: o.Audit}).register(v1, authed, scopes)
 	return e
 }

@@ -10,7 +10,26 @@
 -- (the roles migration revokes them when it drops the role).
 
 -- +goose Up
-GRANT SET ON PARAMETER log_parameter_max_length, log_parameter_max_length_on_error TO fieldseal_app;
+-- Two databases of one cluster migrating at once both update the shared
+-- catalog row of this grant ("tuple concurrently updated"): goose's
+-- advisory lock is per database, so retry briefly instead.
+-- +goose StatementBegin
+DO $$
+BEGIN
+    FOR attempt IN 1..50 LOOP
+        BEGIN
+            GRANT SET ON PARAMETER log_parameter_max_length, log_parameter_max_length_on_error TO fieldseal_app;
+            RETURN;
+        EXCEPTION WHEN internal_error OR unique_violation OR serialization_failure THEN
+            IF attempt = 50 THEN
+                RAISE;
+            END IF;
+            PERFORM pg_sleep(0.01 + random() * 0.05);
+        END;
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
 
 -- +goose Down
 -- +goose StatementBegin

@@ -1,0 +1,24 @@
+-- The audit trail (migration 00007). The trigger fills seq, at, prev_hash
+-- and hash; the app supplies the rest.
+
+-- name: AppendAuditEvent :exec
+INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
+VALUES (@action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
+        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, ''));
+
+-- name: EnableAuditReading :exec
+-- For audit:read requests only: lets this transaction read every subject's entries.
+SELECT set_config('fieldseal.audit_reader', 'on', true);
+
+-- name: ListAuditEvents :many
+-- Keyset pagination on (at, subject, seq); '' and NULL filters match all.
+SELECT subject, seq, at, action, outcome, record_id, record_count,
+       coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
+       coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr
+FROM fieldseal.audit_events
+WHERE (@subject::text = '' OR subject = @subject::text)
+  AND (@action::text = '' OR action = @action::text)
+  AND at >= @since AND at < @until
+  AND (at, subject, seq) > (@after_at, @after_subject::text, @after_seq::bigint)
+ORDER BY at, subject, seq
+LIMIT @max_rows;
