@@ -56,6 +56,82 @@ func (q *Queries) EnableAuditReading(ctx context.Context) error {
 	return err
 }
 
+const listAuditChainPage = `-- name: ListAuditChainPage :many
+SELECT subject, seq, at, action, outcome, record_id, record_count,
+       coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
+       coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
+       prev_hash, hash
+FROM fieldseal.audit_events
+WHERE ($1::text = '' OR subject = $1::text)
+  AND (subject, seq) > ($2::text, $3::bigint)
+ORDER BY subject, seq
+LIMIT $4
+`
+
+type ListAuditChainPageParams struct {
+	OnlySubject  string
+	AfterSubject string
+	AfterSeq     int64
+	MaxRows      int32
+}
+
+type ListAuditChainPageRow struct {
+	Subject     string
+	Seq         int64
+	At          time.Time
+	Action      string
+	Outcome     string
+	RecordID    pgtype.UUID
+	RecordCount pgtype.Int8
+	TokenID     string
+	ClientID    string
+	RequestID   string
+	ClientAddr  string
+	PrevHash    []byte
+	Hash        []byte
+}
+
+// For `fieldseal audit verify` (admin connection): every entry with its
+// hashes, in chain order, a page at a time.
+func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPageParams) ([]ListAuditChainPageRow, error) {
+	rows, err := q.db.Query(ctx, listAuditChainPage,
+		arg.OnlySubject,
+		arg.AfterSubject,
+		arg.AfterSeq,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAuditChainPageRow{}
+	for rows.Next() {
+		var i ListAuditChainPageRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Seq,
+			&i.At,
+			&i.Action,
+			&i.Outcome,
+			&i.RecordID,
+			&i.RecordCount,
+			&i.TokenID,
+			&i.ClientID,
+			&i.RequestID,
+			&i.ClientAddr,
+			&i.PrevHash,
+			&i.Hash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listAuditEvents = `-- name: ListAuditEvents :many
 SELECT subject, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,

@@ -22,3 +22,16 @@ WHERE (@subject::text = '' OR subject = @subject::text)
   AND (at, subject, seq) > (@after_at, @after_subject::text, @after_seq::bigint)
 ORDER BY at, subject, seq
 LIMIT @max_rows;
+
+-- name: ListAuditChainPage :many
+-- For `fieldseal audit verify` (admin connection): every entry with its
+-- hashes, in chain order, a page at a time.
+SELECT subject, seq, at, action, outcome, record_id, record_count,
+       coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
+       coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
+       prev_hash, hash
+FROM fieldseal.audit_events
+WHERE (@only_subject::text = '' OR subject = @only_subject::text)
+  AND (subject, seq) > (@after_subject::text, @after_seq::bigint)
+ORDER BY subject, seq
+LIMIT @max_rows;

@@ -22,6 +22,8 @@ Usage:
   fieldseal serve                 run the API server
   fieldseal migrate up|down|status  apply, roll back (one step, or --to N) or list migrations
   fieldseal dev                   a working local service in one command
+  fieldseal audit verify [--subject S]
+                                  verify the audit trail's hash chains; exit 1 naming the first broken entry
   fieldseal token revoke --jti ID | --subject SUB
                                   revoke one token, or every token of a subject issued before now
   fieldseal <command> --help      the flags of a command, with their FIELDSEAL_* variables
@@ -49,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		err = devCmd(ctx, args[1:], stdout, stderr, env)
 	case "token":
 		err = tokenCmd(ctx, args[1:], stdout, stderr, env)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr, env)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -63,6 +67,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errDrift):
+		return 1
 	default:
 		fmt.Fprintln(stderr, "fieldseal:", err)
 		return 1

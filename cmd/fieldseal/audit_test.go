@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/internal/pgtest"
+)
+
+// appendEvents writes n audit entries for subject through the chaining
+// trigger, as the app would.
+func appendEvents(t *testing.T, adminURL, subject string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for i := range n {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, record_count, request_id) VALUES ('record.list', 'ok', $1, 'req')`, i)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestAuditVerifyDetectsTampering(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		tamper string // run as a superuser
+		want   string
+	}{
+		{"intact", ``, ""},
+		{"edited", `UPDATE fieldseal.audit_events SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 3`,
+			`subject "alice" at entry 3: its contents do not match its hash`},
+		{"edited with its hash recomputed", `UPDATE fieldseal.audit_events e SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 3;
+			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 3`,
+			`subject "alice" at entry 4: its prev_hash is not the previous entry's hash`},
+		{"deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
+			`subject "alice" at entry 2: entry 2 is missing`},
+		{"inserted without the trigger", `SET session_replication_role = replica;
+			UPDATE fieldseal.audit_events SET seq = seq + 100 WHERE subject = 'alice' AND seq >= 3;
+			UPDATE fieldseal.audit_events SET seq = seq - 99 WHERE subject = 'alice' AND seq >= 103;
+			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
+			SELECT 'alice', 3, now(), 'record.delete', 'ok', hash, hash FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
+			`subject "alice" at entry 3: its contents do not match its hash`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			database := pgtest.NewDB(t)
+			appendEvents(t, database.AdminURL, "alice", 5)
+			appendEvents(t, database.AdminURL, "bob", 3)
+			if tc.tamper != "" {
+				conn, err := pgx.Connect(context.Background(), database.AdminURL)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.Exec(context.Background(), tc.tamper); err != nil {
+					t.Fatalf("tampering: %v", err)
+				}
+				conn.Close(context.Background())
+			}
+			admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+			code, out, errOut := runCmd(t, context.Background(), admin, "audit", "verify")
+			if tc.want == "" {
+				if code != 0 || !strings.Contains(out, "audit trail intact: 8 entries, 2 subjects") {
+					t.Errorf("intact trail: exit %d, %q %q", code, out, errOut)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, tc.want)
+			}
+			if strings.Contains(out, `"bob"`) {
+				t.Errorf("bob's untouched chain reported broken: %s", out)
+			}
+			// --subject bob: intact.
+			if code, out, _ := runCmd(t, context.Background(), admin, "audit", "verify", "--subject", "bob"); code != 0 || !strings.Contains(out, "3 entries, 1 subjects") {
+				t.Errorf("verify --subject bob: exit %d %q", code, out)
+			}
+		})
+	}
+}
+
