@@ -175,6 +175,13 @@ func TestAppRoleCannot(t *testing.T) {
 		`SET ROLE fieldseal_owner`,
 		`SELECT fieldseal.gen_random_bytes(8)`,
 		`CREATE FUNCTION fieldseal.f() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
+		`UPDATE fieldseal.audit_events SET outcome = 'ok'`,
+		`DELETE FROM fieldseal.audit_events`,
+		`TRUNCATE fieldseal.audit_events`,
+		`INSERT INTO fieldseal.audit_events (action, outcome, seq) VALUES ('record.read', 'ok', 99)`,
+		`INSERT INTO fieldseal.audit_events (action, outcome, hash, prev_hash) VALUES ('record.read', 'ok', '\x00', '\x00')`,
+		`ALTER TABLE fieldseal.audit_events DISABLE TRIGGER audit_chain`,
+		`INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ('x', now())`,
 	} {
 		t.Run(stmt, func(t *testing.T) {
 			appTx(t, database, "alice", func(tx pgx.Tx) {
@@ -185,6 +192,54 @@ func TestAppRoleCannot(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+func TestAuditAppendOnlyForOwnSubject(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		_, err := tx.Exec(context.Background(), `INSERT INTO fieldseal.audit_events (subject, action, outcome) VALUES ('bob', 'record.read', 'ok')`)
+		if err == nil {
+			t.Error("alice's transaction appended to bob's chain")
+		}
+	})
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		if n := countRows(t, tx, `SELECT count(*)::int FROM fieldseal.audit_events WHERE subject = 'bob'`); n != 0 {
+			t.Errorf("alice's transaction reads %d of bob's audit entries; want 0", n)
+		}
+	})
+}
+
+// TestAuditorRole: the auditor reads the trail and record metadata, never
+// a byte of ciphertext, and writes nothing.
+func TestAuditorRole(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.LoginRole(t, database, "IN ROLE fieldseal_auditor"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM fieldseal.audit_events`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("the auditor reads %d audit entries (%v); want both subjects' 2", n, err)
+	}
+	if err := conn.QueryRow(ctx, `SELECT count(id) FROM fieldseal.records`).Scan(&n); err != nil {
+		t.Errorf("the auditor cannot read record metadata: %v", err)
+	}
+	for _, stmt := range []string{
+		`SELECT secret FROM fieldseal.records`,
+		`SELECT * FROM fieldseal.records`,
+		`SELECT public FROM fieldseal.records`,
+		`SELECT key_verifier FROM fieldseal.subjects`,
+		`INSERT INTO fieldseal.audit_events (action, outcome) VALUES ('x', 'ok')`,
+		`DELETE FROM fieldseal.audit_events`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("auditor: %q gave %v; want permission denied", stmt, err)
+		}
 	}
 }
 
