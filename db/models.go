@@ -26,11 +26,43 @@ type FieldsealAuditEvent struct {
 	Hash        []byte
 }
 
+type FieldsealBypasser struct {
+	Role     string
+	How      string
+	CanLogin pgtype.Bool
+}
+
+type FieldsealGrantsDrift struct {
+	Problem    string
+	Role       string
+	ObjectType string
+	ObjectName string
+	ColumnName string
+	Privilege  string
+}
+
+type FieldsealGrantsPolicy struct {
+	Grantee    string
+	ObjectType string
+	ObjectName string
+	ColumnName string
+	Privilege  string
+}
+
 type FieldsealKeyFailure struct {
 	Subject     string
 	TokenID     string
 	WindowStart time.Time
 	Failures    int32
+}
+
+type FieldsealPrivilege struct {
+	Grantee    string
+	ObjectType string
+	ObjectName string
+	ColumnName string
+	Privilege  string
+	Grantor    string
 }
 
 type FieldsealRecord struct {
@@ -53,9 +85,21 @@ type FieldsealRevocation struct {
 	CreatedAt     time.Time
 }
 
+type FieldsealRlsPolicy struct {
+	TableName string
+	Rls       bool
+}
+
 type FieldsealSubject struct {
 	Subject     string
 	KeyVerifier []byte
 	CreatedAt   time.Time
 	UpdatedAt   time.Time
+}
+
+type FieldsealTable struct {
+	TableName  interface{}
+	Owner      string
+	RlsEnabled bool
+	RlsForced  bool
 }

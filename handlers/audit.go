@@ -16,6 +16,7 @@ import (
 // Audit serves /v1/audit: the trail, for tokens with audit:read.
 type Audit struct {
 	service fieldseal.AuditService
+	grants  fieldseal.GrantsService
 }
 
 // ActionAuditRead is the audit action of reading the trail (its refusals
@@ -24,6 +25,18 @@ const ActionAuditRead = "audit.read"
 
 func (h *Audit) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
 	g.GET("/audit/events", h.events, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeAuditRead, ActionAuditRead))...)
+	g.GET("/audit/grants", h.grantsReport, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeAuditRead, ActionAuditRead))...)
+}
+
+// grantsReport is `fieldseal audit grants --format json` over HTTP: 200
+// whether or not something drifted (the body's drift list says).
+func (h *Audit) grantsReport(c echo.Context) error {
+	rep, err := h.grants.Grants(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeJSON(c, http.StatusOK, rep)
 }
 
 // auditPage is the body of GET /v1/audit/events.

@@ -125,7 +125,7 @@ func newAPIFull(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Thr
 	logBuf := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, nil))
 	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Health: store, Verifier: verifier,
+		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
 		EncJWKS: dec.PublicJWKS(), Log: log, MaxBody: maxBody, SchemaHead: migrations.Head(),
 	}))
 	t.Cleanup(srv.Close)

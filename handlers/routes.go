@@ -19,6 +19,7 @@ type Options struct {
 	Keys     fieldseal.KeyService
 	Export   fieldseal.ExportService
 	Audit    fieldseal.AuditService
+	Grants   fieldseal.GrantsService
 	Health   HealthChecker
 	Verifier TokenVerifier
 	// EncJWKS is served at /.well-known/jwks.json: the public half of the
@@ -60,6 +61,6 @@ func New(o Options) *echo.Echo {
 	(&Records{service: o.Records, now: time.Now}).register(v1, authed, scopes)
 	(&Keys{service: o.Keys}).register(v1, authed, scopes)
 	(&Export{service: o.Export, log: o.Log}).register(v1, authed, scopes)
-	(&Audit{service: o.Audit}).register(v1, authed, scopes)
+	(&Audit{service: o.Audit, grants: o.Grants}).register(v1, authed, scopes)
 	return e
 }

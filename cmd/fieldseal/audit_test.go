@@ -92,4 +92,3 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		})
 	}
 }
-

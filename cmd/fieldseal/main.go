@@ -24,6 +24,8 @@ Usage:
   fieldseal dev                   a working local service in one command
   fieldseal audit verify [--subject S]
                                   verify the audit trail's hash chains; exit 1 naming the first broken entry
+  fieldseal audit grants [--format table|json]
+                                  compare every privilege with the least-privilege policy; exit 1 on drift
   fieldseal token revoke --jti ID | --subject SUB
                                   revoke one token, or every token of a subject issued before now
   fieldseal <command> --help      the flags of a command, with their FIELDSEAL_* variables

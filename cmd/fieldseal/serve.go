@@ -196,7 +196,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	defer stopWatching()
 	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
 	api := handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Health: store, Verifier: verifier,
+		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
 		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Log: log,
 		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
 	})

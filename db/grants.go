@@ -1,0 +1,69 @@
+package db
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Grants implements fieldseal.GrantsService over the app's pool.
+func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
+	var rep fieldseal.GrantsReport
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+		var err error
+		rep, err = grantsReport(ctx, New(tx))
+		return err
+	})
+	return rep, mapError(err)
+}
+
+// GrantsReport reads the report over an admin (or auditor) connection:
+// `fieldseal audit grants`.
+func GrantsReport(ctx context.Context, adminURL string) (fieldseal.GrantsReport, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fieldseal.GrantsReport{}, fmt.Errorf("connect to the admin database: %w", err)
+	}
+	defer conn.Close(ctx)
+	return grantsReport(ctx, New(conn))
+}
+
+func grantsReport(ctx context.Context, q *Queries) (fieldseal.GrantsReport, error) {
+	rep := fieldseal.GrantsReport{Drift: []fieldseal.Drift{}}
+	drift, err := q.ListGrantsDrift(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, d := range drift {
+		rep.Drift = append(rep.Drift, fieldseal.Drift{Problem: d.Problem, Role: d.Role, ObjectType: d.ObjectType,
+			Object: d.ObjectName, Column: d.ColumnName, Privilege: d.Privilege})
+	}
+	privs, err := q.ListPrivileges(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range privs {
+		rep.Privileges = append(rep.Privileges, fieldseal.Privilege{Grantee: p.Grantee, ObjectType: p.ObjectType,
+			Object: p.ObjectName, Column: p.ColumnName, Privilege: p.Privilege})
+	}
+	byp, err := q.ListBypassers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, b := range byp {
+		rep.Bypassers = append(rep.Bypassers, fieldseal.Bypasser{Role: b.Role, How: b.How, CanLogin: b.CanLogin})
+	}
+	tables, err := q.ListTableSecurity(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, t := range tables {
+		rep.Tables = append(rep.Tables, fieldseal.TableStatus{Table: t.TableName, Owner: t.Owner, RLSEnabled: t.RlsEnabled, RLSForced: t.RlsForced})
+	}
+	return rep, nil
+}
+
+var _ fieldseal.GrantsService = (*Store)(nil)

@@ -1,0 +1,54 @@
+package fieldseal
+
+import "context"
+
+// GrantsReport answers "who can touch what?": every privilege on
+// fieldseal's objects, the roles that bypass row-level security, each
+// table's row-level security and owner, and everything that differs from
+// the least-privilege policy the migrations define.
+type GrantsReport struct {
+	Drift      []Drift       `json:"drift"`
+	Privileges []Privilege   `json:"privileges"`
+	Bypassers  []Bypasser    `json:"bypassers"`
+	Tables     []TableStatus `json:"tables"`
+}
+
+// Drift is one difference from the policy.
+type Drift struct {
+	Problem    string `json:"problem"`
+	Role       string `json:"role"`
+	ObjectType string `json:"object_type"`
+	Object     string `json:"object"`
+	Column     string `json:"column,omitempty"`
+	Privilege  string `json:"privilege,omitempty"`
+}
+
+// Privilege is one privilege held on one of fieldseal's objects.
+type Privilege struct {
+	Grantee    string `json:"grantee"`
+	ObjectType string `json:"object_type"`
+	Object     string `json:"object"`
+	Column     string `json:"column,omitempty"`
+	Privilege  string `json:"privilege"`
+}
+
+// Bypasser is a role that steps around row-level security.
+type Bypasser struct {
+	Role     string `json:"role"`
+	How      string `json:"how"`
+	CanLogin bool   `json:"can_login"`
+}
+
+// TableStatus is one table's row-level security and owner.
+type TableStatus struct {
+	Table      string `json:"table"`
+	Owner      string `json:"owner"`
+	RLSEnabled bool   `json:"rls_enabled"`
+	RLSForced  bool   `json:"rls_forced"`
+}
+
+// GrantsService produces the grants report.
+type GrantsService interface {
+	// Grants returns the report. EUNAVAILABLE.
+	Grants(ctx context.Context) (GrantsReport, error)
+}
