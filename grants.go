@@ -9,6 +9,7 @@ import "context"
 type GrantsReport struct {
 	Drift      []Drift       `json:"drift"`
 	Privileges []Privilege   `json:"privileges"`
+	Members    []Member      `json:"members"`
 	Bypassers  []Bypasser    `json:"bypassers"`
 	Tables     []TableStatus `json:"tables"`
 }
@@ -30,6 +31,17 @@ type Privilege struct {
 	Object     string `json:"object"`
 	Column     string `json:"column,omitempty"`
 	Privilege  string `json:"privilege"`
+}
+
+// Member is a role holding a group role's privileges through membership,
+// directly (Via empty) or through the role Via.
+type Member struct {
+	Group     string `json:"group"`
+	Member    string `json:"member"`
+	Via       string `json:"via,omitempty"`
+	CanLogin  bool   `json:"can_login"`
+	Superuser bool   `json:"superuser"`
+	BypassRLS bool   `json:"bypassrls"`
 }
 
 // Bypasser is a role that steps around row-level security.

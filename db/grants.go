@@ -49,6 +49,14 @@ func grantsReport(ctx context.Context, q *Queries) (fieldseal.GrantsReport, erro
 		rep.Privileges = append(rep.Privileges, fieldseal.Privilege{Grantee: p.Grantee, ObjectType: p.ObjectType,
 			Object: p.ObjectName, Column: p.ColumnName, Privilege: p.Privilege})
 	}
+	members, err := q.ListRoleMembers(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, m := range members {
+		rep.Members = append(rep.Members, fieldseal.Member{Group: m.GroupName, Member: m.Member, Via: m.Via,
+			CanLogin: m.CanLogin, Superuser: m.Superuser, BypassRLS: m.Bypassrls})
+	}
 	byp, err := q.ListBypassers(ctx)
 	if err != nil {
 		return rep, err

@@ -128,6 +128,49 @@ func (q *Queries) ListPrivileges(ctx context.Context) ([]ListPrivilegesRow, erro
 	return items, nil
 }
 
+const listRoleMembers = `-- name: ListRoleMembers :many
+SELECT group_name::text AS group_name, member::text AS member, via::text AS via,
+       can_login::boolean AS can_login, superuser::boolean AS superuser, bypassrls::boolean AS bypassrls
+FROM fieldseal.role_members
+ORDER BY 1, 2
+`
+
+type ListRoleMembersRow struct {
+	GroupName string
+	Member    string
+	Via       string
+	CanLogin  bool
+	Superuser bool
+	Bypassrls bool
+}
+
+func (q *Queries) ListRoleMembers(ctx context.Context) ([]ListRoleMembersRow, error) {
+	rows, err := q.db.Query(ctx, listRoleMembers)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListRoleMembersRow{}
+	for rows.Next() {
+		var i ListRoleMembersRow
+		if err := rows.Scan(
+			&i.GroupName,
+			&i.Member,
+			&i.Via,
+			&i.CanLogin,
+			&i.Superuser,
+			&i.Bypassrls,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listTableSecurity = `-- name: ListTableSecurity :many
 SELECT table_name::text AS table_name, owner::text AS owner, rls_enabled::boolean AS rls_enabled, rls_forced::boolean AS rls_forced
 FROM fieldseal.tables

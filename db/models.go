@@ -90,6 +90,15 @@ type FieldsealRlsPolicy struct {
 	Rls       bool
 }
 
+type FieldsealRoleMember struct {
+	GroupName string
+	Member    string
+	Via       string
+	CanLogin  pgtype.Bool
+	Superuser pgtype.Bool
+	Bypassrls pgtype.Bool
+}
+
 type FieldsealSubject struct {
 	Subject     string
 	KeyVerifier []byte

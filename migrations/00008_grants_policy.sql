@@ -88,6 +88,8 @@ INSERT INTO fieldseal.grants_policy (grantee, object_type, object_name, column_n
     ('fieldseal_auditor', 'view', 'fieldseal.privileges', '', 'SELECT'),
     ('fieldseal_app', 'view', 'fieldseal.bypassers', '', 'SELECT'),
     ('fieldseal_auditor', 'view', 'fieldseal.bypassers', '', 'SELECT'),
+    ('fieldseal_app', 'view', 'fieldseal.role_members', '', 'SELECT'),
+    ('fieldseal_auditor', 'view', 'fieldseal.role_members', '', 'SELECT'),
     ('fieldseal_app', 'view', 'fieldseal.tables', '', 'SELECT'),
     ('fieldseal_auditor', 'view', 'fieldseal.tables', '', 'SELECT'),
     ('fieldseal_app', 'view', 'fieldseal.grants_drift', '', 'SELECT'),
@@ -142,6 +144,21 @@ SELECT r.rolname::text AS role,
   LEFT JOIN pg_catalog.pg_roles o ON o.rolname = 'fieldseal_owner'
  WHERE r.rolsuper OR r.rolbypassrls OR (o.oid IS NOT NULL AND pg_catalog.pg_has_role(r.oid, o.oid, 'MEMBER'));
 
+-- Who holds the group roles' privileges through membership, directly or
+-- through other roles.
+CREATE VIEW fieldseal.role_members AS
+WITH RECURSIVE members(group_name, member, via) AS (
+    SELECT g.rolname::text COLLATE "default", m.member, ''::text COLLATE "default"
+      FROM pg_catalog.pg_auth_members m JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+     WHERE g.rolname IN ('fieldseal_owner', 'fieldseal_app', 'fieldseal_auditor')
+    UNION
+    SELECT members.group_name, m.member, pg_catalog.pg_get_userbyid(members.member)::text COLLATE "default"
+      FROM pg_catalog.pg_auth_members m JOIN members ON m.roleid = members.member
+)
+SELECT m.group_name, r.rolname::text AS member, m.via, r.rolcanlogin AS can_login,
+       r.rolsuper AS superuser, r.rolbypassrls AS bypassrls
+  FROM members m JOIN pg_catalog.pg_roles r ON r.oid = m.member;
+
 -- Row-level security and ownership of each table.
 CREATE VIEW fieldseal.tables AS
 SELECT n.nspname || '.' || c.relname AS table_name, pg_catalog.pg_get_userbyid(c.relowner)::text AS owner,
@@ -194,13 +211,14 @@ SELECT 'bypasses row-level security but is a member of ' || m.group_name, r.roln
  WHERE r.rolsuper OR r.rolbypassrls;
 
 GRANT SELECT ON fieldseal.grants_policy, fieldseal.rls_policy, fieldseal.privileges, fieldseal.bypassers,
-    fieldseal.tables, fieldseal.grants_drift TO fieldseal_app, fieldseal_auditor;
+    fieldseal.role_members, fieldseal.tables, fieldseal.grants_drift TO fieldseal_app, fieldseal_auditor;
 RESET ROLE;
 
 -- +goose Down
 SET LOCAL ROLE fieldseal_owner;
 DROP VIEW fieldseal.grants_drift;
 DROP VIEW fieldseal.tables;
+DROP VIEW fieldseal.role_members;
 DROP VIEW fieldseal.bypassers;
 DROP VIEW fieldseal.privileges;
 DROP TABLE fieldseal.rls_policy;

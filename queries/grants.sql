@@ -22,3 +22,9 @@ ORDER BY 1;
 SELECT table_name::text AS table_name, owner::text AS owner, rls_enabled::boolean AS rls_enabled, rls_forced::boolean AS rls_forced
 FROM fieldseal.tables
 ORDER BY 1;
+
+-- name: ListRoleMembers :many
+SELECT group_name::text AS group_name, member::text AS member, via::text AS via,
+       can_login::boolean AS can_login, superuser::boolean AS superuser, bypassrls::boolean AS bypassrls
+FROM fieldseal.role_members
+ORDER BY 1, 2;

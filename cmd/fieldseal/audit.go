@@ -97,6 +97,10 @@ func printGrants(w io.Writer, rep fieldseal.GrantsReport) {
 	for _, p := range rep.Privileges {
 		fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\n", p.Privilege, p.Grantee, p.ObjectType, p.Object, p.Column)
 	}
+	fmt.Fprintln(tw, "\nGROUP\tMEMBER\tVIA\tCAN LOG IN")
+	for _, m := range rep.Members {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%v\n", m.Group, m.Member, m.Via, m.CanLogin)
+	}
 	fmt.Fprintln(tw, "\nBYPASSES ROW-LEVEL SECURITY\tHOW\tCAN LOG IN")
 	for _, b := range rep.Bypassers {
 		fmt.Fprintf(tw, "%s\t%s\t%v\n", b.Role, b.How, b.CanLogin)

@@ -47,6 +47,15 @@ func TestGrantsReportDetectsDrift(t *testing.T) {
 	if code != 0 || len(rep.Drift) != 0 {
 		t.Fatalf("a fresh install drifts: exit %d: %s", code, out)
 	}
+	foundMember := false
+	for _, m := range rep.Members {
+		if m.Group == "fieldseal_app" && m.Member == "cluster_app" && m.CanLogin {
+			foundMember = true
+		}
+	}
+	if !foundMember {
+		t.Errorf("the report does not show the app login role holding fieldseal_app's privileges: %+v", rep.Members)
+	}
 	if len(rep.Privileges) < 50 || len(rep.Tables) < 5 {
 		t.Errorf("report lists %d privileges and %d tables; want them all", len(rep.Privileges), len(rep.Tables))
 	}
