@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fieldseal/fieldseal/auth"
@@ -19,25 +22,26 @@ import (
 
 // serveConfig is everything serve needs, read from flags and environment.
 type serveConfig struct {
-	databaseURL   string
-	issuer        string
-	audience      string
-	jwksURL       string
-	jwksFile      string
-	listen        string
-	tlsCert       string
-	tlsKey        string
-	trustProxyTLS bool
-	maxBody       int64
-	tokenMaxLife  time.Duration
-	logLevel      string
-	throttle      db.Throttle
-	algorithms    string
-	requireATJWT  bool
-	tokenCache    int
-	decryptionKey string
-	requireEnc    bool
-	unknownKID    time.Duration
+	databaseURL     string
+	issuer          string
+	audience        string
+	jwksURL         string
+	jwksFile        string
+	listen          string
+	tlsCert         string
+	tlsKey          string
+	trustProxyTLS   bool
+	maxBody         int64
+	tokenMaxLife    time.Duration
+	logLevel        string
+	throttle        db.Throttle
+	algorithms      string
+	requireATJWT    bool
+	tokenCache      int
+	decryptionKey   string
+	requireEnc      bool
+	unknownKID      time.Duration
+	shutdownTimeout time.Duration
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -48,6 +52,7 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.StringVar(&c.jwksURL, "jwks-url", "", "URL of the issuer's JWKS; https unless on loopback ($"+f.variable("jwks-url")+")")
 	f.fs.StringVar(&c.jwksFile, "jwks-file", "", "file holding the issuer's JWKS ($"+f.variable("jwks-file")+")")
 	f.fs.DurationVar(&c.unknownKID, "jwks-unknown-kid-interval", 10*time.Second, "least time between two JWKS fetches caused by tokens naming unknown kids; others are refused at once ($"+f.variable("jwks-unknown-kid-interval")+")")
+	f.fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM or SIGINT, how long requests in flight may take to finish ($"+f.variable("shutdown-timeout")+")")
 	f.fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to listen on ($"+f.variable("listen")+")")
 	f.fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM certificate file: serve HTTPS ($"+f.variable("tls-cert")+")")
 	f.fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key file of --tls-cert ($"+f.variable("tls-key")+")")
@@ -201,6 +206,12 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
 	})
 
+	var certs *certReloader
+	if c.tlsCert != "" {
+		if certs, err = newCertReloader(c.tlsCert, c.tlsKey); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return err
@@ -214,8 +225,22 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
-	if c.tlsCert != "" {
+	if certs != nil {
 		scheme = "https"
+		srv.TLSConfig = certs.config()
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					certs.reloadLogged(log)
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	log.Info("serving", "address", scheme+"://"+ln.Addr().String())
 	if ready != nil {
@@ -223,8 +248,8 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if c.tlsCert != "" {
-			errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+		if certs != nil {
+			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}
@@ -234,11 +259,12 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: finishing requests in flight")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	log.Info("shutting down: finishing requests in flight", "deadline", c.shutdownTimeout.String())
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		return fmt.Errorf("shutdown: requests still in flight after %s: %w", c.shutdownTimeout, err)
 	}
+	log.Info("stopped")
 	return nil
 }
