@@ -31,6 +31,9 @@ type KeySource struct {
 	// UnknownKIDInterval is the least time between two fetches caused by
 	// tokens naming unknown kids; zero means 10 seconds.
 	UnknownKIDInterval time.Duration
+	// OnRefresh, if not nil, is told of every JWKS fetch: why ("background"
+	// or "unknown_kid") and whether it worked. For metrics.
+	OnRefresh func(trigger string, ok bool)
 	// MinRefresh and MaxRefresh bound the background refresh interval taken
 	// from the provider's Cache-Control; zero means 1 minute and 1 hour.
 	MinRefresh, MaxRefresh time.Duration
@@ -73,6 +76,7 @@ func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 		minRefresh: orDefault(src.MinRefresh, minRefresh),
 		maxRefresh: orDefault(src.MaxRefresh, maxRefresh),
 		firstFetch: make(chan struct{}),
+		onRefresh:  src.OnRefresh,
 	}
 	go remote.refreshLoop(ctx)
 	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: remote})
@@ -111,6 +115,13 @@ type remoteJWKS struct {
 	minRefresh, maxRefresh time.Duration
 	mu                     sync.Mutex    // one fetch at a time
 	firstFetch             chan struct{} // closed once the first fetch has ended, well or not
+	onRefresh              func(trigger string, ok bool)
+}
+
+func (s *remoteJWKS) observe(trigger string, err error) {
+	if s.onRefresh != nil {
+		s.onRefresh(trigger, err == nil)
+	}
 }
 
 // KeyRead implements jwkset.Storage. Until the first fetch has ended, a
@@ -127,7 +138,9 @@ func (s *remoteJWKS) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error
 	if !errors.Is(err, jwkset.ErrKeyNotFound) || !s.limiter.Allow() {
 		return jwk, err
 	}
-	if _, err := s.refresh(ctx); err != nil {
+	_, err = s.refresh(ctx)
+	s.observe("unknown_kid", err)
+	if err != nil {
 		slog.WarnContext(ctx, "JWKS refresh for an unknown kid failed; keeping the cached keys", "url", s.url, "error", err)
 		return jwkset.JWK{}, err
 	}
@@ -140,6 +153,9 @@ func (s *remoteJWKS) refreshLoop(ctx context.Context) {
 	first := true
 	for {
 		next, err := s.refresh(ctx)
+		if ctx.Err() == nil {
+			s.observe("background", err)
+		}
 		if first {
 			close(s.firstFetch)
 			first = false

@@ -48,6 +48,9 @@ func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote
 		}
 		return appendAudit(ctx, q, caller, note, "ok")
 	})
+	if err == nil && !note.quiet {
+		s.audited(note.action, "ok")
+	}
 	code := fieldseal.ErrorCode(err)
 	if !auditedRefusals[code] {
 		return err
@@ -66,7 +69,14 @@ func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote
 	}); aerr != nil {
 		return fmt.Errorf("record a refusal (%s): %w", code, aerr)
 	}
+	s.audited(note.action, code)
 	return err
+}
+
+func (s *Store) audited(action, outcome string) {
+	if s.OnAudit != nil {
+		s.OnAudit(action, outcome)
+	}
 }
 
 func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note *auditNote, outcome string) error {
@@ -85,9 +95,13 @@ func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note 
 
 // RecordRefusal implements fieldseal.AuditService.
 func (s *Store) RecordRefusal(ctx context.Context, caller fieldseal.Caller, action, outcome string) error {
-	return s.inTx(ctx, caller.Subject, func(q *Queries) error {
+	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
 		return appendAudit(ctx, q, caller, &auditNote{action: action}, outcome)
 	})
+	if err == nil {
+		s.audited(action, outcome)
+	}
+	return err
 }
 
 // AuditEvents implements fieldseal.AuditService.

@@ -15,6 +15,9 @@ import (
 type Store struct {
 	pool     *pgxpool.Pool
 	throttle Throttle
+	// OnAudit, if not nil, is told of every audit entry committed: its
+	// action and outcome. For metrics. Set before the Store is used.
+	OnAudit func(action, outcome string)
 }
 
 // NewStore returns a Store over pool that throttles wrong keys as t says.

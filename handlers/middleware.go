@@ -65,7 +65,7 @@ func requestID(c echo.Context) string {
 
 // accessLog writes one line per request: id, method, route template,
 // status, latency and error code. Never headers, query strings or bodies.
-func accessLog(log *slog.Logger) echo.MiddlewareFunc {
+func accessLog(log *slog.Logger, observe func(route, method string, status int, code string, latency time.Duration)) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			start := time.Now()
@@ -74,12 +74,20 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 				c.Error(err) // write the problem now, so the status is known
 			}
 			code, _ := c.Get(ctxErrorCode).(string)
+			latency := time.Since(start)
+			if observe != nil {
+				route := c.Path() // the template; echo leaves it empty for unknown paths
+				if route == "" {
+					route = "unmatched"
+				}
+				observe(route, c.Request().Method, c.Response().Status, code, latency)
+			}
 			log.LogAttrs(c.Request().Context(), slog.LevelInfo, "request",
 				slog.String("request_id", requestID(c)),
 				slog.String("method", c.Request().Method),
 				slog.String("route", c.Path()),
 				slog.Int("status", c.Response().Status),
-				slog.Duration("latency", time.Since(start)),
+				slog.Duration("latency", latency),
 				slog.String("code", code),
 			)
 			return nil

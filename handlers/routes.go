@@ -27,6 +27,10 @@ type Options struct {
 	EncJWKS []byte
 	// Metrics serves /metrics; nil leaves the route out.
 	Metrics http.Handler
+	// Observe, if not nil, is told of every request: its route template
+	// (never the path, which holds ids), method, status, error code and
+	// latency. For metrics.
+	Observe func(route, method string, status int, code string, latency time.Duration)
 	Log     *slog.Logger
 	// MaxBody limits request bodies (0: DefaultMaxBodyBytes).
 	MaxBody int64
@@ -42,7 +46,7 @@ func New(o Options) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(o.Log)
-	e.Use(requestIDs, accessLog(o.Log), recoverPanics(o.Log))
+	e.Use(requestIDs, accessLog(o.Log, o.Observe), recoverPanics(o.Log))
 
 	(&Health{db: o.Health, schemaHead: o.SchemaHead}).register(e)
 	e.GET("/.well-known/jwks.json", func(c echo.Context) error {

@@ -179,11 +179,14 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	if err != nil {
 		return err
 	}
+	metrics := newServerMetrics()
+	metrics.registerPool(pool)
+	store.OnAudit = metrics.observeAudit
 	if err := store.CheckSessionRole(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	revocations := auth.NewRevocations()
-	metrics := newServerMetrics()
+	src.OnRefresh = metrics.observeJWKS
 	opts := c.verifierOptions(src)
 	opts.Revocations = revocations
 	opts.OnRefuse = func(reason string) { metrics.tokenRefusals.WithLabelValues(reason).Inc() }
@@ -202,7 +205,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
 	api := handlers.New(handlers.Options{
 		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
-		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Log: log,
+		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Observe: metrics.observeRequest, Log: log,
 		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
 	})
 
