@@ -178,16 +178,18 @@ func (r response) json(t testing.TB) map[string]any {
 func (a *api) do(r req) response {
 	a.t.Helper()
 	var body io.Reader
+	var raw []byte
 	switch b := r.body.(type) {
 	case nil:
 	case string:
-		body = strings.NewReader(b)
+		raw = []byte(b)
+		body = bytes.NewReader(raw)
 	default:
-		buf, err := json.Marshal(b)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(b); err != nil {
 			a.t.Fatal(err)
 		}
-		body = bytes.NewReader(buf)
+		body = bytes.NewReader(raw)
 	}
 	hr, err := http.NewRequest(r.method, a.URL+r.path, body)
 	if err != nil {
@@ -214,7 +216,9 @@ func (a *api) do(r req) response {
 	if err != nil {
 		a.t.Fatal(err)
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	out := response{status: resp.StatusCode, header: resp.Header, body: b}
+	conformsToSpec(a.t, r.method, a.URL+r.path, hr.Header, raw, out)
+	return out
 }
 
 // wantProblem checks a problem+json response with status and code.

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/handlers/openapi"
 )
 
 // DefaultMaxBodyBytes is the default request body limit.
@@ -52,6 +53,9 @@ func New(o Options) *echo.Echo {
 	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
 		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS)
+	})
+	e.GET("/openapi.json", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi.Document)
 	})
 	if o.Metrics != nil {
 		e.GET("/metrics", echo.WrapHandler(o.Metrics))
