@@ -8,12 +8,9 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,14 +20,14 @@ import (
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/handlers"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
-	"github.com/fieldseal/fieldseal/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 const (
-	audience  = "fieldseal-test"
+	audience  = apitest.Audience
 	allScopes = "records:read records:write keys:rotate audit:read"
 )
 
@@ -41,24 +38,7 @@ type api struct {
 	URL    string
 	db     pgtest.DB
 	idp    *devissuer.Issuer
-	logBuf *syncBuffer // the server's log
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logBuf *apitest.SyncBuffer // the server's log
 }
 
 func loadKey(t testing.TB, name string) *rsa.PrivateKey {
@@ -94,42 +74,10 @@ func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle d
 // and a token decrypter (nil: encrypted tokens refused) that may be required.
 func newAPIFull(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle, dec *auth.Decrypter, requireEnc bool) *api {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-
-	idpSrv := httptest.NewUnstartedServer(nil)
-	idp := devissuer.New("http://"+idpSrv.Listener.Addr().String(), loadKey(t, "signing-key.pem"))
-	idpSrv.Config.Handler = idp.Handler()
-	idpSrv.Start()
-	t.Cleanup(idpSrv.Close)
-
-	verifier, err := auth.NewVerifier(ctx, auth.Options{
-		Issuer: idp.URL, Audience: audience, Keys: auth.KeySource{Issuer: idp.URL},
-		Decrypter: dec, RequireEncryption: requireEnc,
+	srv := apitest.Start(t, database, loadKey(t, "signing-key.pem"), apitest.Options{
+		MaxBody: maxBody, Throttle: throttle, Decrypter: dec, RequireEncryption: requireEnc,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := db.NewPool(ctx, database.AppURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	store, err := db.NewStore(pool, throttle)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := store.CheckSessionRole(ctx); err != nil {
-		t.Fatal(err)
-	}
-	logBuf := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logBuf, nil))
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
-		EncJWKS: dec.PublicJWKS(), Log: log, MaxBody: maxBody, SchemaHead: migrations.Head(),
-	}))
-	t.Cleanup(srv.Close)
-	return &api{t: t, URL: srv.URL, db: database, idp: idp, logBuf: logBuf}
+	return &api{t: t, URL: srv.URL, db: database, idp: srv.IdP, logBuf: srv.Log}
 }
 
 // token mints a token for sub with scopes, valid for an hour.

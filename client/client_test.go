@@ -1,0 +1,141 @@
+package client_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/client"
+	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/internal/apitest"
+	"github.com/fieldseal/fieldseal/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func newKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// start runs the real API and returns a client for subject with scopes.
+func start(t *testing.T) (*apitest.Server, func(subject, scopes string) *client.Client) {
+	t.Helper()
+	pemKey, err := os.ReadFile("testdata/signing-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := devissuer.ParseKey(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := apitest.Start(t, pgtest.NewDB(t), key, apitest.Options{})
+	return srv, func(subject, scopes string) *client.Client {
+		tok, err := srv.IdP.Mint(subject, apitest.Audience, scopes, time.Hour, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.New(srv.URL, tok, nil)
+	}
+}
+
+func TestEveryEndpoint(t *testing.T) {
+	t.Parallel()
+	_, as := start(t)
+	ctx := context.Background()
+	c := as("alice", "records:read records:write keys:rotate")
+	key := newKey()
+
+	rec, err := c.CreateRecord(ctx, key, client.RecordInput{Collection: "notes", Public: map[string]any{"t": 1}, Secret: map[string]string{"s": "x"}})
+	if err != nil || rec.Version != 1 {
+		t.Fatalf("create: %+v %v", rec, err)
+	}
+	id := rec.ID.String()
+	got, err := c.GetRecord(ctx, id, key)
+	if err != nil || string(got.Secret) != `{"s":"x"}` {
+		t.Errorf("get with key: %s %v", got.Secret, err)
+	}
+	if got, err := c.GetRecord(ctx, id, ""); err != nil || got.Secret != nil {
+		t.Errorf("get without key: %s %v", got.Secret, err)
+	}
+	page, err := c.ListRecords(ctx, key, client.ListOptions{Collection: "notes", Limit: 10})
+	if err != nil || len(page.Items) != 1 || page.Next != "" {
+		t.Errorf("list: %+v %v", page, err)
+	}
+	if _, err := c.ReplaceRecord(ctx, id, key, 7, client.RecordInput{Collection: "notes", Secret: map[string]any{}}); client.Code(err) != fieldseal.ECONFLICT {
+		t.Errorf("stale replace: %v; want version_conflict", err)
+	}
+	if rec, err = c.ReplaceRecord(ctx, id, key, 1, client.RecordInput{Collection: "notes", Secret: map[string]string{"s": "y"}}); err != nil || rec.Version != 2 {
+		t.Errorf("replace: %+v %v", rec, err)
+	}
+	if armored, err := c.Ciphertext(ctx, id); err != nil || !strings.HasPrefix(armored, "-----BEGIN PGP MESSAGE-----") {
+		t.Errorf("ciphertext: %.40q %v", armored, err)
+	}
+	var exported []fieldseal.ExportedRecord
+	if err := c.Export(ctx, func(r fieldseal.ExportedRecord) error { exported = append(exported, r); return nil }); err != nil || len(exported) != 1 {
+		t.Errorf("export: %d records, %v", len(exported), err)
+	}
+	if err := c.VerifyKey(ctx, key); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+	wrong := newKey()
+	if err := c.VerifyKey(ctx, wrong); client.Code(err) != fieldseal.EWRONGKEY {
+		t.Errorf("verify a wrong key: %v; want wrong_key", err)
+	}
+	next := newKey()
+	if n, err := c.RotateKey(ctx, key, next); err != nil || n != 1 {
+		t.Errorf("rotate: %d %v", n, err)
+	}
+	if got, err := c.GetRecord(ctx, id, next); err != nil || string(got.Secret) != `{"s":"y"}` {
+		t.Errorf("get after rotation: %s %v", got.Secret, err)
+	}
+	if err := c.DeleteRecord(ctx, id, 0); err != nil {
+		t.Errorf("delete: %v", err)
+	}
+	_, err = c.GetRecord(ctx, id, "")
+	var e *client.Error
+	if client.Code(err) != fieldseal.ENOTFOUND {
+		t.Errorf("get a deleted record: %v; want not_found", err)
+	} else if e = err.(*client.Error); e.Status != 404 || e.RequestID == "" {
+		t.Errorf("error = %+v; want status 404 and a request id", e)
+	}
+
+	// The auditor's endpoints.
+	dba := as("dba", "audit:read")
+	events, err := dba.AuditEvents(ctx, client.AuditQuery{Subject: "alice", Limit: 100})
+	if err != nil || len(events.Items) < 8 {
+		t.Errorf("audit events: %d, %v", len(events.Items), err)
+	}
+	report, err := dba.Grants(ctx)
+	if err != nil || len(report.Drift) != 0 || len(report.Privileges) == 0 {
+		t.Errorf("grants: %d drift, %d privileges, %v", len(report.Drift), len(report.Privileges), err)
+	}
+	if _, err := c.Grants(ctx); client.Code(err) != fieldseal.EFORBIDDEN {
+		t.Errorf("grants without audit:read: %v; want insufficient_scope", err)
+	}
+}
+
+func TestThrottledErrorCarriesRetryAfter(t *testing.T) {
+	t.Parallel()
+	_, as := start(t)
+	ctx := context.Background()
+	c := as("alice", "records:read records:write")
+	key := newKey()
+	if _, err := c.CreateRecord(ctx, key, client.RecordInput{Collection: "c", Secret: map[string]any{}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		_ = c.VerifyKey(ctx, newKey())
+	}
+	err := c.VerifyKey(ctx, key)
+	e, ok := err.(*client.Error)
+	if !ok || e.Code != fieldseal.ERATELIMITED || e.Status != 429 || e.RetryAfter <= 0 {
+		t.Errorf("after 10 wrong keys: %v; want rate_limited with Retry-After", err)
+	}
+}

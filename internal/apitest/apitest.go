@@ -1,0 +1,100 @@
+// Package apitest runs fieldseal's real HTTP API for tests: a database of
+// the test's own, an identity provider over HTTP (discovery and JWKS),
+// the app role's pool, and the handlers, on an httptest server.
+package apitest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"log/slog"
+	"net/http/httptest"
+	"sync"
+	"testing"
+
+	"github.com/fieldseal/fieldseal/auth"
+	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/handlers"
+	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/migrations"
+)
+
+// Audience is the audience the API expects.
+const Audience = "fieldseal-test"
+
+// Options shape the API; the zero value is the defaults.
+type Options struct {
+	MaxBody           int64
+	Throttle          db.Throttle // zero: db.DefaultThrottle
+	Decrypter         *auth.Decrypter
+	RequireEncryption bool
+}
+
+// Server is a running API.
+type Server struct {
+	URL string
+	IdP *devissuer.Issuer
+	Log *SyncBuffer // the API's log
+}
+
+// Start runs the API on database, trusting tokens signed by signingKey.
+func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Options) *Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if o.Throttle == (db.Throttle{}) {
+		o.Throttle = db.DefaultThrottle
+	}
+	idpSrv := httptest.NewUnstartedServer(nil)
+	idp := devissuer.New("http://"+idpSrv.Listener.Addr().String(), signingKey)
+	idpSrv.Config.Handler = idp.Handler()
+	idpSrv.Start()
+	t.Cleanup(idpSrv.Close)
+
+	verifier, err := auth.NewVerifier(ctx, auth.Options{
+		Issuer: idp.URL, Audience: Audience, Keys: auth.KeySource{Issuer: idp.URL},
+		Decrypter: o.Decrypter, RequireEncryption: o.RequireEncryption,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := db.NewPool(ctx, database.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	store, err := db.NewStore(pool, o.Throttle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.CheckSessionRole(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logBuf := &SyncBuffer{}
+	srv := httptest.NewServer(handlers.New(handlers.Options{
+		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
+		EncJWKS: o.Decrypter.PublicJWKS(), Log: slog.New(slog.NewJSONHandler(logBuf, nil)),
+		MaxBody: o.MaxBody, SchemaHead: migrations.Head(),
+	}))
+	t.Cleanup(srv.Close)
+	return &Server{URL: srv.URL, IdP: idp, Log: logBuf}
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
