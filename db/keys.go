@@ -12,15 +12,10 @@ import (
 // VerifyKey implements fieldseal.KeyService.
 func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key) error {
 	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionVerify}, true, pgx.TxOptions{}, func(q *Queries) error {
-		ok, err := q.CheckKey(ctx, key.Passphrase())
-		if errors.Is(err, pgx.ErrNoRows) {
+		if err := requireKey(ctx, q, key); fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
-		}
-		if !ok {
-			return errWrongKey
 		}
 		return nil
 	})

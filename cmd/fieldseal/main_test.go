@@ -14,11 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/migrations"
 )
@@ -169,29 +169,11 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
-// lineWriter hands complete stdout text to a reader while dev runs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // startDev runs `fieldseal dev` until the test ends and returns its banner.
 func startDev(t *testing.T, vars map[string]string) (banner string, stop func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr lockedBuffer
+	var stdout, stderr apitest.SyncBuffer
 	done := make(chan int, 1)
 	env := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 	go func() { done <- run(ctx, []string{"dev"}, &stdout, &stderr, env) }()

@@ -65,16 +65,23 @@ func startServer(t testing.TB, vars map[string]string) *server {
 	return s
 }
 
+// adminConn connects to url for the rest of the test.
+func adminConn(t testing.TB, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
 // seedRecords stores n records for subject under key, directly in SQL as
 // the admin (far faster than n requests), with the subject's verifier.
 func seedRecords(t testing.TB, adminURL, subject, key string, n int) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t, adminURL)
 	if _, err := conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ($1, fieldseal.new_key_verifier($2))`, subject, key); err != nil {
 		t.Fatal(err)
 	}
@@ -91,11 +98,7 @@ func seedRecords(t testing.TB, adminURL, subject, key string, n int) {
 func keyCensus(t testing.TB, adminURL, subject string, keys ...string) (counts []int, verifier int) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t, adminURL)
 	if _, err := conn.Exec(ctx, `CREATE FUNCTION pg_temp.opens(m bytea, k text) RETURNS boolean LANGUAGE plpgsql AS $$
 		BEGIN PERFORM fieldseal.pgp_sym_decrypt(m, k); RETURN true;
 		EXCEPTION WHEN external_routine_invocation_exception THEN RETURN false; END $$`); err != nil {
@@ -122,11 +125,7 @@ func keyCensus(t testing.TB, adminURL, subject string, keys ...string) (counts [
 func waitForStatement(t testing.TB, adminURL, database, fragment string) int {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t, adminURL)
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		var pid int

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/pglocal"
@@ -170,11 +168,7 @@ func TestRotationSurvivesPostgresRestart(t *testing.T) {
 func waitIdle(t *testing.T, adminURL, database string) {
 	t.Helper()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := adminConn(t, adminURL)
 	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		var busy int
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`, database).Scan(&busy); err != nil {
