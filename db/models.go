@@ -91,9 +91,9 @@ type FieldsealRlsPolicy struct {
 }
 
 type FieldsealRoleMember struct {
-	GroupName string
+	GroupName interface{}
 	Member    string
-	Via       string
+	Via       interface{}
 	CanLogin  pgtype.Bool
 	Superuser pgtype.Bool
 	Bypassrls pgtype.Bool
