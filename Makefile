@@ -4,7 +4,7 @@
 GO ?= go
 SQLC = $(GO) tool -modfile=tools/go.mod sqlc
 
-.PHONY: dev test generate check-generated vet build
+.PHONY: dev test generate check-generated vet build bench
 
 dev:
 	$(GO) run ./cmd/fieldseal dev
@@ -24,3 +24,8 @@ check-generated:
 
 vet:
 	$(GO) vet ./...
+
+# Service against PostgreSQL's own limit (pgbench), on this machine; writes
+# bench/RESULTS.md. About 2 minutes; stops by itself.
+bench:
+	$(GO) run ./bench

@@ -1,0 +1,436 @@
+// Command bench measures what fieldseal costs on top of PostgreSQL, in one
+// run on one machine (`make bench`): a throwaway cluster, `fieldseal serve`
+// as a process, a load generator at a fixed concurrency issuing reads of
+// random records with the key, creates of ~200-byte secrets and list pages
+// of 50 with the key, and pgbench at the same concurrency running first
+// the bare crypto statements, then exactly the statements fieldseal issues
+// per request. It prints one table and writes bench/RESULTS.md.
+//
+// Every phase runs for a fixed time and stops by itself; everything
+// listens on 127.0.0.1 only.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/pglocal"
+)
+
+const (
+	subject  = "bench"
+	audience = "fieldseal-bench"
+	records  = 10000
+	readIDs  = 64 // ids the read phases pick from at random
+)
+
+var (
+	concurrency = flag.Int("c", 8, "concurrent clients")
+	duration    = flag.Duration("d", 10*time.Second, "length of each measured phase")
+	out         = flag.String("o", "bench/RESULTS.md", "where to write the results")
+)
+
+type result struct {
+	name             string
+	rps, p50, p99    float64 // p50, p99 in ms
+	cpuPerReq        float64 // server CPU ms per request; 0 for pgbench rows
+	bare, statements string  // the pgbench rows this one is compared with
+}
+
+func main() {
+	flag.Parse()
+	log.SetFlags(0)
+	ctx := context.Background()
+	work, err := os.MkdirTemp("", "fieldseal-bench-")
+	check(err)
+	defer os.RemoveAll(work)
+	check(os.Chmod(work, 0o755)) // PostgreSQL runs as another user when we are root
+
+	log.Print("bench: starting PostgreSQL")
+	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(work, "pg"), Settings: map[string]string{"max_connections": "100"}})
+	check(err)
+	defer cluster.Stop()
+	admin := cluster.URL("postgres")
+	m, err := migrations.Open(ctx, admin)
+	check(err)
+	_, err = m.Up(ctx)
+	check(err)
+	m.Close()
+
+	key := randomKey()
+	ids := seed(ctx, admin, key)
+
+	log.Print("bench: building and starting fieldseal serve")
+	bin := filepath.Join(work, "fieldseal")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/fieldseal")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	check(build.Run())
+	signingKey, err := devissuer.LoadOrCreateKey(filepath.Join(work, "signing.pem"))
+	check(err)
+	iss := devissuer.New("https://bench.invalid", signingKey)
+	jwks := filepath.Join(work, "jwks.json")
+	check(os.WriteFile(jwks, iss.JWKS(), 0o600))
+	token, err := iss.Mint(subject, audience, "records:read records:write", 6*time.Hour, map[string]any{"exp": time.Now().Add(6 * time.Hour).Unix()})
+	check(err)
+	srv := startServer(bin, map[string]string{
+		"FIELDSEAL_DATABASE_URL": cluster.URLAs("bench_app", "bench", "postgres"),
+		"FIELDSEAL_ISSUER":       iss.URL, "FIELDSEAL_AUDIENCE": audience, "FIELDSEAL_JWKS_FILE": jwks,
+		"FIELDSEAL_LISTEN": "127.0.0.1:0", "FIELDSEAL_LOG_LEVEL": "info", "FIELDSEAL_TOKEN_MAX_LIFETIME": "7h",
+	})
+	defer srv.stop()
+
+	secret := `{"note":"` + strings.Repeat("x", 190) + `"}`
+	var results []result
+	for _, ph := range []struct {
+		name, method, path, body string
+		bare, statements         string
+	}{
+		{"read", "GET", "/v1/records/%s", "", "bare select-decrypt", "read statements"},
+		{"create", "POST", "/v1/records", `{"collection":"bench","public":{"kind":"bench"},"secret":` + secret + `}`, "bare encrypt-insert", "create statements"},
+		{"list 50", "GET", "/v1/records?limit=50", "", "", "list statements"},
+	} {
+		log.Printf("bench: service %s, %d clients, %s", ph.name, *concurrency, *duration)
+		r := load(srv, token, key, ids, ph.method, ph.path, ph.body)
+		r.name, r.bare, r.statements = "service "+ph.name, ph.bare, ph.statements
+		results = append(results, r)
+	}
+	peakRSS := srv.peakRSS()
+
+	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
+	vars := map[string]string{"key": key, "subject": subject, "tokenid": "jti:bench", "jti": "bench", "secret": secret}
+	var bareReads, reads []string
+	for i, id := range ids {
+		bareReads = append(bareReads, bareReadScript(i+1))
+		reads = append(reads, readScript(id))
+	}
+	for _, p := range []struct {
+		name    string
+		scripts []string
+	}{
+		{"bare select-decrypt", bareReads},
+		{"bare encrypt-insert", []string{bareInsertScript}},
+		{"read statements", reads},
+		{"create statements", []string{createScript()}},
+		{"list statements", []string{listScript()}},
+	} {
+		log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, *duration)
+		results = append(results, pgbench(work, pgURL, p.name, p.scripts, vars))
+	}
+	report(results, peakRSS, cluster)
+}
+
+// seed stores the records of the measured subject (as the app would, under
+// its key verifier) and the bare table, and creates the login role.
+func seed(ctx context.Context, admin, key string) []string {
+	conn, err := pgx.Connect(ctx, admin)
+	check(err)
+	defer conn.Close(ctx)
+	secret := `{"note":"` + strings.Repeat("x", 190) + `"}`
+	for _, stmt := range []string{
+		`CREATE ROLE bench_app LOGIN PASSWORD 'bench' IN ROLE fieldseal_app`,
+		`CREATE SCHEMA bench`,
+		`CREATE TABLE bench.bare (n int PRIMARY KEY, secret bytea NOT NULL)`,
+		`CREATE TABLE bench.bare_insert (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, secret bytea NOT NULL)`,
+		`GRANT USAGE ON SCHEMA bench TO bench_app`,
+		`GRANT SELECT ON bench.bare TO bench_app`,
+		`GRANT INSERT ON bench.bare_insert TO bench_app`,
+	} {
+		_, err := conn.Exec(ctx, stmt)
+		check(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ($1, fieldseal.new_key_verifier($2))`, subject, key)
+	check(err)
+	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+		SELECT $1, gen_random_uuid(), 'bench', '{"kind":"bench"}', fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
+		FROM generate_series(1, $4::int)`, subject, key, secret, records)
+	check(err)
+	_, err = conn.Exec(ctx, `INSERT INTO bench.bare SELECT g, fieldseal.pgp_sym_encrypt($2, $1, 'cipher-algo=aes256, s2k-mode=1') FROM generate_series(1, $3::int) g`, key, secret, readIDs)
+	check(err)
+	_, err = conn.Exec(ctx, `VACUUM ANALYZE`)
+	check(err)
+	rows, err := conn.Query(ctx, `SELECT id::text FROM fieldseal.records ORDER BY random() LIMIT $1`, readIDs)
+	check(err)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	check(err)
+	return ids
+}
+
+type server struct {
+	cmd  *exec.Cmd
+	url  string
+	done chan error
+}
+
+func startServer(bin string, env map[string]string) *server {
+	cmd := exec.Command(bin, "serve")
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stderr, err := cmd.StderrPipe()
+	check(err)
+	check(cmd.Start())
+	s := &server{cmd: cmd, done: make(chan error, 1)}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			var line struct{ Msg, Address string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
+				addr <- line.Address
+			} else if !bytes.Contains(sc.Bytes(), []byte(`"level":"INFO"`)) {
+				os.Stderr.Write(append(sc.Bytes(), '\n'))
+			}
+		}
+	}()
+	go func() { s.done <- cmd.Wait() }()
+	select {
+	case s.url = <-addr:
+	case err := <-s.done:
+		log.Fatalf("fieldseal serve exited: %v", err)
+	case <-time.After(30 * time.Second):
+		log.Fatal("fieldseal serve did not start")
+	}
+	return s
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+// cpuSeconds is the server process's user+system CPU time so far.
+func (s *server) cpuSeconds() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	check(err)
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+// peakRSS is the server process's peak resident set, in MiB.
+func (s *server) peakRSS() float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+	check(err)
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kib, _ := strconv.ParseFloat(f[1], 64)
+			return kib / 1024
+		}
+	}
+	return 0
+}
+
+// load runs concurrency clients for a second of warm-up, then for duration,
+// and measures the latter.
+func load(s *server, token, key string, ids []string, method, path, body string) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency * 2}, Timeout: 10 * time.Second}
+	run := func(d time.Duration) ([]time.Duration, int) {
+		var mu sync.Mutex
+		var all []time.Duration
+		errors := 0
+		deadline := time.Now().Add(d)
+		var wg sync.WaitGroup
+		for w := range *concurrency {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				var mine []time.Duration
+				bad := 0
+				for i := 0; time.Now().Before(deadline); i++ {
+					p := path
+					if strings.Contains(p, "%s") {
+						p = fmt.Sprintf(p, ids[(w*7919+i*104729)%len(ids)])
+					}
+					req, _ := http.NewRequest(method, s.url+p, strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+token)
+					req.Header.Set("Encryption-Key", key)
+					start := time.Now()
+					resp, err := client.Do(req)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if resp.StatusCode >= 300 {
+							bad++
+						}
+					} else {
+						bad++
+					}
+					mine = append(mine, time.Since(start))
+				}
+				mu.Lock()
+				all = append(all, mine...)
+				errors += bad
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return all, errors
+	}
+	run(time.Second)
+	cpu0 := s.cpuSeconds()
+	lat, errs := run(*duration)
+	cpu := s.cpuSeconds() - cpu0
+	if errs > 0 {
+		log.Fatalf("bench: %d of %d requests failed", errs, len(lat))
+	}
+	p50, p99 := percentiles(lat)
+	return result{rps: float64(len(lat)) / duration.Seconds(), p50: p50, p99: p99, cpuPerReq: cpu * 1000 / float64(len(lat))}
+}
+
+func percentiles(lat []time.Duration) (p50, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	ms := func(q float64) float64 { return float64(lat[int(q*float64(len(lat)-1))].Microseconds()) / 1000 }
+	return ms(0.50), ms(0.99)
+}
+
+// pgbench runs scripts (picked at random, equal weights) as the app role.
+func pgbench(work, url, name string, scripts []string, vars map[string]string) result {
+	dir, err := os.MkdirTemp(work, "pgbench-")
+	check(err)
+	args := []string{"-n", "-c", strconv.Itoa(*concurrency), "-j", strconv.Itoa(min(*concurrency, runtime.NumCPU())),
+		"-T", strconv.Itoa(int(duration.Seconds())), "-M", "prepared", "-l", "--log-prefix", filepath.Join(dir, "log")}
+	for k, v := range vars {
+		args = append(args, "-D", k+"="+v)
+	}
+	for i, s := range scripts {
+		f := filepath.Join(dir, fmt.Sprintf("s%d.sql", i))
+		check(os.WriteFile(f, []byte(s), 0o600))
+		args = append(args, "-f", f)
+	}
+	args = append(args, url)
+	bin, err := pglocal.FindBinDir("")
+	check(err)
+	cmd := exec.Command(filepath.Join(bin, "pgbench"), args...)
+	outb, err := cmd.CombinedOutput()
+	if err != nil {
+		log.Fatalf("pgbench %s: %v\n%s", name, err, outb)
+	}
+	r := result{name: "pgbench " + name}
+	for _, line := range strings.Split(string(outb), "\n") {
+		if strings.HasPrefix(line, "tps = ") {
+			r.rps, _ = strconv.ParseFloat(strings.Fields(line)[2], 64)
+		}
+	}
+	var lat []time.Duration
+	logs, _ := filepath.Glob(filepath.Join(dir, "log.*"))
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 {
+				us, _ := strconv.Atoi(f[2])
+				lat = append(lat, time.Duration(us)*time.Microsecond)
+			}
+		}
+	}
+	r.p50, r.p99 = percentiles(lat)
+	return r
+}
+
+func report(results []result, peakRSS float64, cluster *pglocal.Cluster) {
+	by := map[string]result{}
+	for _, r := range results {
+		by[strings.TrimPrefix(r.name, "pgbench ")] = r
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "| workload | req/s | p50 ms | p99 ms | server CPU ms/req | service / bare | service / same statements |\n|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		ratio := func(other string) string {
+			o, ok := by[other]
+			if other == "" || !ok || o.rps == 0 || !strings.HasPrefix(r.name, "service") {
+				return ""
+			}
+			return fmt.Sprintf("%.0f %%", 100*r.rps/o.rps)
+		}
+		cpu := ""
+		if r.cpuPerReq > 0 {
+			cpu = fmt.Sprintf("%.3f", r.cpuPerReq)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %s | %s | %s |\n", r.name, r.rps, r.p50, r.p99, cpu, ratio(r.bare), ratio(r.statements))
+	}
+	fmt.Fprintf(&b, "\nServer peak RSS: %.1f MiB.\n", peakRSS)
+	table := b.String()
+	fmt.Print("\n" + table)
+
+	var md strings.Builder
+	md.WriteString("# fieldseal benchmark\n\nWritten by `make bench` (`go run ./bench`); rerun it to refresh this file.\n\n")
+	fmt.Fprintf(&md, "Concurrency %d, %s per phase after 1 s of warm-up; %d records of ~200-byte secrets for one subject; reads pick among %d of them at random.\n\n", *concurrency, *duration, records, readIDs)
+	md.WriteString(table)
+	md.WriteString("\n## What is compared\n\n" +
+		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +
+		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
+		"- **pgbench statements**: exactly the statements fieldseal issues per request (BEGIN, set_config, throttle check, the query or queries, audit insert, COMMIT), prepared, as the app role; the record id is a literal in the read script (pgbench cannot draw a random UUID parameter).\n" +
+		"- *server CPU* is `fieldseal serve`'s own (user+system, /proc), not PostgreSQL's.\n\n")
+	md.WriteString("## Machine\n\n")
+	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())
+	fmt.Fprintf(&md, "- Measured %s.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	check(os.WriteFile(*out, []byte(md.String()), 0o644))
+	fmt.Println("\nwritten to", *out)
+}
+
+func cpuModel() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			return strings.TrimSpace(line[strings.Index(line, ":")+1:])
+		}
+	}
+	return "unknown CPU"
+}
+
+func memTotal() string {
+	b, _ := os.ReadFile("/proc/meminfo")
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.Join(strings.Fields(line), " ")
+}
+
+func pgVersion() string {
+	bin, err := pglocal.FindBinDir("")
+	if err != nil {
+		return "PostgreSQL (unknown)"
+	}
+	v, _ := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
+	return strings.TrimSpace(string(v))
+}
+
+func randomKey() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
