@@ -40,11 +40,15 @@ import (
 )
 
 const (
-	subject  = "bench"
 	audience = "fieldseal-bench"
-	records  = 10000
-	readIDs  = 64 // ids the read phases pick from at random
+	records  = 10000 // in all, spread over the subjects
+	readIDs  = 64    // ids the read phases pick from at random; every subject has them
 )
+
+// Each client (load generator or pgbench) is a subject of its own:
+// subjects never wait for one another, a subject's requests do (its audit
+// chain), as in real use.
+func subjectName(i int) string { return "bench-" + strconv.Itoa(i) }
 
 var (
 	concurrency = flag.Int("c", 8, "concurrent clients")
@@ -92,12 +96,17 @@ func main() {
 	iss := devissuer.New("https://bench.invalid", signingKey)
 	jwks := filepath.Join(work, "jwks.json")
 	check(os.WriteFile(jwks, iss.JWKS(), 0o600))
-	token, err := iss.Mint(subject, audience, "records:read records:write", 6*time.Hour, map[string]any{"exp": time.Now().Add(6 * time.Hour).Unix()})
-	check(err)
+	var tokens []string
+	for i := range *concurrency {
+		tok, err := iss.Mint(subjectName(i), audience, "records:read records:write", 6*time.Hour, nil)
+		check(err)
+		tokens = append(tokens, tok)
+	}
 	srv := startServer(bin, map[string]string{
-		"FIELDSEAL_DATABASE_URL": cluster.URLAs("bench_app", "bench", "postgres"),
+		"FIELDSEAL_DATABASE_URL": cluster.URLAs("bench_app", "bench", "postgres") + os.Getenv("BENCH_URL_SUFFIX"), // e.g. &pool_max_conns=16
 		"FIELDSEAL_ISSUER":       iss.URL, "FIELDSEAL_AUDIENCE": audience, "FIELDSEAL_JWKS_FILE": jwks,
 		"FIELDSEAL_LISTEN": "127.0.0.1:0", "FIELDSEAL_LOG_LEVEL": "info", "FIELDSEAL_TOKEN_MAX_LIFETIME": "7h",
+		"FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT": "1000", "FIELDSEAL_WRONG_KEY_LIMIT": "1000",
 	})
 	defer srv.stop()
 
@@ -112,14 +121,14 @@ func main() {
 		{"list 50", "GET", "/v1/records?limit=50", "", "", "list statements"},
 	} {
 		log.Printf("bench: service %s, %d clients, %s", ph.name, *concurrency, *duration)
-		r := load(srv, token, key, ids, ph.method, ph.path, ph.body)
+		r := load(srv, tokens, key, ids, ph.method, ph.path, ph.body)
 		r.name, r.bare, r.statements = "service "+ph.name, ph.bare, ph.statements
 		results = append(results, r)
 	}
 	peakRSS := srv.peakRSS()
 
 	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
-	vars := map[string]string{"key": key, "subject": subject, "tokenid": "jti:bench", "jti": "bench", "secret": secret}
+	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret}
 	var bareReads, reads []string
 	for i, id := range ids {
 		bareReads = append(bareReads, bareReadScript(i+1))
@@ -160,19 +169,25 @@ func seed(ctx context.Context, admin, key string) []string {
 		_, err := conn.Exec(ctx, stmt)
 		check(err)
 	}
-	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ($1, fieldseal.new_key_verifier($2))`, subject, key)
+	rows, err := conn.Query(ctx, `SELECT gen_random_uuid()::text FROM generate_series(1, $1::int)`, readIDs)
 	check(err)
-	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
-		SELECT $1, gen_random_uuid(), 'bench', '{"kind":"bench"}', fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
-		FROM generate_series(1, $4::int)`, subject, key, secret, records)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	check(err)
+	for i := range *concurrency {
+		sub := subjectName(i)
+		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ($1, fieldseal.new_key_verifier($2))`, sub, key)
+		check(err)
+		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+			SELECT $1, id::uuid, 'bench', '{"kind":"bench"}'::jsonb, fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
+			FROM unnest($5::text[]) id
+			UNION ALL
+			SELECT $1, gen_random_uuid(), 'bench', '{"kind":"bench"}'::jsonb, fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
+			FROM generate_series(1, $4::int)`, sub, key, secret, records / *concurrency, ids)
+		check(err)
+	}
 	_, err = conn.Exec(ctx, `INSERT INTO bench.bare SELECT g, fieldseal.pgp_sym_encrypt($2, $1, 'cipher-algo=aes256, s2k-mode=1') FROM generate_series(1, $3::int) g`, key, secret, readIDs)
 	check(err)
 	_, err = conn.Exec(ctx, `VACUUM ANALYZE`)
-	check(err)
-	rows, err := conn.Query(ctx, `SELECT id::text FROM fieldseal.records ORDER BY random() LIMIT $1`, readIDs)
-	check(err)
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	check(err)
 	return ids
 }
@@ -250,7 +265,7 @@ func (s *server) peakRSS() float64 {
 
 // load runs concurrency clients for a second of warm-up, then for duration,
 // and measures the latter.
-func load(s *server, token, key string, ids []string, method, path, body string) result {
+func load(s *server, tokens []string, key string, ids []string, method, path, body string) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *concurrency * 2}, Timeout: 10 * time.Second}
 	run := func(d time.Duration) ([]time.Duration, int) {
 		var mu sync.Mutex
@@ -270,7 +285,7 @@ func load(s *server, token, key string, ids []string, method, path, body string)
 						p = fmt.Sprintf(p, ids[(w*7919+i*104729)%len(ids)])
 					}
 					req, _ := http.NewRequest(method, s.url+p, strings.NewReader(body))
-					req.Header.Set("Authorization", "Bearer "+token)
+					req.Header.Set("Authorization", "Bearer "+tokens[w%len(tokens)])
 					req.Header.Set("Encryption-Key", key)
 					start := time.Now()
 					resp, err := client.Do(req)
@@ -384,7 +399,7 @@ func report(results []result, peakRSS float64, cluster *pglocal.Cluster) {
 
 	var md strings.Builder
 	md.WriteString("# fieldseal benchmark\n\nWritten by `make bench` (`go run ./bench`); rerun it to refresh this file.\n\n")
-	fmt.Fprintf(&md, "Concurrency %d, %s per phase after 1 s of warm-up; %d records of ~200-byte secrets for one subject; reads pick among %d of them at random.\n\n", *concurrency, *duration, records, readIDs)
+	fmt.Fprintf(&md, "Concurrency %d (one subject per client), %s per phase after 1 s of warm-up; %d records of ~200-byte secrets in all; reads pick among %d records of the client's subject at random.\n\n", *concurrency, *duration, records, readIDs)
 	md.WriteString(table)
 	md.WriteString("\n## What is compared\n\n" +
 		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +

@@ -8,7 +8,8 @@ import "fmt"
 // pgbench cannot produce a random UUID parameter.
 
 const (
-	sqlSetSubject     = `SELECT set_config('fieldseal.subject', :subject::text, true);`
+	// Each pgbench client is a subject of its own, as each load client is.
+	sqlSetSubject     = `SELECT set_config('fieldseal.subject', 'bench-' || :client_id, true);`
 	sqlGetKeyFailures = `SELECT coalesce(sum(failures) FILTER (WHERE token_id = :tokenid::text), 0)::int, coalesce(sum(failures), 0)::int, coalesce(max(window_start) FILTER (WHERE token_id = :tokenid::text), now())::timestamptz, coalesce(max(window_start), now())::timestamptz FROM fieldseal.key_failures WHERE window_start > now() - make_interval(secs => 60::int);`
 	sqlAppendAudit    = `INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr) VALUES ('%s', 'ok', %s, %s, nullif(:jti::text, ''), nullif('fieldseal-dev'::text, ''), nullif('bench-request'::text, ''), nullif('127.0.0.1'::text, ''));`
 )
