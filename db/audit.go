@@ -34,20 +34,7 @@ var auditedRefusals = map[string]bool{
 // without its entry. A refusal is audited (and a wrong key counted) in a
 // transaction of its own, since the work's was rolled back.
 func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	err := s.inTxWith(ctx, caller.Subject, opts, func(q *Queries) error {
-		if usesKey {
-			if err := s.checkThrottle(ctx, q, caller.TokenID); err != nil {
-				return err
-			}
-		}
-		if err := fn(q); err != nil {
-			return err
-		}
-		if note.quiet {
-			return nil
-		}
-		return appendAudit(ctx, q, caller, note, "ok")
-	})
+	err := s.workTx(ctx, caller, note, usesKey, opts, fn)
 	if err == nil && !note.quiet {
 		s.audited(note.action, "ok")
 	}
@@ -80,6 +67,10 @@ func (s *Store) audited(action, outcome string) {
 }
 
 func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note *auditNote, outcome string) error {
+	return q.AppendAuditEvent(ctx, auditParams(caller, note, outcome))
+}
+
+func auditParams(caller fieldseal.Caller, note *auditNote, outcome string) AppendAuditEventParams {
 	p := AppendAuditEventParams{
 		Action: note.action, Outcome: outcome,
 		TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
@@ -90,7 +81,7 @@ func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note 
 	if note.count != nil {
 		p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
 	}
-	return q.AppendAuditEvent(ctx, p)
+	return p
 }
 
 // RecordRefusal implements fieldseal.AuditService.

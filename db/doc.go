@@ -3,8 +3,10 @@
 // the rest of the code calls.
 //
 // Invariants:
-//   - Every request's work runs in one transaction (Store.inTx) whose first
-//     statement sets fieldseal.subject with set_config(..., true). Row-level
+//   - Every request's work runs in one transaction (Store.workTx, pipelined:
+//     BEGIN, the subject and the throttle check in one round trip, the audit
+//     entry and COMMIT in another) whose first statement after BEGIN sets
+//     fieldseal.subject with set_config(..., true). Row-level
 //     security, forced on every table, turns that into "subject = X" on each
 //     query, and new rows take their subject from it: a query that forgets a
 //     WHERE still cannot reach another subject's rows.

@@ -1,7 +1,6 @@
 package db
 
 import (
-	"context"
 	"fmt"
 	"time"
 
@@ -37,11 +36,9 @@ func (t Throttle) Validate() error {
 
 func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
 
-func (s *Store) checkThrottle(ctx context.Context, q *Queries, tokenID string) error {
-	f, err := q.GetKeyFailures(ctx, GetKeyFailuresParams{TokenID: tokenID, WindowSeconds: s.throttle.windowSeconds()})
-	if err != nil {
-		return err
-	}
+// throttled refuses a caller whose current window's failures f reached a
+// limit.
+func (s *Store) throttled(f GetKeyFailuresRow) error {
 	var until time.Time
 	switch {
 	case int(f.TokenFailures) >= s.throttle.TokenLimit:

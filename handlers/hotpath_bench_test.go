@@ -64,4 +64,3 @@ func BenchmarkRecordEncoding(b *testing.B) {
 		})
 	}
 }
-
