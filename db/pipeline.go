@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -26,8 +27,12 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	defer conn.Release()
 	committed := false
 	defer func() {
-		if !committed {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		if !committed && !conn.Conn().IsClosed() {
+			// Bounded: a server that does not answer must not hold the
+			// request; the pool destroys a connection left in a transaction.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = conn.Exec(rctx, "ROLLBACK")
+			cancel()
 		}
 		err = mapError(err)
 	}()
