@@ -23,9 +23,9 @@ type Audit struct {
 // are audited like any other).
 const ActionAuditRead = "audit.read"
 
-func (h *Audit) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
-	g.GET("/audit/events", h.events, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeAuditRead, ActionAuditRead))...)
-	g.GET("/audit/grants", h.grantsReport, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeAuditRead, ActionAuditRead))...)
+func (h *Audit) register(g *echo.Group, guard routeGuard) {
+	g.GET("/audit/events", h.events, guard.need(auth.ScopeAuditRead, ActionAuditRead)...)
+	g.GET("/audit/grants", h.grantsReport, guard.need(auth.ScopeAuditRead, ActionAuditRead)...)
 }
 
 // grantsReport is `fieldseal audit grants --format json` over HTTP: 200

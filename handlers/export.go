@@ -18,9 +18,9 @@ type Export struct {
 	log     *slog.Logger
 }
 
-func (h *Export) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
-	g.GET("/records/:id/ciphertext", h.ciphertext, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeRecordsRead, fieldseal.ActionCiphertext))...)
-	g.GET("/export", h.export, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeRecordsRead, fieldseal.ActionExport))...)
+func (h *Export) register(g *echo.Group, guard routeGuard) {
+	g.GET("/records/:id/ciphertext", h.ciphertext, guard.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
+	g.GET("/export", h.export, guard.need(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
 }
 
 // ciphertext returns the stored OpenPGP message, ASCII-armored.

@@ -17,9 +17,9 @@ type Keys struct {
 	service fieldseal.KeyService
 }
 
-func (h *Keys) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
-	g.POST("/keys/verify", h.verify, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeRecordsRead, fieldseal.ActionVerify))...)
-	g.POST("/keys/rotate", h.rotate, append(authed[:len(authed):len(authed)], scopes.require(auth.ScopeKeysRotate, fieldseal.ActionRotate))...)
+func (h *Keys) register(g *echo.Group, guard routeGuard) {
+	g.POST("/keys/verify", h.verify, guard.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
+	g.POST("/keys/rotate", h.rotate, guard.need(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
 }
 
 // verify answers 204 when Encryption-Key is the subject's current key.

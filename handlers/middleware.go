@@ -133,21 +133,26 @@ func authenticate(v TokenVerifier) echo.MiddlewareFunc {
 	}
 }
 
-// scopeRule builds the middleware that refuses tokens without a route's
-// scope and records the refusal in the audit trail under the route's
-// action.
-type scopeRule struct {
-	audit fieldseal.AuditService
-	log   *slog.Logger
+// routeGuard builds each /v1 route's middleware: the body limit and
+// token check shared by all, then the route's scope, whose refusal is
+// recorded in the audit trail under the route's action.
+type routeGuard struct {
+	authed []echo.MiddlewareFunc
+	audit  fieldseal.AuditService
 }
 
-func (s scopeRule) require(scope, action string) echo.MiddlewareFunc {
+// need returns the middleware of a route requiring scope.
+func (g routeGuard) need(scope, action string) []echo.MiddlewareFunc {
+	return append(g.authed[:len(g.authed):len(g.authed)], g.requireScope(scope, action))
+}
+
+func (g routeGuard) requireScope(scope, action string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
 			if claims(c).HasScope(scope) {
 				return next(c)
 			}
-			if err := s.audit.RecordRefusal(c.Request().Context(), caller(c), action, fieldseal.EFORBIDDEN); err != nil {
+			if err := g.audit.RecordRefusal(c.Request().Context(), caller(c), action, fieldseal.EFORBIDDEN); err != nil {
 				return err // no refusal without its audit entry
 			}
 			return fieldseal.Errorf(fieldseal.EFORBIDDEN, "this token lacks the scope %s", scope)

@@ -27,15 +27,12 @@ const (
 	MaxPageSize     = 500
 )
 
-func (h *Records) register(g *echo.Group, authed []echo.MiddlewareFunc, scopes scopeRule) {
-	with := func(scope, action string) []echo.MiddlewareFunc {
-		return append(authed[:len(authed):len(authed)], scopes.require(scope, action))
-	}
-	g.POST("/records", h.create, with(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
-	g.GET("/records", h.list, with(auth.ScopeRecordsRead, fieldseal.ActionList)...)
-	g.GET("/records/:id", h.get, with(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
-	g.PUT("/records/:id", h.replace, with(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
-	g.DELETE("/records/:id", h.delete, with(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
+func (h *Records) register(g *echo.Group, guard routeGuard) {
+	g.POST("/records", h.create, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+	g.GET("/records", h.list, guard.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
+	g.GET("/records/:id", h.get, guard.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
+	g.PUT("/records/:id", h.replace, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
+	g.DELETE("/records/:id", h.delete, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
 }
 
 // recordRequest is the body of POST and PUT.

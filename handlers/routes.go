@@ -64,11 +64,10 @@ func New(o Options) *echo.Echo {
 	// Middleware is attached per route, not to the group: a group's
 	// middleware would also catch unknown paths and methods, hiding 405.
 	v1 := e.Group("/v1")
-	authed := []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}
-	scopes := scopeRule{audit: o.Audit, log: o.Log}
-	(&Records{service: o.Records, now: time.Now}).register(v1, authed, scopes)
-	(&Keys{service: o.Keys}).register(v1, authed, scopes)
-	(&Export{service: o.Export, log: o.Log}).register(v1, authed, scopes)
-	(&Audit{service: o.Audit, grants: o.Grants}).register(v1, authed, scopes)
+	guard := routeGuard{authed: []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}, audit: o.Audit}
+	(&Records{service: o.Records, now: time.Now}).register(v1, guard)
+	(&Keys{service: o.Keys}).register(v1, guard)
+	(&Export{service: o.Export, log: o.Log}).register(v1, guard)
+	(&Audit{service: o.Audit, grants: o.Grants}).register(v1, guard)
 	return e
 }
