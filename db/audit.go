@@ -42,8 +42,17 @@ func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote
 	if !auditedRefusals[code] {
 		return err
 	}
-	if aerr := s.inTx(ctx, caller.Subject, func(q *Queries) error {
-		if code == fieldseal.EWRONGKEY {
+	if aerr := s.recordRefusal(ctx, caller, note, code); aerr != nil {
+		return fmt.Errorf("record a refusal (%s): %w", code, aerr)
+	}
+	return err
+}
+
+// recordRefusal appends the audit entry of a refused request, in a
+// transaction of its own, and counts a wrong key against the caller.
+func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note *auditNote, outcome string) error {
+	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
+		if outcome == fieldseal.EWRONGKEY {
 			p := RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()}
 			if err := q.RecordKeyFailure(ctx, p); err != nil {
 				return err
@@ -52,11 +61,11 @@ func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote
 				return err
 			}
 		}
-		return appendAudit(ctx, q, caller, note, code)
-	}); aerr != nil {
-		return fmt.Errorf("record a refusal (%s): %w", code, aerr)
+		return appendAudit(ctx, q, caller, note, outcome)
+	})
+	if err == nil {
+		s.audited(note.action, outcome)
 	}
-	s.audited(note.action, code)
 	return err
 }
 
@@ -86,13 +95,7 @@ func auditParams(caller fieldseal.Caller, note *auditNote, outcome string) Appen
 
 // RecordRefusal implements fieldseal.AuditService.
 func (s *Store) RecordRefusal(ctx context.Context, caller fieldseal.Caller, action, outcome string) error {
-	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
-		return appendAudit(ctx, q, caller, &auditNote{action: action}, outcome)
-	})
-	if err == nil {
-		s.audited(action, outcome)
-	}
-	return err
+	return s.recordRefusal(ctx, caller, &auditNote{action: action}, outcome)
 }
 
 // AuditEvents implements fieldseal.AuditService.
