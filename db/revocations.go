@@ -47,7 +47,8 @@ func (s *Store) WatchRevocations(ctx context.Context, interval time.Duration, ap
 		}
 		apply(list)
 	}
-	reload()
+	// listen reads the list as soon as it is LISTENing (and after every
+	// reconnection), so nothing revoked before that is missed.
 	for ctx.Err() == nil {
 		if err := s.listen(ctx, interval, reload); err != nil && ctx.Err() == nil {
 			log.Warn("revocation listener lost its connection; reconnecting", "error", err.Error())
