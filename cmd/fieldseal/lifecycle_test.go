@@ -119,14 +119,8 @@ func TestPlainHTTPOffLoopbackNeedsProxyTLS(t *testing.T) {
 
 func TestGracefulShutdown(t *testing.T) {
 	t.Parallel()
-	database := pgtest.NewDB(t)
-	oldKey, newKey := dataKey(t), dataKey(t)
-	seedRecords(t, database.AdminURL, "alice", oldKey, crashRecords)
-	vars, tok := tokenSetup(t, "alice")
-	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
-	srv := startServer(t, vars)
-	status := rotateAsync(srv.URL, tok, oldKey, newKey)
-	waitForStatement(t, database.AdminURL, database.Name, "pgp_sym_decrypt(secret")
+	r := rotationUnderWay(t)
+	database, oldKey, newKey, srv, status := r.database, r.oldKey, r.newKey, r.srv, r.status
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

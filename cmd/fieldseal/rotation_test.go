@@ -103,17 +103,35 @@ func exactlyOneKey(t *testing.T, adminURL string, oldKey, newKey string) int {
 	return -1
 }
 
+// rotation is a server process in the middle of re-encrypting
+// crashRecords records of alice's from oldKey to newKey.
+type rotation struct {
+	database       pgtest.DB
+	vars           map[string]string
+	token          string
+	oldKey, newKey string
+	srv            *server
+	status         chan int // the rotation's HTTP status; 0 if the connection broke
+}
+
+// rotationUnderWay seeds alice's records, starts a server, sends a
+// rotation and returns once PostgreSQL is running its re-encryption.
+func rotationUnderWay(t *testing.T) rotation {
+	t.Helper()
+	r := rotation{database: pgtest.NewDB(t), oldKey: dataKey(t), newKey: dataKey(t)}
+	seedRecords(t, r.database.AdminURL, "alice", r.oldKey, crashRecords)
+	r.vars, r.token = tokenSetup(t, "alice")
+	r.vars["FIELDSEAL_DATABASE_URL"] = r.database.AppURL
+	r.srv = startServer(t, r.vars)
+	r.status = rotateAsync(r.srv.URL, r.token, r.oldKey, r.newKey)
+	waitForStatement(t, r.database.AdminURL, r.database.Name, "pgp_sym_decrypt(secret")
+	return r
+}
+
 func TestRotationSurvivesKilledServer(t *testing.T) {
 	t.Parallel()
-	database := pgtest.NewDB(t)
-	oldKey, newKey := dataKey(t), dataKey(t)
-	seedRecords(t, database.AdminURL, "alice", oldKey, crashRecords)
-	vars, tok := tokenSetup(t, "alice")
-	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
-	srv := startServer(t, vars)
-
-	status := rotateAsync(srv.URL, tok, oldKey, newKey)
-	waitForStatement(t, database.AdminURL, database.Name, "pgp_sym_decrypt(secret")
+	r := rotationUnderWay(t)
+	database, vars, tok, oldKey, newKey, srv, status := r.database, r.vars, r.token, r.oldKey, r.newKey, r.srv, r.status
 	if err := srv.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
