@@ -211,3 +211,47 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 	}
 	return items, nil
 }
+
+const listAuditHeadMismatches = `-- name: ListAuditHeadMismatches :many
+SELECT coalesce(h.subject, e.subject)::text AS subject,
+       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
+FROM fieldseal.audit_heads h
+FULL JOIN (
+    SELECT DISTINCT ON (subject) subject, seq, hash FROM fieldseal.audit_events
+    WHERE $1::text = '' OR subject = $1::text
+    ORDER BY subject, seq DESC
+) e ON e.subject = h.subject
+WHERE ($1::text = '' OR coalesce(h.subject, e.subject) = $1::text)
+  AND (h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash)
+ORDER BY 1
+`
+
+type ListAuditHeadMismatchesRow struct {
+	Subject string
+	HeadSeq int64
+	LastSeq int64
+}
+
+// For `fieldseal audit verify`: every subject whose newest entry is not
+// its chain's head (migration 00009), or that has one without the other.
+// One statement, so one snapshot: an entry and its head are written in one
+// transaction.
+func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject string) ([]ListAuditHeadMismatchesRow, error) {
+	rows, err := q.db.Query(ctx, listAuditHeadMismatches, onlySubject)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAuditHeadMismatchesRow{}
+	for rows.Next() {
+		var i ListAuditHeadMismatchesRow
+		if err := rows.Scan(&i.Subject, &i.HeadSeq, &i.LastSeq); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,10 +38,11 @@ const verifyPageSize = 5000
 // an entry whose prev_hash is not its predecessor's hash (inserted,
 // reordered). progress, if not nil, is called every page.
 //
-// A chain proves what was written and in what order; it cannot show that
-// the newest entries were deleted (the chain is still whole), nor tell an
-// entry appended through the trigger by someone with database access from
-// one the app appended. docs/dba.md says how to close both gaps.
+// Each chain's newest entry is also compared with its head (migration
+// 00009), so entries deleted from a chain's end are reported too, unless
+// the head was rewritten to match. A chain cannot tell an entry appended
+// through the trigger by someone with database access from one the app
+// appended; docs/dba.md says how to close both gaps.
 func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress func(entries int64)) (AuditReport, error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
@@ -86,9 +88,47 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 			progress(rep.Entries)
 		}
 		if len(rows) < verifyPageSize {
-			return rep, nil
+			break
 		}
 	}
+	return rep, checkHeads(ctx, q, subject, &rep)
+}
+
+// checkHeads compares each chain's newest entry with its head (migration
+// 00009), which the trigger moves in the same transaction as each append:
+// a chain that is whole but stops short of its head lost its newest
+// entries. A chain already broken keeps its first break.
+func checkHeads(ctx context.Context, q *Queries, subject string, rep *AuditReport) error {
+	mismatches, err := q.ListAuditHeadMismatches(ctx, subject)
+	if err != nil {
+		return err
+	}
+	broken := map[string]bool{}
+	for _, b := range rep.Breaks {
+		broken[b.Subject] = true
+	}
+	for _, m := range mismatches {
+		if broken[m.Subject] {
+			continue
+		}
+		b := AuditBreak{Subject: m.Subject, Seq: m.LastSeq + 1}
+		switch {
+		case m.LastSeq == 0:
+			rep.Subjects++
+			b.Problem = fmt.Sprintf("every entry (1 to %d) is missing: the chain was deleted", m.HeadSeq)
+		case m.HeadSeq > m.LastSeq:
+			b.Problem = fmt.Sprintf("entries %d to %d are missing: the newest entries were deleted", m.LastSeq+1, m.HeadSeq)
+		case m.HeadSeq < m.LastSeq:
+			b.Seq = m.HeadSeq + 1
+			b.Problem = fmt.Sprintf("the chain's head is entry %d: entries after it were written around the chain", m.HeadSeq)
+		default:
+			b.Seq = m.LastSeq
+			b.Problem = "its hash is not the chain's head: the newest entry was rewritten"
+		}
+		rep.Breaks = append(rep.Breaks, b)
+	}
+	slices.SortStableFunc(rep.Breaks, func(a, b AuditBreak) int { return strings.Compare(a.Subject, b.Subject) })
+	return nil
 }
 
 func checkLink(r ListAuditChainPageRow, wantSeq int64, prev []byte) string {

@@ -56,38 +56,27 @@ func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fiel
 	return armored, err
 }
 
-// exportPageSize bounds the rows held in memory while exporting.
-const exportPageSize = 200
-
-// Export implements fieldseal.ExportService: pages of exportPageSize rows
-// in one read-only repeatable-read transaction, so memory stays bounded
-// and the export is one snapshot however long it streams.
+// Export implements fieldseal.ExportService: one statement, so one
+// snapshot, whose rows are handed to fn as they arrive from PostgreSQL, so
+// memory stays bounded however many records there are. The transaction is
+// READ COMMITTED: the audit entry appended at its end must see entries the
+// subject committed while the export streamed.
 func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fieldseal.ExportedRecord) error) error {
-	// Repeatable read for one snapshot; not read-only: the audit entry is
-	// written in the same transaction.
-	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead}
 	var n int64
-	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, opts, func(q *Queries) error {
-		after := fieldseal.ID{}
-		for {
-			rows, err := q.ExportRecords(ctx, ExportRecordsParams{After: uuid(after), MaxRows: exportPageSize})
-			if err != nil {
-				return err
-			}
-			for _, r := range rows {
-				n++
-				if err := fn(fieldseal.ExportedRecord{
-					ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
-					CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
-				}); err != nil {
-					return err
-				}
-				after = r.ID.Bytes
-			}
-			if len(rows) < exportPageSize {
-				return nil
-			}
+	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, pgx.TxOptions{}, func(q *Queries) error {
+		rows, err := q.db.Query(ctx, exportRecords)
+		if err != nil {
+			return err
 		}
+		var r ExportRecordsRow
+		_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
+			n++
+			return fn(fieldseal.ExportedRecord{
+				ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
+				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
+			})
+		})
+		return err
 	})
 }
 

@@ -16,15 +16,8 @@ const exportRecords = `-- name: ExportRecords :many
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
-WHERE id > $1
 ORDER BY id
-LIMIT $2
 `
-
-type ExportRecordsParams struct {
-	After   pgtype.UUID
-	MaxRows int32
-}
 
 type ExportRecordsRow struct {
 	ID         pgtype.UUID
@@ -36,10 +29,13 @@ type ExportRecordsRow struct {
 	Armored    string
 }
 
-// One page of the export, in id order; the export walks the pages in one
-// repeatable-read transaction, so it is one snapshot.
-func (q *Queries) ExportRecords(ctx context.Context, arg ExportRecordsParams) ([]ExportRecordsRow, error) {
-	rows, err := q.db.Query(ctx, exportRecords, arg.After, arg.MaxRows)
+// Every record of the subject, in id order, in one statement: one
+// snapshot however long the export streams, while the transaction stays
+// READ COMMITTED so that its audit entry joins the chain as it is at the
+// end. Store.Export reads the rows as they arrive; the generated method,
+// which collects them all in memory, is not used.
+func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error) {
+	rows, err := q.db.Query(ctx, exportRecords)
 	if err != nil {
 		return nil, err
 	}

@@ -26,6 +26,12 @@ type FieldsealAuditEvent struct {
 	Hash        []byte
 }
 
+type FieldsealAuditHead struct {
+	Subject string
+	Seq     int64
+	Hash    []byte
+}
+
 type FieldsealBypasser struct {
 	Role     string
 	How      string

@@ -181,6 +181,9 @@ func TestAppRoleCannot(t *testing.T) {
 		`INSERT INTO fieldseal.audit_events (action, outcome, seq) VALUES ('record.read', 'ok', 99)`,
 		`INSERT INTO fieldseal.audit_events (action, outcome, hash, prev_hash) VALUES ('record.read', 'ok', '\x00', '\x00')`,
 		`ALTER TABLE fieldseal.audit_events DISABLE TRIGGER audit_chain`,
+		`SELECT * FROM fieldseal.audit_heads`,
+		`UPDATE fieldseal.audit_heads SET seq = 1`,
+		`DELETE FROM fieldseal.audit_heads`,
 		`INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ('x', now())`,
 	} {
 		t.Run(stmt, func(t *testing.T) {

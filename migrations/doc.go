@@ -28,17 +28,22 @@
 // work was rolled back, get a transaction of their own). Entries form a
 // hash chain per subject: entry n stores sha256(hash(n-1) || its fields)
 // and its predecessor's hash. A BEFORE INSERT trigger (SECURITY DEFINER,
-// owned by fieldseal_owner) takes a transaction advisory lock keyed by the
-// subject, reads the subject's last entry, and fills seq, time, prev_hash
-// and hash; the app role may insert only the descriptive columns, so it
-// cannot choose where an entry goes or what it hashes to, and it has no
-// UPDATE, DELETE or TRUNCATE. Chains per subject rather than one global
-// chain: two subjects never wait for each other, and the trail
-// distributes by subject like every other table. Cost, measured with 8
-// concurrent clients on 2 cores (go test -run '^$' -bench AuditAppend
-// ./db/): 263 µs per append across many subjects, 577 µs when all hit one
-// subject's chain (its appends serialise on the lock).
-// `fieldseal audit verify` recomputes the chains.
+// owned by fieldseal_owner) locks the subject's head row in
+// fieldseal.audit_heads (00009: the chain's newest seq and hash), fills
+// seq, time, prev_hash and hash, and moves the head; the app role may
+// insert only the descriptive columns, so it cannot choose where an entry
+// goes or what it hashes to, and it has no UPDATE, DELETE or TRUNCATE, nor
+// any privilege on the heads. The head row makes an append cost the same
+// however long the trail grows, whatever plan a connection has cached,
+// and in any snapshot a READ COMMITTED transaction sees (00007 searched
+// the trail for the last entry; see 00009 for what went wrong). Chains per
+// subject rather than one global chain: two subjects never wait for each
+// other, and the trail distributes by subject like every other table.
+// Cost, measured with 8 concurrent clients on 2 cores (go test -run '^$'
+// -bench AuditAppend ./db/): 238 µs per append across many subjects,
+// 469 µs when all hit one subject's chain (its appends serialise on the
+// head row). `fieldseal audit verify` recomputes the chains and compares
+// each chain's end with its head.
 //
 // Grants policy (00008). The privileges above are also rows of
 // fieldseal.grants_policy and fieldseal.rls_policy; the views

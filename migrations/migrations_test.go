@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/migrations"
 )
@@ -189,5 +190,57 @@ func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
 	// Nothing half-done: the failed migration rolled back.
 	if n := query[int64](t, url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'fieldseal'`); n != 0 {
 		t.Error("schema fieldseal exists after the failed migration")
+	}
+}
+
+// appendAudit writes one audit entry for subject through the chaining
+// trigger, as the app does.
+func appendAudit(t *testing.T, url, subject string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome) VALUES ('record.read', 'ok')`)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("append to %s's chain: %v", subject, err)
+	}
+}
+
+// 00009 moves each chain's head into audit_heads: chains written before
+// it continue unbroken after it, and after it is undone.
+func TestAuditHeadsMigrationKeepsChains(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDB(t)
+	migrate(t, url, up)
+	migrate(t, url, func(m *migrations.Migrator) error { _, err := m.DownTo(context.Background(), 8); return err })
+	for range 3 {
+		appendAudit(t, url, "alice")
+	}
+	appendAudit(t, url, "bob")
+	migrate(t, url, up) // backfills the heads
+	if n := query[int64](t, url, `SELECT sum(seq)::bigint FROM fieldseal.audit_heads`); n != 4 {
+		t.Errorf("heads after the backfill sum to %d; want 3 + 1", n)
+	}
+	appendAudit(t, url, "alice")
+	appendAudit(t, url, "carol")
+	migrate(t, url, func(m *migrations.Migrator) error { _, err := m.Down(context.Background()); return err })
+	appendAudit(t, url, "alice") // through 00007's trigger again
+	migrate(t, url, up)
+	appendAudit(t, url, "bob")
+	rep, err := db.VerifyAuditTrail(context.Background(), url, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Breaks) != 0 || rep.Entries != 8 || rep.Subjects != 3 {
+		t.Errorf("after up, down and up again: %+v; want 8 entries in 3 intact chains", rep)
 	}
 }

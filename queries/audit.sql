@@ -35,3 +35,20 @@ WHERE (@only_subject::text = '' OR subject = @only_subject::text)
   AND (subject, seq) > (@after_subject::text, @after_seq::bigint)
 ORDER BY subject, seq
 LIMIT @max_rows;
+
+-- name: ListAuditHeadMismatches :many
+-- For `fieldseal audit verify`: every subject whose newest entry is not
+-- its chain's head (migration 00009), or that has one without the other.
+-- One statement, so one snapshot: an entry and its head are written in one
+-- transaction.
+SELECT coalesce(h.subject, e.subject)::text AS subject,
+       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
+FROM fieldseal.audit_heads h
+FULL JOIN (
+    SELECT DISTINCT ON (subject) subject, seq, hash FROM fieldseal.audit_events
+    WHERE @only_subject::text = '' OR subject = @only_subject::text
+    ORDER BY subject, seq DESC
+) e ON e.subject = h.subject
+WHERE (@only_subject::text = '' OR coalesce(h.subject, e.subject) = @only_subject::text)
+  AND (h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash)
+ORDER BY 1;

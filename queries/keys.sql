@@ -27,11 +27,12 @@ FROM fieldseal.records
 WHERE id = @id;
 
 -- name: ExportRecords :many
--- One page of the export, in id order; the export walks the pages in one
--- repeatable-read transaction, so it is one snapshot.
+-- Every record of the subject, in id order, in one statement: one
+-- snapshot however long the export streams, while the transaction stays
+-- READ COMMITTED so that its audit entry joins the chain as it is at the
+-- end. Store.Export reads the rows as they arrive; the generated method,
+-- which collects them all in memory, is not used.
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
-WHERE id > @after
-ORDER BY id
-LIMIT @max_rows;
+ORDER BY id;

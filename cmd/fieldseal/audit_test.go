@@ -51,6 +51,18 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
 			SELECT 'alice', 3, now(), 'record.delete', 'ok', hash, hash FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
 			`subject "alice" at entry 3: its contents do not match its hash`},
+		{"newest entries deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq >= 4`,
+			`subject "alice" at entry 4: entries 4 to 5 are missing: the newest entries were deleted`},
+		{"whole chain deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice'`,
+			`subject "alice" at entry 1: every entry (1 to 5) is missing`},
+		{"appended without the trigger, hash and all", `SET session_replication_role = replica;
+			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
+			SELECT 'alice', 6, now(), 'record.delete', 'ok', hash, '\x00' FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 5;
+			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 6`,
+			`subject "alice" at entry 6: the chain's head is entry 5: entries after it were written around the chain`},
+		{"newest entry rewritten, hash and all", `UPDATE fieldseal.audit_events e SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 5;
+			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 5`,
+			`subject "alice" at entry 5: its hash is not the chain's head`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
