@@ -54,6 +54,7 @@ var (
 	concurrency = flag.Int("c", 8, "concurrent clients")
 	duration    = flag.Duration("d", 10*time.Second, "length of each measured phase")
 	out         = flag.String("o", "bench/RESULTS.md", "where to write the results")
+	prebuilt    = flag.String("bin", "", "a fieldseal binary to measure instead of building this tree's (for A/B runs)")
 )
 
 type result struct {
@@ -87,10 +88,13 @@ func main() {
 	ids := seed(ctx, admin, key)
 
 	log.Print("bench: building and starting fieldseal serve")
-	bin := filepath.Join(work, "fieldseal")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/fieldseal")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	check(build.Run())
+	bin := *prebuilt
+	if bin == "" {
+		bin = filepath.Join(work, "fieldseal")
+		build := exec.Command("go", "build", "-o", bin, "./cmd/fieldseal")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		check(build.Run())
+	}
 	signingKey, err := devissuer.LoadOrCreateKey(filepath.Join(work, "signing.pem"))
 	check(err)
 	iss := devissuer.New("https://bench.invalid", signingKey)

@@ -42,12 +42,6 @@ type recordRequest struct {
 	Secret     json.RawMessage `json:"secret"`
 }
 
-// pageResponse is the body of GET /v1/records.
-type pageResponse struct {
-	Items []fieldseal.Record `json:"items"`
-	Next  string             `json:"next,omitempty"`
-}
-
 func (h *Records) create(c echo.Context) error {
 	key, err := requiredKey(c)
 	if err != nil {
@@ -64,7 +58,7 @@ func (h *Records) create(c echo.Context) error {
 	rec.Secret = nil
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/records/"+rec.ID.String())
 	c.Response().Header().Set("ETag", etag(rec.Version))
-	return writeJSON(c, http.StatusCreated, rec)
+	return writeRecord(c, http.StatusCreated, rec)
 }
 
 func (h *Records) get(c echo.Context) error {
@@ -82,7 +76,7 @@ func (h *Records) get(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", etag(rec.Version))
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return writeJSON(c, http.StatusOK, rec)
+	return writeRecord(c, http.StatusOK, rec)
 }
 
 func (h *Records) list(c echo.Context) error {
@@ -109,12 +103,8 @@ func (h *Records) list(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	resp := pageResponse{Items: page.Items}
-	if !page.Next.IsZero() {
-		resp.Next = page.Next.String()
-	}
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return writeJSON(c, http.StatusOK, resp)
+	return writePage(c, page)
 }
 
 func (h *Records) replace(c echo.Context) error {
@@ -135,7 +125,7 @@ func (h *Records) replace(c echo.Context) error {
 		return err
 	}
 	c.Response().Header().Set("ETag", etag(rec.Version))
-	return writeJSON(c, http.StatusOK, rec)
+	return writeRecord(c, http.StatusOK, rec)
 }
 
 func (h *Records) delete(c echo.Context) error {
