@@ -55,6 +55,7 @@ var (
 	duration    = flag.Duration("d", 10*time.Second, "length of each measured phase")
 	out         = flag.String("o", "bench/RESULTS.md", "where to write the results")
 	prebuilt    = flag.String("bin", "", "a fieldseal binary to measure instead of building this tree's (for A/B runs)")
+	withPgbench = flag.Bool("pgbench", true, "also run the pgbench rows (false: only the service, for quick A/B runs)")
 )
 
 type result struct {
@@ -131,12 +132,19 @@ func main() {
 	}
 	peakRSS := srv.peakRSS()
 
+	if !*withPgbench {
+		report(results, peakRSS)
+		return
+	}
 	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
 	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret}
-	var bareReads, reads []string
-	for i, id := range ids {
+	queries, err := namedQueries("queries")
+	check(err)
+	reads, create, list, err := statementScripts(queries, ids)
+	check(err)
+	var bareReads []string
+	for i := range ids {
 		bareReads = append(bareReads, bareReadScript(i+1))
-		reads = append(reads, readScript(id))
 	}
 	for _, p := range []struct {
 		name    string
@@ -145,13 +153,13 @@ func main() {
 		{"bare select-decrypt", bareReads},
 		{"bare encrypt-insert", []string{bareInsertScript}},
 		{"read statements", reads},
-		{"create statements", []string{createScript()}},
-		{"list statements", []string{listScript()}},
+		{"create statements", []string{create}},
+		{"list statements", []string{list}},
 	} {
 		log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, *duration)
 		results = append(results, pgbench(work, pgURL, p.name, p.scripts, vars))
 	}
-	report(results, peakRSS, cluster)
+	report(results, peakRSS)
 }
 
 // seed stores the records of the measured subject (as the app would, under
@@ -376,7 +384,7 @@ func pgbench(work, url, name string, scripts []string, vars map[string]string) r
 	return r
 }
 
-func report(results []result, peakRSS float64, cluster *pglocal.Cluster) {
+func report(results []result, peakRSS float64) {
 	by := map[string]result{}
 	for _, r := range results {
 		by[strings.TrimPrefix(r.name, "pgbench ")] = r
@@ -408,7 +416,7 @@ func report(results []result, peakRSS float64, cluster *pglocal.Cluster) {
 	md.WriteString("\n## What is compared\n\n" +
 		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +
 		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
-		"- **pgbench statements**: exactly the statements fieldseal issues per request (BEGIN, set_config, throttle check, the query or queries, audit insert, COMMIT), prepared, as the app role; the record id is a literal in the read script (pgbench cannot draw a random UUID parameter).\n" +
+		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check), the request's queries one round trip each, one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
 		"- *server CPU* is `fieldseal serve`'s own (user+system, /proc), not PostgreSQL's.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())

@@ -1,38 +1,160 @@
 package main
 
-import "fmt"
-
-// The statements fieldseal issues per request, in order, as in
-// queries/*.sql (db's generated code holds the same text). pgbench runs
-// them with the same parameters, except that the record id is a literal:
-// pgbench cannot produce a random UUID parameter.
-
-const (
-	// Each pgbench client is a subject of its own, as each load client is.
-	sqlSetSubject     = `SELECT set_config('fieldseal.subject', 'bench-' || :client_id, true);`
-	sqlGetKeyFailures = `SELECT coalesce(sum(failures) FILTER (WHERE token_id = :tokenid::text), 0)::int, coalesce(sum(failures), 0)::int, coalesce(max(window_start) FILTER (WHERE token_id = :tokenid::text), now())::timestamptz, coalesce(max(window_start), now())::timestamptz FROM fieldseal.key_failures WHERE window_start > now() - make_interval(secs => 60::int);`
-	sqlAppendAudit    = `INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr) VALUES ('%s', 'ok', %s, %s, nullif(:jti::text, ''), nullif('fieldseal-dev'::text, ''), nullif('bench-request'::text, ''), nullif('127.0.0.1'::text, ''));`
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 )
 
-func readScript(id string) string {
-	return "BEGIN;\n" + sqlSetSubject + "\n" + sqlGetKeyFailures + "\n" +
-		fmt.Sprintf(`SELECT r.id, r.collection, r.public, coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, :key::text) END, '')::text AS secret, k.matches::boolean, r.version, r.created_at, r.updated_at FROM fieldseal.records r CROSS JOIN LATERAL (SELECT fieldseal.key_matches(s.key_verifier, :key::text) AS matches FROM fieldseal.subjects s) k WHERE r.id = '%s';`, id) + "\n" +
-		fmt.Sprintf(sqlAppendAudit, "record.read", "'"+id+"'", "NULL") + "\nCOMMIT;\n"
+// The pgbench scripts that run exactly what fieldseal sends per request.
+// The SQL is read from queries/*.sql, the files sqlc generates db's code
+// from, so it cannot drift from what the service runs; only the order and
+// the round trips are restated here, as db.Store.workTx and the Store's
+// methods issue them: one pipeline (BEGIN, subject, throttle check), the
+// request's own queries one round trip each, one pipeline (audit entry,
+// COMMIT).
+
+// queryParam is a sqlc parameter: @name or sqlc.narg(name).
+var queryParam = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)|@(\w+)`)
+
+// namedQueries reads every "-- name: X" query of dir/*.sql, comments
+// dropped and lines joined.
+func namedQueries(dir string) (map[string]string, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.sql"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no queries in %s (run make bench from the repository's top)", dir)
+	}
+	queries := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var name string
+		var body []string
+		flush := func() {
+			if name != "" {
+				queries[name] = strings.TrimSuffix(strings.Join(body, " "), ";")
+			}
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if rest, ok := strings.CutPrefix(line, "-- name: "); ok {
+				flush()
+				name, body = strings.Fields(rest)[0], nil
+				continue
+			}
+			if line != "" && !strings.HasPrefix(line, "--") {
+				body = append(body, line)
+			}
+		}
+		flush()
+	}
+	return queries, nil
 }
 
-func createScript() string {
-	return "BEGIN;\n" + sqlSetSubject + "\n" + sqlGetKeyFailures + "\n" +
-		`INSERT INTO fieldseal.subjects (key_verifier) VALUES (fieldseal.new_key_verifier(:key::text)) ON CONFLICT (subject) DO NOTHING;` + "\n" +
-		`SELECT fieldseal.key_matches(key_verifier, :key::text)::boolean FROM fieldseal.subjects FOR SHARE;` + "\n" +
-		`INSERT INTO fieldseal.records (id, collection, public, secret) VALUES (gen_random_uuid(), 'bench', '{"kind":"bench"}', fieldseal.pgp_sym_encrypt(:secret::text, :key::text, 'cipher-algo=aes256, s2k-mode=1')) RETURNING id, collection, public, version, created_at, updated_at;` + "\n" +
-		fmt.Sprintf(sqlAppendAudit, "record.create", "gen_random_uuid()", "NULL") + "\nCOMMIT;\n"
+// script builds one pgbench script. Each step is a query name, a literal
+// statement ("BEGIN", "COMMIT"), or a pipeline marker; args gives each
+// sqlc parameter's value as SQL (pgbench :variables, literals). A
+// parameter without a value is an error: a query grew one the bench does
+// not know.
+type script struct {
+	queries map[string]string
+	args    map[string]string
+	b       strings.Builder
+	err     error
 }
 
-func listScript() string {
-	return "BEGIN;\n" + sqlSetSubject + "\n" + sqlGetKeyFailures + "\n" +
-		`SELECT fieldseal.key_matches(key_verifier, :key::text)::boolean FROM fieldseal.subjects FOR SHARE;` + "\n" +
-		`SELECT id, collection, public, fieldseal.pgp_sym_decrypt(secret, :key::text)::text AS secret, version, created_at, updated_at FROM fieldseal.records WHERE id > '00000000-0000-0000-0000-000000000000' AND (''::text = '' OR collection = ''::text) ORDER BY id LIMIT 50;` + "\n" +
-		fmt.Sprintf(sqlAppendAudit, "record.list", "NULL", "50") + "\nCOMMIT;\n"
+func (s *script) pipeline(steps ...string) *script {
+	s.b.WriteString("\\startpipeline\n")
+	s.run(steps...)
+	s.b.WriteString("\\endpipeline\n")
+	return s
+}
+
+func (s *script) run(steps ...string) *script {
+	for _, step := range steps {
+		if step == "BEGIN" || step == "COMMIT" {
+			s.b.WriteString(step + ";\n")
+			continue
+		}
+		sql, ok := s.queries[step]
+		if !ok {
+			s.fail(fmt.Errorf("queries/: no query named %s", step))
+			continue
+		}
+		sql = queryParam.ReplaceAllStringFunc(sql, func(p string) string {
+			m := queryParam.FindStringSubmatch(p)
+			name := m[1] + m[2]
+			v, ok := s.args[name]
+			if !ok {
+				s.fail(fmt.Errorf("query %s: no bench value for parameter %s", step, name))
+			}
+			return v
+		})
+		s.b.WriteString(sql + ";\n")
+	}
+	return s
+}
+
+func (s *script) fail(err error) {
+	if s.err == nil {
+		s.err = err
+	}
+}
+
+func (s *script) text() (string, error) { return s.b.String(), s.err }
+
+// statementScripts returns the read scripts (one per record id: pgbench
+// cannot draw a random UUID), the create script and the list script.
+func statementScripts(queries map[string]string, ids []string) (reads []string, create, list string, err error) {
+	base := map[string]string{
+		// Each pgbench client is a subject of its own, as each load client is.
+		"subject": "('bench-' || :client_id)", "token_id": ":tokenid", "window_seconds": "60",
+		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
+		"client_addr": "'127.0.0.1'", "record_count": "NULL",
+	}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	open := []string{"BEGIN", "SetSubject", "GetKeyFailures"}
+	closing := []string{"AppendAuditEvent", "COMMIT"}
+	for _, id := range ids {
+		// The audit entry's token_id is the jti; the throttle's is "jti:…".
+		s := &script{queries: queries, args: with(map[string]string{"id": "'" + id + "'"})}
+		s.pipeline(open...).run("GetRecordDecrypted")
+		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti"})
+		text, err := s.pipeline(closing...).text()
+		if err != nil {
+			return nil, "", "", err
+		}
+		reads = append(reads, text)
+	}
+	s := &script{queries: queries, args: with(map[string]string{
+		"id": "gen_random_uuid()", "collection": "'bench'", "public": `'{"kind":"bench"}'`, "secret": ":secret",
+	})}
+	s.pipeline(open...).run("RegisterKeyVerifier", "CheckKey", "CreateRecord")
+	s.args = with(map[string]string{"action": "'record.create'", "record_id": "gen_random_uuid()", "token_id": ":jti"})
+	if create, err = s.pipeline(closing...).text(); err != nil {
+		return nil, "", "", err
+	}
+
+	s = &script{queries: queries, args: with(map[string]string{
+		"after": "'00000000-0000-0000-0000-000000000000'", "collection": "''", "max_rows": "50",
+	})}
+	s.pipeline(open...).run("CheckKey", "ListRecordsDecrypted")
+	s.args = with(map[string]string{"action": "'record.list'", "record_id": "NULL", "record_count": "50", "token_id": ":jti"})
+	list, err = s.pipeline(closing...).text()
+	return reads, create, list, err
 }
 
 // The bare statements: the same crypto with nothing around it.
