@@ -13,8 +13,8 @@ import (
 // from, so it cannot drift from what the service runs; only the order and
 // the round trips are restated here, as db.Store.workTx and the Store's
 // methods issue them: one pipeline (BEGIN, subject, throttle check), the
-// request's own queries one round trip each, one pipeline (audit entry,
-// COMMIT).
+// request's own queries (one round trip each, or one pipeline where the
+// Store batches them), one pipeline (audit entry, COMMIT).
 
 // queryParam is a sqlc parameter: @name or sqlc.narg(name).
 var queryParam = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)|@(\w+)`)
@@ -142,7 +142,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	s := &script{queries: queries, args: with(map[string]string{
 		"id": "gen_random_uuid()", "collection": "'bench'", "public": `'{"kind":"bench"}'`, "secret": ":secret",
 	})}
-	s.pipeline(open...).run("RegisterKeyVerifier", "CheckKey", "CreateRecord")
+	s.pipeline(open...).pipeline("RegisterKeyVerifier", "CheckKey", "CreateRecord") // one batch: db.Store.CreateRecord
 	s.args = with(map[string]string{"action": "'record.create'", "record_id": "gen_random_uuid()", "token_id": ":jti"})
 	if create, err = s.pipeline(closing...).text(); err != nil {
 		return nil, "", "", err

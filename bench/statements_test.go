@@ -22,7 +22,7 @@ func TestStatementScriptsBuildFromQueries(t *testing.T) {
 			t.Errorf("%s script still has a sqlc parameter:\n%s", name, s)
 		}
 		if !strings.HasPrefix(s, "\\startpipeline\nBEGIN;\nSELECT set_config('fieldseal.subject', ('bench-' || :client_id)::text, true);\n") ||
-			!strings.HasSuffix(s, "COMMIT;\n\\endpipeline\n") || strings.Count(s, "\\startpipeline") != 2 {
+			!strings.HasSuffix(s, "COMMIT;\n\\endpipeline\n") || strings.Count(s, "\\startpipeline") < 2 {
 			t.Errorf("%s script is not BEGIN…COMMIT in fieldseal's round trips:\n%s", name, s)
 		}
 	}

@@ -80,3 +80,15 @@ func beginStatement(opts pgx.TxOptions) string {
 	}
 	return stmt
 }
+
+// sendBatch sends b in one round trip on q's connection: the pooled
+// connection workTx gives its fn.
+func (q *Queries) sendBatch(ctx context.Context, b *pgx.Batch) error {
+	conn, ok := q.db.(interface {
+		SendBatch(context.Context, *pgx.Batch) pgx.BatchResults
+	})
+	if !ok {
+		return fmt.Errorf("db: %T cannot send a batch", q.db)
+	}
+	return conn.SendBatch(ctx, b).Close()
+}
