@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,6 +63,7 @@ type result struct {
 	name             string
 	rps, p50, p99    float64 // p50, p99 in ms
 	cpuPerReq        float64 // server CPU ms per request; 0 for pgbench rows
+	clientCPUPerReq  float64 // the load generator's own CPU ms per request
 	bare, statements string  // the pgbench rows this one is compared with
 }
 
@@ -322,14 +324,23 @@ func load(s *server, tokens []string, key string, ids []string, method, path, bo
 		return all, errors
 	}
 	run(time.Second)
-	cpu0 := s.cpuSeconds()
+	cpu0, self0 := s.cpuSeconds(), selfCPUSeconds()
 	lat, errs := run(*duration)
-	cpu := s.cpuSeconds() - cpu0
+	cpu, self := s.cpuSeconds()-cpu0, selfCPUSeconds()-self0
 	if errs > 0 {
 		log.Fatalf("bench: %d of %d requests failed", errs, len(lat))
 	}
 	p50, p99 := percentiles(lat)
-	return result{rps: float64(len(lat)) / duration.Seconds(), p50: p50, p99: p99, cpuPerReq: cpu * 1000 / float64(len(lat))}
+	return result{rps: float64(len(lat)) / duration.Seconds(), p50: p50, p99: p99,
+		cpuPerReq: cpu * 1000 / float64(len(lat)), clientCPUPerReq: self * 1000 / float64(len(lat))}
+}
+
+// selfCPUSeconds is this process's user+system CPU time so far: the load
+// generator's, which shares the machine with the server and PostgreSQL.
+func selfCPUSeconds() float64 {
+	var ru syscall.Rusage
+	check(syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 func percentiles(lat []time.Duration) (p50, p99 float64) {
@@ -390,7 +401,7 @@ func report(results []result, peakRSS float64) {
 		by[strings.TrimPrefix(r.name, "pgbench ")] = r
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "| workload | req/s | p50 ms | p99 ms | server CPU ms/req | service / bare | service / same statements |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| workload | req/s | p50 ms | p99 ms | server CPU ms/req | load generator CPU ms/req | service / bare | service / same statements |\n|---|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		ratio := func(other string) string {
 			o, ok := by[other]
@@ -399,11 +410,11 @@ func report(results []result, peakRSS float64) {
 			}
 			return fmt.Sprintf("%.0f %%", 100*r.rps/o.rps)
 		}
-		cpu := ""
+		cpu, client := "", ""
 		if r.cpuPerReq > 0 {
-			cpu = fmt.Sprintf("%.3f", r.cpuPerReq)
+			cpu, client = fmt.Sprintf("%.3f", r.cpuPerReq), fmt.Sprintf("%.3f", r.clientCPUPerReq)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %s | %s | %s |\n", r.name, r.rps, r.p50, r.p99, cpu, ratio(r.bare), ratio(r.statements))
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %s |\n", r.name, r.rps, r.p50, r.p99, cpu, client, ratio(r.bare), ratio(r.statements))
 	}
 	fmt.Fprintf(&b, "\nServer peak RSS: %.1f MiB.\n", peakRSS)
 	table := b.String()
@@ -417,7 +428,8 @@ func report(results []result, peakRSS float64) {
 		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +
 		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
 		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check), the request's queries (one round trip each, or one pipeline where the service batches them), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
-		"- *server CPU* is `fieldseal serve`'s own (user+system, /proc), not PostgreSQL's.\n\n")
+		"- *server CPU* is `fieldseal serve`'s own (user+system, /proc), not PostgreSQL's; *load generator CPU* is the Go HTTP client's, which shares the same cores (pgbench's C client costs far less, so part of every service/pgbench gap is the client, not fieldseal).\n" +
+		"- Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())
 	fmt.Fprintf(&md, "- Measured %s.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
