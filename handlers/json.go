@@ -56,9 +56,14 @@ func jsonError(err error) error {
 
 // writeJSON writes v as the response body with status.
 func writeJSON(c echo.Context, status int, v any) error {
+	startJSON(c, status)
+	return writeJSONBody(c, v)
+}
+
+// startJSON sends status and the JSON content type.
+func startJSON(c echo.Context, status int) {
 	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	c.Response().WriteHeader(status)
-	return writeJSONBody(c, v)
 }
 
 func writeJSONBody(c echo.Context, v any) error {

@@ -50,8 +50,7 @@ func writePage(c echo.Context, page fieldseal.Page) error {
 }
 
 func writeRaw(c echo.Context, status int, body []byte) error {
-	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
-	c.Response().WriteHeader(status)
+	startJSON(c, status)
 	_, err := c.Response().Write(body)
 	return err
 }
