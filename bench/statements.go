@@ -12,9 +12,8 @@ import (
 // The SQL is read from queries/*.sql, the files sqlc generates db's code
 // from, so it cannot drift from what the service runs; only the order and
 // the round trips are restated here, as db.Store.workTx and the Store's
-// methods issue them: one pipeline (BEGIN, subject, throttle check), the
-// request's own queries (one round trip each, or one pipeline where the
-// Store batches them), one pipeline (audit entry, COMMIT).
+// methods issue them: one pipeline (BEGIN, subject, throttle check and the
+// request's own queries), one pipeline (audit entry, COMMIT).
 
 // queryParam is a sqlc parameter: @name or sqlc.narg(name).
 var queryParam = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)|@(\w+)`)
@@ -113,6 +112,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	base := map[string]string{
 		// Each pgbench client is a subject of its own, as each load client is.
 		"subject": "('bench-' || :client_id)", "token_id": ":tokenid", "window_seconds": "60",
+		"token_limit": "1000", "subject_limit": "1000",
 		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
 		"client_addr": "'127.0.0.1'", "record_count": "NULL",
 	}
@@ -126,12 +126,12 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		}
 		return m
 	}
-	open := []string{"BEGIN", "SetSubject", "GetKeyFailures"}
+	open := []string{"BEGIN", "SetSubject", "AdmitKeyUse"}
 	closing := []string{"AppendAuditEvent", "COMMIT"}
 	for _, id := range ids {
 		// The audit entry's token_id is the jti; the throttle's is "jti:…".
 		s := &script{queries: queries, args: with(map[string]string{"id": "'" + id + "'"})}
-		s.pipeline(open...).run("GetRecordDecrypted")
+		s.pipeline(append(open, "GetRecordDecrypted")...)
 		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti"})
 		text, err := s.pipeline(closing...).text()
 		if err != nil {
@@ -142,7 +142,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	s := &script{queries: queries, args: with(map[string]string{
 		"id": "gen_random_uuid()", "collection": "'bench'", "public": `'{"kind":"bench"}'`, "secret": ":secret",
 	})}
-	s.pipeline(open...).pipeline("RegisterKeyVerifier", "CheckKey", "CreateRecord") // one batch: db.Store.CreateRecord
+	s.pipeline(append(open, "RegisterKeyVerifier", "CheckKey", "CreateRecord")...)
 	s.args = with(map[string]string{"action": "'record.create'", "record_id": "gen_random_uuid()", "token_id": ":jti"})
 	if create, err = s.pipeline(closing...).text(); err != nil {
 		return nil, "", "", err
@@ -151,7 +151,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	s = &script{queries: queries, args: with(map[string]string{
 		"after": "'00000000-0000-0000-0000-000000000000'", "collection": "''", "max_rows": "50",
 	})}
-	s.pipeline(open...).run("CheckKey", "ListRecordsDecrypted")
+	s.pipeline(append(open, "CheckKey", "ListRecordsDecrypted")...)
 	s.args = with(map[string]string{"action": "'record.list'", "record_id": "NULL", "record_count": "50", "token_id": ":jti"})
 	list, err = s.pipeline(closing...).text()
 	return reads, create, list, err

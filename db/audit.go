@@ -34,7 +34,12 @@ var auditedRefusals = map[string]bool{
 // without its entry. A refusal is audited (and a wrong key counted) in a
 // transaction of its own, since the work's was rolled back.
 func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	err := s.workTx(ctx, caller, note, usesKey, opts, fn)
+	return s.doWork(ctx, caller, note, usesKey, opts, work{then: fn})
+}
+
+// doWork is do with statements in the first round trip (see work).
+func (s *Store) doWork(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, w work) error {
+	err := s.workTx(ctx, caller, note, usesKey, opts, w)
 	if err == nil && !note.quiet {
 		s.audited(note.action, "ok")
 	}

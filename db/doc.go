@@ -4,12 +4,16 @@
 //
 // Invariants:
 //   - Every request's work runs in one transaction (Store.workTx, pipelined:
-//     BEGIN, the subject and the throttle check in one round trip, the audit
-//     entry and COMMIT in another) whose first statement after BEGIN sets
+//     BEGIN, the subject, the throttle check and usually the work itself in
+//     one round trip, the audit entry and COMMIT in another) whose first
+//     statement after BEGIN sets
 //     fieldseal.subject with set_config(..., true). Row-level
 //     security, forced on every table, turns that into "subject = X" on each
 //     query, and new rows take their subject from it: a query that forgets a
 //     WHERE still cannot reach another subject's rows.
+//   - A statement that tries a key requires the throttle check's "yes"
+//     (AdmitKeyUse, kept in the transaction as fieldseal.key_use); without
+//     it, it returns nothing. So it can be pipelined behind the check.
 //   - A client key reaches PostgreSQL only as a bind parameter of
 //     pgp_sym_encrypt/pgp_sym_decrypt and the key-verifier functions. It is
 //     never stored, never part of SQL text, never in an error from here.

@@ -79,6 +79,7 @@ const lockKeyForRotation = `-- name: LockKeyForRotation :one
 
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
 FROM fieldseal.subjects
+WHERE current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
 FOR UPDATE
 `
 

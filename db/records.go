@@ -12,100 +12,145 @@ import (
 )
 
 // CreateRecord implements fieldseal.RecordService. Registering the key (a
-// subject's first write does), checking it and inserting reach PostgreSQL
-// in one round trip rather than three (pgbench, 8 clients: +11 % creates).
-// The insert runs even when the key turns out wrong; the transaction then
-// rolls back with it, and encrypting with any key raises nothing in
-// PostgreSQL's log.
+// subject's first write does), checking it and inserting go in the first
+// round trip with BEGIN and the throttle check; the audit entry and COMMIT
+// in the second. The insert runs even when the key turns out wrong or the
+// caller throttled (it tries no key: encrypting with any key raises
+// nothing in PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, func(q *Queries) error {
-		var matches bool
-		var row CreateRecordRow
-		b := &pgx.Batch{}
-		b.Queue(registerKeyVerifier, key.Passphrase())
-		b.Queue(checkKey, key.Passphrase()).QueryRow(func(r pgx.Row) error { return r.Scan(&matches) })
-		// The arguments and columns of the generated Queries.CreateRecord.
-		b.Queue(createRecord, uuid(id), in.Collection, in.Public, string(in.Secret), key.Passphrase()).QueryRow(func(r pgx.Row) error {
-			return r.Scan(&row.ID, &row.Collection, &row.Public, &row.Version, &row.CreatedAt, &row.UpdatedAt)
-		})
-		if err := q.sendBatch(ctx, b); err != nil {
-			return err
-		}
-		if !matches {
-			return errWrongKey
-		}
-		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		return nil
-	})
-	return rec, err
-}
-
-// GetRecord implements fieldseal.RecordService.
-func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
-	var rec fieldseal.Record
-	note := &auditNote{action: fieldseal.ActionRead, recordID: &id}
-	if key.IsZero() {
-		note.quiet = true // metadata only: nothing decrypted
-		err := s.do(ctx, caller, note, false, pgx.TxOptions{}, func(q *Queries) error {
-			row, err := q.GetRecord(ctx, uuid(id))
-			if err != nil {
+	var checked, matches bool
+	var row CreateRecordRow
+	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, work{
+		first: func(b *pgx.Batch) {
+			queue(b, func(q *Queries) error {
+				_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
 				return err
+			})
+			queueOne(b, &matches, &checked, pgx.RowTo[bool], func(q *Queries) error {
+				_, err := q.CheckKey(ctx, key.Passphrase())
+				return err
+			})
+			queueOne(b, &row, nil, pgx.RowToStructByPos[CreateRecordRow], func(q *Queries) error {
+				_, err := q.CreateRecord(ctx, CreateRecordParams{
+					ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
+				})
+				return err
+			})
+		},
+		then: func(*Queries) error {
+			if !checked || !matches {
+				return errWrongKey
 			}
 			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
-		})
-		return rec, err
-	}
-	err := s.do(ctx, caller, note, true, pgx.TxOptions{}, func(q *Queries) error {
-		row, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
-		if err != nil {
-			return err
-		}
-		if !row.KeyMatches {
-			return errWrongKey
-		}
-		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
-		return nil
+		},
 	})
 	return rec, err
 }
 
-// ListRecords implements fieldseal.RecordService.
+// GetRecord implements fieldseal.RecordService: one round trip for the
+// work, one for the audit entry (if any) and COMMIT.
+func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
+	var rec fieldseal.Record
+	var found bool
+	note := &auditNote{action: fieldseal.ActionRead, recordID: &id}
+	if key.IsZero() {
+		note.quiet = true // metadata only: nothing decrypted
+		var row GetRecordRow
+		err := s.doWork(ctx, caller, note, false, pgx.TxOptions{}, work{
+			first: func(b *pgx.Batch) {
+				queueOne(b, &row, &found, pgx.RowToStructByPos[GetRecordRow], func(q *Queries) error {
+					_, err := q.GetRecord(ctx, uuid(id))
+					return err
+				})
+			},
+			then: func(*Queries) error {
+				if !found {
+					return pgx.ErrNoRows
+				}
+				rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
+				return nil
+			},
+		})
+		return rec, err
+	}
+	var row GetRecordDecryptedRow
+	err := s.doWork(ctx, caller, note, true, pgx.TxOptions{}, work{
+		first: func(b *pgx.Batch) {
+			queueOne(b, &row, &found, pgx.RowToStructByPos[GetRecordDecryptedRow], func(q *Queries) error {
+				_, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
+				return err
+			})
+		},
+		then: func(*Queries) error {
+			if !found {
+				return pgx.ErrNoRows
+			}
+			if !row.KeyMatches {
+				return errWrongKey
+			}
+			rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
+			return nil
+		},
+	})
+	return rec, err
+}
+
+// ListRecords implements fieldseal.RecordService. With the key, the key
+// check and the page (which decrypts nothing unless the key is the
+// subject's) go in one round trip.
 func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
 	page := fieldseal.Page{Items: []fieldseal.Record{}}
-	run := func(q *Queries) error {
-		if key.IsZero() {
-			rows, err := q.ListRecords(ctx, ListRecordsParams{
-				After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+	var count int64
+	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
+	var w work
+	if key.IsZero() {
+		var rows []ListRecordsRow
+		w.first = func(b *pgx.Batch) {
+			queueMany(b, &rows, pgx.RowToStructByPos[ListRecordsRow], func(q *Queries) error {
+				_, err := q.ListRecords(ctx, ListRecordsParams{
+					After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+				})
+				return err
 			})
+		}
+		w.then = func(*Queries) error {
 			for _, r := range rows {
 				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
 			}
-			return err
+			return nil
 		}
-		switch err := requireKey(ctx, q, key); {
-		case fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND:
-			return nil // a subject that never wrote has no records
-		case err != nil:
-			return err
+	} else {
+		var checked, matches bool
+		var rows []ListRecordsDecryptedRow
+		w.first = func(b *pgx.Batch) {
+			queueOne(b, &matches, &checked, pgx.RowTo[bool], func(q *Queries) error {
+				_, err := q.CheckKey(ctx, key.Passphrase())
+				return err
+			})
+			queueMany(b, &rows, pgx.RowToStructByPos[ListRecordsDecryptedRow], func(q *Queries) error {
+				_, err := q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
+					Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+				})
+				return err
+			})
 		}
-		rows, err := q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
-			Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
-		})
-		for _, r := range rows {
-			page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
+		w.then = func(*Queries) error {
+			switch {
+			case !checked:
+				return nil // a subject that never wrote has no records
+			case !matches:
+				return errWrongKey
+			}
+			for _, r := range rows {
+				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
+			}
+			count = int64(len(page.Items))
+			return nil
 		}
-		return err
 	}
-	var count int64
-	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
-	err := s.do(ctx, caller, note, !key.IsZero(), pgx.TxOptions{}, func(q *Queries) error {
-		err := run(q)
-		count = int64(len(page.Items))
-		return err
-	})
-	if err != nil {
+	if err := s.doWork(ctx, caller, note, !key.IsZero(), pgx.TxOptions{}, w); err != nil {
 		return fieldseal.Page{}, err
 	}
 	if len(page.Items) == opts.Limit && opts.Limit > 0 {

@@ -15,6 +15,7 @@ import (
 const checkKey = `-- name: CheckKey :one
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
 FROM fieldseal.subjects
+WHERE current_setting('fieldseal.key_use', true) = 'admitted'
 FOR SHARE
 `
 
@@ -131,7 +132,7 @@ FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, $1::text) AS matches FROM fieldseal.subjects s
 ) k
-WHERE r.id = $2
+WHERE r.id = $2 AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
 
 type GetRecordDecryptedParams struct {
@@ -150,9 +151,10 @@ type GetRecordDecryptedRow struct {
 	UpdatedAt  time.Time
 }
 
-// No row: no such record (404), whatever the key. key_matches false: the
-// record exists but the key is not the subject's (403), and nothing is
-// decrypted. The verifier is checked once, in the lateral subquery.
+// No row: no such record (404), whatever the key (or key use not
+// admitted). key_matches false: the record exists but the key is not the
+// subject's (403), and nothing is decrypted. The verifier is checked once,
+// in the lateral subquery.
 func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecryptedParams) (GetRecordDecryptedRow, error) {
 	row := q.db.QueryRow(ctx, getRecordDecrypted, arg.Key, arg.ID)
 	var i GetRecordDecryptedRow
@@ -227,6 +229,8 @@ SELECT id, collection, public,
        version, created_at, updated_at
 FROM fieldseal.records
 WHERE id > $2 AND ($3::text = '' OR collection = $3::text)
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s)
 ORDER BY id
 LIMIT $4
 `
@@ -248,6 +252,10 @@ type ListRecordsDecryptedRow struct {
 	UpdatedAt  time.Time
 }
 
+// Nothing unless key is the subject's: it can be sent in the same round
+// trip as CheckKey, whose answer tells a wrong key (403) from an empty
+// page, and a wrong key must not reach pgp_sym_decrypt (which raises, into
+// PostgreSQL's log). The verifier is checked once (an InitPlan).
 func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecryptedParams) ([]ListRecordsDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, listRecordsDecrypted,
 		arg.Key,
@@ -358,6 +366,12 @@ SELECT set_config('fieldseal.subject', $1::text, true)
 // Every query runs inside a transaction that has set fieldseal.subject
 // (SetSubject); row-level security adds "subject = <that subject>" to each
 // of them, and new rows take their subject from it by default.
+//
+// A statement that tries a key (key_matches, pgp_sym_decrypt) requires
+// current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (throttle.sql) says so
+// only for a caller under the wrong-key limits. Without it the statement
+// returns nothing, so a throttled caller's key is never tried, even by a
+// statement pipelined behind the throttle check.
 //
 // Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
 // is 256 random bits (44 characters of base64), so iterated S2K would add

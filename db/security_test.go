@@ -3,6 +3,8 @@ package db_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
@@ -313,5 +316,106 @@ func TestSessionsDoNotLogParameters(t *testing.T) {
 		if v != "0" {
 			t.Errorf("%s = %s in the app's sessions; want 0", setting, v)
 		}
+	}
+}
+
+// Every statement that tries a key does nothing unless AdmitKeyUse
+// admitted the caller earlier in the same transaction: the service sends
+// such statements in the same round trip as the throttle check, before
+// it knows the answer, so the gate must hold in PostgreSQL.
+func TestKeyStatementsNeedAdmission(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	ctx := context.Background()
+	admit := func(tx pgx.Tx, tokenLimit int32) bool {
+		t.Helper()
+		a, err := db.New(tx).AdmitKeyUse(ctx, db.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: tokenLimit, SubjectLimit: 50})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Admitted
+	}
+	// tried reports what each key-trying statement gives alice's key.
+	tried := func(tx pgx.Tx, k string) (answers []string) {
+		t.Helper()
+		q := db.New(tx)
+		var id pgtype.UUID
+		if err := tx.QueryRow(ctx, `SELECT id FROM fieldseal.records`).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		describe := func(name string, v any, err error) {
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				t.Fatalf("%s: %v", name, err)
+			}
+			answers = append(answers, fmt.Sprintf("%s: %v %v", name, v, err))
+		}
+		ok, err := q.CheckKey(ctx, k)
+		describe("CheckKey", ok, err)
+		r, err := q.GetRecordDecrypted(ctx, db.GetRecordDecryptedParams{ID: id, Key: k})
+		describe("GetRecordDecrypted", r.Secret, err)
+		rows, err := q.ListRecordsDecrypted(ctx, db.ListRecordsDecryptedParams{Key: k, After: pgtype.UUID{Valid: true}, MaxRows: 10})
+		describe("ListRecordsDecrypted", len(rows), err)
+		ok, err = q.LockKeyForRotation(ctx, k)
+		describe("LockKeyForRotation", ok, err)
+		return answers
+	}
+	nothing := []string{"CheckKey: false no rows in result set", "GetRecordDecrypted:  no rows in result set",
+		"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false no rows in result set"}
+	check := func(what string, got, want []string) {
+		t.Helper()
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("%s:\n%s\nwant\n%s", what, strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	}
+
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		check("without AdmitKeyUse", tried(tx, keyA), nothing)
+	})
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		if !admit(tx, 10) {
+			t.Fatal("a caller without failures was not admitted")
+		}
+		check("admitted", tried(tx, keyA), []string{"CheckKey: true <nil>", `GetRecordDecrypted: {"s":"alice-plaintext-marker"} <nil>`,
+			"ListRecordsDecrypted: 1 <nil>", "LockKeyForRotation: true <nil>"})
+	})
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		admit(tx, 10)
+		// A wrong key decrypts nothing and raises nothing (pgp_sym_decrypt
+		// would, into PostgreSQL's log): the list checks the verifier first.
+		check("admitted, wrong key", tried(tx, keyB), []string{"CheckKey: false <nil>", "GetRecordDecrypted:  <nil>",
+			"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false <nil>"})
+	})
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		admit(tx, 10)
+		if admit(tx, 0) { // limit 0: refused; the later answer is the one that holds
+			t.Fatal("a caller at its limit was admitted")
+		}
+		check("refused after admitted", tried(tx, keyA), nothing)
+	})
+
+	// The answer ends with its transaction: a pooled connection's next
+	// transaction starts without it.
+	conn, err := pgx.Connect(ctx, database.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for i, admitFirst := range []bool{true, false} {
+		tx, err := conn.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', 'alice', true)`); err != nil {
+			t.Fatal(err)
+		}
+		if admitFirst {
+			admit(tx, 10)
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		check(fmt.Sprintf("transaction %d on the connection, after an admitted one", i+1), tried(tx, keyA), nothing)
+		_ = tx.Rollback(ctx)
 	}
 }

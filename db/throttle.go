@@ -36,17 +36,12 @@ func (t Throttle) Validate() error {
 
 func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
 
-// throttled refuses a caller whose current window's failures f reached a
-// limit.
-func (s *Store) throttled(f GetKeyFailuresRow) error {
-	var until time.Time
-	switch {
-	case int(f.TokenFailures) >= s.throttle.TokenLimit:
-		until = f.TokenWindowStart.Add(s.throttle.Window)
-	case int(f.SubjectFailures) >= s.throttle.SubjectLimit:
-		until = f.SubjectWindowStart.Add(s.throttle.Window)
-	default:
-		return nil
+// throttled is the refusal of a caller whose key use AdmitKeyUse refused:
+// Retry-After is the end of the window whose limit was reached.
+func (s *Store) throttled(a AdmitKeyUseRow) error {
+	until := a.SubjectWindowStart.Add(s.throttle.Window)
+	if int(a.TokenFailures) >= s.throttle.TokenLimit {
+		until = a.TokenWindowStart.Add(s.throttle.Window)
 	}
 	return &fieldseal.Error{
 		Code:       fieldseal.ERATELIMITED,

@@ -10,41 +10,63 @@ import (
 	"time"
 )
 
-const getKeyFailures = `-- name: GetKeyFailures :one
+const admitKeyUse = `-- name: AdmitKeyUse :one
 
-SELECT
-    coalesce(sum(failures) FILTER (WHERE token_id = $1::text), 0)::int AS token_failures,
-    coalesce(sum(failures), 0)::int AS subject_failures,
-    coalesce(max(window_start) FILTER (WHERE token_id = $1::text), now())::timestamptz AS token_window_start,
-    coalesce(max(window_start), now())::timestamptz AS subject_window_start
-FROM fieldseal.key_failures
-WHERE window_start > now() - make_interval(secs => $2::int)
+WITH f AS (
+    SELECT
+        coalesce(sum(failures) FILTER (WHERE token_id = $3::text), 0)::int AS token_failures,
+        coalesce(sum(failures), 0)::int AS subject_failures,
+        coalesce(max(window_start) FILTER (WHERE token_id = $3::text), now())::timestamptz AS token_window_start,
+        coalesce(max(window_start), now())::timestamptz AS subject_window_start
+    FROM fieldseal.key_failures
+    WHERE window_start > now() - make_interval(secs => $4::int)
+)
+SELECT f.token_failures, f.subject_failures, f.token_window_start, f.subject_window_start,
+       set_config('fieldseal.key_use',
+           CASE WHEN f.token_failures < $1::int AND f.subject_failures < $2::int
+                THEN 'admitted' ELSE 'refused' END,
+           true) = 'admitted' AS admitted
+FROM f
 `
 
-type GetKeyFailuresParams struct {
+type AdmitKeyUseParams struct {
+	TokenLimit    int32
+	SubjectLimit  int32
 	TokenID       string
 	WindowSeconds int32
 }
 
-type GetKeyFailuresRow struct {
+type AdmitKeyUseRow struct {
 	TokenFailures      int32
 	SubjectFailures    int32
 	TokenWindowStart   time.Time
 	SubjectWindowStart time.Time
+	Admitted           bool
 }
 
 // Wrong-key throttling (migration 00005). window_seconds is the window's
 // length; a row whose window has passed counts for nothing.
-// The current window's failures of one token and of the whole subject, and
-// when the later of the two windows ends.
-func (q *Queries) GetKeyFailures(ctx context.Context, arg GetKeyFailuresParams) (GetKeyFailuresRow, error) {
-	row := q.db.QueryRow(ctx, getKeyFailures, arg.TokenID, arg.WindowSeconds)
-	var i GetKeyFailuresRow
+// Whether this transaction may try a key: the current window's wrong keys
+// of one token and of the whole subject are both under their limits. The
+// answer is also kept in the transaction (fieldseal.key_use), and every
+// statement that tries a key requires it (see records.sql), so statements
+// sent in the same round trip as this one try nothing for a throttled
+// caller, and a statement sent without it tries nothing at all. The
+// failures and when each window started come along, for Retry-After.
+func (q *Queries) AdmitKeyUse(ctx context.Context, arg AdmitKeyUseParams) (AdmitKeyUseRow, error) {
+	row := q.db.QueryRow(ctx, admitKeyUse,
+		arg.TokenLimit,
+		arg.SubjectLimit,
+		arg.TokenID,
+		arg.WindowSeconds,
+	)
+	var i AdmitKeyUseRow
 	err := row.Scan(
 		&i.TokenFailures,
 		&i.SubjectFailures,
 		&i.TokenWindowStart,
 		&i.SubjectWindowStart,
+		&i.Admitted,
 	)
 	return i, err
 }

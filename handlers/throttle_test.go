@@ -45,6 +45,22 @@ func TestWrongKeyThrottling(t *testing.T) {
 		}
 	}
 	wantProblem(t, second.do(req{method: "POST", path: "/v1/keys/verify", token: mintJTI(second, "token-a"), key: key}), http.StatusTooManyRequests, "rate_limited")
+	// A list or a create sends its statements in the same round trip as
+	// the throttle check; with the right key they must still do nothing:
+	// no page decrypted, no record written, no entry saying anything was
+	// served.
+	wantProblem(t, a.do(req{method: "GET", path: "/v1/records", token: tokA, key: key}), http.StatusTooManyRequests, "rate_limited")
+	wantProblem(t, a.do(req{method: "POST", path: "/v1/records", token: tokA, key: key,
+		body: map[string]any{"collection": "c", "secret": map[string]any{"s": 2}}}), http.StatusTooManyRequests, "rate_limited")
+	if n := a.count(`SELECT count(*)::int FROM fieldseal.records WHERE subject = 'alice'`); n != 1 {
+		t.Errorf("alice has %d records after a throttled create; want 1", n)
+	}
+	if n := a.count(`SELECT count(*)::int FROM fieldseal.audit_events WHERE token_id = 'token-a' AND outcome = 'ok'`); n != 1 {
+		t.Errorf("%d entries of token-a say ok; want 1 (its create before the throttle)", n)
+	}
+	if n := a.count(`SELECT count(*)::int FROM fieldseal.audit_events WHERE token_id = 'token-a' AND outcome = 'rate_limited'`); n != 5 {
+		t.Errorf("%d entries of token-a say rate_limited; want 5", n)
+	}
 	// Requests without a key are not throttled.
 	if r := get(a, tokA, ""); r.status != http.StatusOK {
 		t.Errorf("a keyless read of a throttled token: %d", r.status)

@@ -8,6 +8,7 @@
 -- the new verifier and refuse the old key.
 SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
 FROM fieldseal.subjects
+WHERE current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
 FOR UPDATE;
 
 -- name: ReencryptRecords :execrows

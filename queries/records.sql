@@ -2,6 +2,12 @@
 -- (SetSubject); row-level security adds "subject = <that subject>" to each
 -- of them, and new rows take their subject from it by default.
 --
+-- A statement that tries a key (key_matches, pgp_sym_decrypt) requires
+-- current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (throttle.sql) says so
+-- only for a caller under the wrong-key limits. Without it the statement
+-- returns nothing, so a throttled caller's key is never tried, even by a
+-- statement pipelined behind the throttle check.
+--
 -- Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
 -- is 256 random bits (44 characters of base64), so iterated S2K would add
 -- no guessing resistance while costing about 22 times the CPU of s2k-mode=1
@@ -21,6 +27,7 @@ ON CONFLICT (subject) DO NOTHING;
 -- concurrent key change waits for it (and vice versa).
 SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
 FROM fieldseal.subjects
+WHERE current_setting('fieldseal.key_use', true) = 'admitted'
 FOR SHARE;
 
 -- name: CreateRecord :one
@@ -37,9 +44,10 @@ FROM fieldseal.records
 WHERE id = @id;
 
 -- name: GetRecordDecrypted :one
--- No row: no such record (404), whatever the key. key_matches false: the
--- record exists but the key is not the subject's (403), and nothing is
--- decrypted. The verifier is checked once, in the lateral subquery.
+-- No row: no such record (404), whatever the key (or key use not
+-- admitted). key_matches false: the record exists but the key is not the
+-- subject's (403), and nothing is decrypted. The verifier is checked once,
+-- in the lateral subquery.
 SELECT r.id, r.collection, r.public,
        coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, @key::text) END, '')::text AS secret,
        k.matches::boolean AS key_matches,
@@ -48,7 +56,7 @@ FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, @key::text) AS matches FROM fieldseal.subjects s
 ) k
-WHERE r.id = @id;
+WHERE r.id = @id AND current_setting('fieldseal.key_use', true) = 'admitted';
 
 -- name: ListRecords :many
 -- Keyset pagination by id (UUIDv7, creation order); after is the all-zero
@@ -60,11 +68,17 @@ ORDER BY id
 LIMIT @max_rows;
 
 -- name: ListRecordsDecrypted :many
+-- Nothing unless key is the subject's: it can be sent in the same round
+-- trip as CheckKey, whose answer tells a wrong key (403) from an empty
+-- page, and a wrong key must not reach pgp_sym_decrypt (which raises, into
+-- PostgreSQL's log). The verifier is checked once (an InitPlan).
 SELECT id, collection, public,
        fieldseal.pgp_sym_decrypt(secret, @key::text)::text AS secret,
        version, created_at, updated_at
 FROM fieldseal.records
 WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
 ORDER BY id
 LIMIT @max_rows;
 

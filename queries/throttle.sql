@@ -1,16 +1,29 @@
 -- Wrong-key throttling (migration 00005). window_seconds is the window's
 -- length; a row whose window has passed counts for nothing.
 
--- name: GetKeyFailures :one
--- The current window's failures of one token and of the whole subject, and
--- when the later of the two windows ends.
-SELECT
-    coalesce(sum(failures) FILTER (WHERE token_id = @token_id::text), 0)::int AS token_failures,
-    coalesce(sum(failures), 0)::int AS subject_failures,
-    coalesce(max(window_start) FILTER (WHERE token_id = @token_id::text), now())::timestamptz AS token_window_start,
-    coalesce(max(window_start), now())::timestamptz AS subject_window_start
-FROM fieldseal.key_failures
-WHERE window_start > now() - make_interval(secs => @window_seconds::int);
+-- name: AdmitKeyUse :one
+-- Whether this transaction may try a key: the current window's wrong keys
+-- of one token and of the whole subject are both under their limits. The
+-- answer is also kept in the transaction (fieldseal.key_use), and every
+-- statement that tries a key requires it (see records.sql), so statements
+-- sent in the same round trip as this one try nothing for a throttled
+-- caller, and a statement sent without it tries nothing at all. The
+-- failures and when each window started come along, for Retry-After.
+WITH f AS (
+    SELECT
+        coalesce(sum(failures) FILTER (WHERE token_id = @token_id::text), 0)::int AS token_failures,
+        coalesce(sum(failures), 0)::int AS subject_failures,
+        coalesce(max(window_start) FILTER (WHERE token_id = @token_id::text), now())::timestamptz AS token_window_start,
+        coalesce(max(window_start), now())::timestamptz AS subject_window_start
+    FROM fieldseal.key_failures
+    WHERE window_start > now() - make_interval(secs => @window_seconds::int)
+)
+SELECT f.token_failures, f.subject_failures, f.token_window_start, f.subject_window_start,
+       set_config('fieldseal.key_use',
+           CASE WHEN f.token_failures < @token_limit::int AND f.subject_failures < @subject_limit::int
+                THEN 'admitted' ELSE 'refused' END,
+           true) = 'admitted' AS admitted
+FROM f;
 
 -- name: RecordKeyFailure :exec
 INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures)
