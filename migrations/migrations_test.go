@@ -215,32 +215,49 @@ func appendAudit(t *testing.T, url, subject string) {
 	}
 }
 
-// 00009 moves each chain's head into audit_heads: chains written before
-// it continue unbroken after it, and after it is undone.
-func TestAuditHeadsMigrationKeepsChains(t *testing.T) {
+// The chains cross every version of the audit trigger and hash: 00007's
+// (searching the trail), 00009's (audit_heads, backfilled on the way up)
+// and 00010's (audit_hash inlined). Entries appended under each, up and
+// down again, form unbroken chains.
+func TestAuditMigrationsKeepChains(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewEmptyDB(t)
+	to := func(version int64) {
+		t.Helper()
+		migrate(t, url, func(m *migrations.Migrator) error {
+			if version == 0 {
+				return up(m)
+			}
+			_, err := m.DownTo(context.Background(), version)
+			return err
+		})
+	}
 	migrate(t, url, up)
-	migrate(t, url, func(m *migrations.Migrator) error { _, err := m.DownTo(context.Background(), 8); return err })
+	to(8)
 	for range 3 {
 		appendAudit(t, url, "alice")
 	}
 	appendAudit(t, url, "bob")
-	migrate(t, url, up) // backfills the heads
+	to(0) // 00009 backfills the heads
+	to(9)
 	if n := query[int64](t, url, `SELECT sum(seq)::bigint FROM fieldseal.audit_heads`); n != 4 {
 		t.Errorf("heads after the backfill sum to %d; want 3 + 1", n)
 	}
 	appendAudit(t, url, "alice")
+	to(0) // the latest
+	appendAudit(t, url, "alice")
 	appendAudit(t, url, "carol")
-	migrate(t, url, func(m *migrations.Migrator) error { _, err := m.Down(context.Background()); return err })
+	to(9)
+	appendAudit(t, url, "carol")
+	to(8)
 	appendAudit(t, url, "alice") // through 00007's trigger again
-	migrate(t, url, up)
+	to(0)
 	appendAudit(t, url, "bob")
 	rep, err := db.VerifyAuditTrail(context.Background(), url, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Breaks) != 0 || rep.Entries != 8 || rep.Subjects != 3 {
-		t.Errorf("after up, down and up again: %+v; want 8 entries in 3 intact chains", rep)
+	if len(rep.Breaks) != 0 || rep.Entries != 10 || rep.Subjects != 3 {
+		t.Errorf("after up and down across the audit migrations: %+v; want 10 entries in 3 intact chains", rep)
 	}
 }
