@@ -18,7 +18,7 @@ type work struct {
 	// trip, behind BEGIN, the subject and the throttle check (AdmitKeyUse).
 	// They are sent before the throttle's answer is known, so a statement
 	// that tries a key must require it (queries/records.sql says how); a
-	// row they do not return because of it is not an error.
+	// row they do not return because of it is not an error (see queue).
 	first func(b *pgx.Batch)
 	// then, if set, runs after the first round trip, unless the caller was
 	// throttled.
@@ -58,8 +58,8 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	queue(begin, func(q *Queries) error { return q.SetSubject(ctx, caller.Subject) })
 	var admission AdmitKeyUseRow
 	if usesKey {
-		queueOne(begin, &admission, nil, pgx.RowToStructByPos[AdmitKeyUseRow], func(q *Queries) error {
-			_, err := q.AdmitKeyUse(ctx, AdmitKeyUseParams{
+		queue(begin, func(q *Queries) (err error) {
+			admission, err = q.AdmitKeyUse(ctx, AdmitKeyUseParams{
 				TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds(),
 				TokenLimit: int32(s.throttle.TokenLimit), SubjectLimit: int32(s.throttle.SubjectLimit),
 			})
@@ -105,13 +105,16 @@ func beginStatement(opts pgx.TxOptions) string {
 }
 
 // sqlc cannot put several of its queries in one pgx batch. To batch them
-// anyway without restating their SQL, arguments or columns, the generated
-// method is called on a recorder (a DBTX that keeps the statement and its
-// arguments and runs nothing), and the recorded statement is queued.
+// anyway without restating their SQL, arguments or columns, queue calls
+// the generated method twice: first on a recorder, a DBTX that keeps the
+// statement and runs nothing, to queue that statement; then, when the
+// batch's results are read, on a replay, a DBTX that hands the method the
+// statement's results, which the generated code scans as usual.
 
-// recorder is a DBTX that runs nothing: it keeps the last statement and
-// arguments it was given and answers errRecorded.
+// recorder is a DBTX that runs nothing: it keeps the statement it was
+// given, its arguments and how the generated code sends it.
 type recorder struct {
+	kind string // "exec", "query" or "queryRow"
 	sql  string
 	args []any
 }
@@ -119,17 +122,17 @@ type recorder struct {
 var errRecorded = errors.New("db: statement recorded for a batch, not run")
 
 func (r *recorder) Exec(_ context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	r.sql, r.args = sql, args
+	r.kind, r.sql, r.args = "exec", sql, args
 	return pgconn.CommandTag{}, errRecorded
 }
 
 func (r *recorder) Query(_ context.Context, sql string, args ...any) (pgx.Rows, error) {
-	r.sql, r.args = sql, args
+	r.kind, r.sql, r.args = "query", sql, args
 	return nil, errRecorded
 }
 
 func (r *recorder) QueryRow(_ context.Context, sql string, args ...any) pgx.Row {
-	r.sql, r.args = sql, args
+	r.kind, r.sql, r.args = "queryRow", sql, args
 	return recordedRow{}
 }
 
@@ -137,54 +140,40 @@ type recordedRow struct{}
 
 func (recordedRow) Scan(...any) error { return errRecorded }
 
-// statement returns what call (one call of a generated method, whose error
-// it returns) would send.
-func statement(call func(q *Queries) error) (string, []any) {
+// replay is a DBTX that answers with results already received.
+type replay struct {
+	tag  pgconn.CommandTag
+	rows pgx.Rows
+	row  pgx.Row
+}
+
+func (r replay) Exec(context.Context, string, ...any) (pgconn.CommandTag, error) { return r.tag, nil }
+func (r replay) Query(context.Context, string, ...any) (pgx.Rows, error)         { return r.rows, nil }
+func (r replay) QueryRow(context.Context, string, ...any) pgx.Row                { return r.row }
+
+// queue puts the statement of call, one call of a generated method, in b.
+// When b's results are read, call runs again with the statement's results:
+// whatever it assigns then is the answer. An error it returns fails the
+// batch, except pgx.ErrNoRows: a gated statement may return no row, and
+// call's caller judges that once the throttle check's answer is known.
+func queue(b *pgx.Batch, call func(q *Queries) error) {
 	r := &recorder{}
 	if err := call(New(r)); !errors.Is(err, errRecorded) || r.sql == "" {
-		panic(fmt.Sprintf("db: the batched call did not run a generated query (%v)", err))
+		panic(fmt.Sprintf("db: the batched call did not run one generated query (%v)", err))
 	}
-	return r.sql, r.args
-}
-
-// queue puts call's statement in b, its result unread (an error still
-// fails the batch).
-func queue(b *pgx.Batch, call func(q *Queries) error) {
-	sql, args := statement(call)
-	b.Queue(sql, args...)
-}
-
-// queueOne puts call's statement (a :one query) in b; when b's results are
-// read, its row is scanned into *dst with scan (pgx.RowToStructByPos of
-// the generated row type, whose fields are in column order, or pgx.RowTo
-// for one column). No row is an error unless found is given: then *found
-// says whether a row came.
-func queueOne[T any](b *pgx.Batch, dst *T, found *bool, scan pgx.RowToFunc[T], call func(q *Queries) error) {
-	sql, args := statement(call)
-	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-		v, err := pgx.CollectExactlyOneRow(rows, scan)
-		if found != nil && errors.Is(err, pgx.ErrNoRows) {
-			*found = false
-			return nil
-		}
-		if err != nil {
+	replayed := func(db replay) error {
+		if err := call(New(db)); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		*dst = v
-		if found != nil {
-			*found = true
-		}
 		return nil
-	})
-}
-
-// queueMany puts call's statement (a :many query) in b; its rows are
-// appended to *dst as queueOne scans one.
-func queueMany[T any](b *pgx.Batch, dst *[]T, scan pgx.RowToFunc[T], call func(q *Queries) error) {
-	sql, args := statement(call)
-	b.Queue(sql, args...).Query(func(rows pgx.Rows) error {
-		var err error
-		*dst, err = pgx.AppendRows(*dst, rows, scan)
-		return err
-	})
+	}
+	qq := b.Queue(r.sql, r.args...)
+	switch r.kind {
+	case "exec":
+		qq.Exec(func(tag pgconn.CommandTag) error { return replayed(replay{tag: tag}) })
+	case "query":
+		qq.Query(func(rows pgx.Rows) error { return replayed(replay{rows: rows}) })
+	case "queryRow":
+		qq.QueryRow(func(row pgx.Row) error { return replayed(replay{row: row}) })
+	}
 }

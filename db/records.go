@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,7 +20,7 @@ import (
 // nothing in PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	var checked, matches bool
+	var matches bool
 	var row CreateRecordRow
 	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, work{
 		first: func(b *pgx.Batch) {
@@ -27,19 +28,19 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 				_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
 				return err
 			})
-			queueOne(b, &matches, &checked, pgx.RowTo[bool], func(q *Queries) error {
-				_, err := q.CheckKey(ctx, key.Passphrase())
+			queue(b, func(q *Queries) (err error) {
+				matches, err = q.CheckKey(ctx, key.Passphrase())
 				return err
 			})
-			queueOne(b, &row, nil, pgx.RowToStructByPos[CreateRecordRow], func(q *Queries) error {
-				_, err := q.CreateRecord(ctx, CreateRecordParams{
+			queue(b, func(q *Queries) (err error) {
+				row, err = q.CreateRecord(ctx, CreateRecordParams{
 					ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 				})
 				return err
 			})
 		},
 		then: func(*Queries) error {
-			if !checked || !matches {
+			if !matches {
 				return errWrongKey
 			}
 			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
@@ -53,21 +54,21 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 // work, one for the audit entry (if any) and COMMIT.
 func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	var found bool
+	var rowErr error
 	note := &auditNote{action: fieldseal.ActionRead, recordID: &id}
 	if key.IsZero() {
 		note.quiet = true // metadata only: nothing decrypted
 		var row GetRecordRow
 		err := s.doWork(ctx, caller, note, false, pgx.TxOptions{}, work{
 			first: func(b *pgx.Batch) {
-				queueOne(b, &row, &found, pgx.RowToStructByPos[GetRecordRow], func(q *Queries) error {
-					_, err := q.GetRecord(ctx, uuid(id))
-					return err
+				queue(b, func(q *Queries) error {
+					row, rowErr = q.GetRecord(ctx, uuid(id))
+					return rowErr
 				})
 			},
 			then: func(*Queries) error {
-				if !found {
-					return pgx.ErrNoRows
+				if rowErr != nil {
+					return rowErr // no rows: not found
 				}
 				rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 				return nil
@@ -78,16 +79,16 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 	var row GetRecordDecryptedRow
 	err := s.doWork(ctx, caller, note, true, pgx.TxOptions{}, work{
 		first: func(b *pgx.Batch) {
-			queueOne(b, &row, &found, pgx.RowToStructByPos[GetRecordDecryptedRow], func(q *Queries) error {
-				_, err := q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
-				return err
+			queue(b, func(q *Queries) error {
+				row, rowErr = q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
+				return rowErr
 			})
 		},
 		then: func(*Queries) error {
-			if !found {
-				return pgx.ErrNoRows
-			}
-			if !row.KeyMatches {
+			switch {
+			case rowErr != nil:
+				return rowErr // no rows: not found
+			case !row.KeyMatches:
 				return errWrongKey
 			}
 			rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
@@ -106,31 +107,28 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
 	var w work
 	if key.IsZero() {
-		var rows []ListRecordsRow
 		w.first = func(b *pgx.Batch) {
-			queueMany(b, &rows, pgx.RowToStructByPos[ListRecordsRow], func(q *Queries) error {
-				_, err := q.ListRecords(ctx, ListRecordsParams{
+			queue(b, func(q *Queries) error {
+				rows, err := q.ListRecords(ctx, ListRecordsParams{
 					After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
 				})
+				for _, r := range rows {
+					page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+				}
 				return err
 			})
-		}
-		w.then = func(*Queries) error {
-			for _, r := range rows {
-				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
-			}
-			return nil
 		}
 	} else {
-		var checked, matches bool
+		var matches bool
+		var checkErr error
 		var rows []ListRecordsDecryptedRow
 		w.first = func(b *pgx.Batch) {
-			queueOne(b, &matches, &checked, pgx.RowTo[bool], func(q *Queries) error {
-				_, err := q.CheckKey(ctx, key.Passphrase())
-				return err
+			queue(b, func(q *Queries) error {
+				matches, checkErr = q.CheckKey(ctx, key.Passphrase())
+				return checkErr
 			})
-			queueMany(b, &rows, pgx.RowToStructByPos[ListRecordsDecryptedRow], func(q *Queries) error {
-				_, err := q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
+			queue(b, func(q *Queries) (err error) {
+				rows, err = q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
 					Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
 				})
 				return err
@@ -138,8 +136,10 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		}
 		w.then = func(*Queries) error {
 			switch {
-			case !checked:
-				return nil // a subject that never wrote has no records
+			case errors.Is(checkErr, pgx.ErrNoRows):
+				return nil // no verifier: a subject that never wrote has no records
+			case checkErr != nil:
+				return checkErr
 			case !matches:
 				return errWrongKey
 			}

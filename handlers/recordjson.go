@@ -49,7 +49,10 @@ func writePage(c echo.Context, page fieldseal.Page) error {
 	return writeRaw(c, http.StatusOK, append(b, "}\n"...))
 }
 
+// writeRaw sends a whole JSON body with its length: one write, no chunked
+// encoding for pages larger than net/http's buffer.
 func writeRaw(c echo.Context, status int, body []byte) error {
+	c.Response().Header().Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	startJSON(c, status)
 	_, err := c.Response().Write(body)
 	return err

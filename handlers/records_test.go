@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -137,6 +138,9 @@ func TestListPagination(t *testing.T) {
 		r := a.do(req{method: "GET", path: path, token: tok, key: key})
 		if r.status != http.StatusOK {
 			t.Fatalf("list: status %d: %s", r.status, r.body)
+		}
+		if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(r.body)) {
+			t.Errorf("list: Content-Length %q for a body of %d bytes", cl, len(r.body))
 		}
 		var page struct {
 			Items []struct {
