@@ -120,29 +120,9 @@ func main() {
 	})
 	defer srv.stop()
 
-	secret := `{"note":"` + strings.Repeat("x", 190) + `"}`
-	var results []result
-	for _, ph := range []struct {
-		name, method, path, body string
-		bare, statements         string
-	}{
-		{"read", "GET", "/v1/records/%s", "", "bare select-decrypt", "read statements"},
-		{"create", "POST", "/v1/records", `{"collection":"bench","public":{"kind":"bench"},"secret":` + secret + `}`, "bare encrypt-insert", "create statements"},
-		{"list 50", "GET", "/v1/records?limit=50", "", "", "list statements"},
-	} {
-		log.Printf("bench: service %s, %d clients, %s", ph.name, *concurrency, *duration)
-		r := load(srv, tokens, key, ids, ph.method, ph.path, ph.body)
-		r.name, r.bare, r.statements = "service "+ph.name, ph.bare, ph.statements
-		results = append(results, r)
-	}
-	peakRSS := srv.peakRSS()
-
-	if !*withPgbench {
-		report(results, peakRSS)
-		return
-	}
 	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
-	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret}
+	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret,
+		"after": "00000000-0000-0000-0000-000000000000", "collection": "", "maxrows": "50"}
 	queries, err := namedQueries("queries")
 	check(err)
 	reads, create, list, err := statementScripts(queries, ids)
@@ -151,21 +131,39 @@ func main() {
 	for i := range ids {
 		bareReads = append(bareReads, bareReadScript(i+1))
 	}
-	for _, p := range []struct {
+	type pgPhase struct {
 		name    string
 		scripts []string
-	}{
-		{"bare select-decrypt", bareReads},
-		{"bare encrypt-insert", []string{bareInsertScript}},
-		{"read statements", reads},
-		{"create statements", []string{create}},
-		{"list statements", []string{list}},
-	} {
-		log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, *duration)
-		results = append(results, pgbench(work, pgURL, p.name, p.scripts, vars))
 	}
-	report(results, peakRSS)
+	var service, pg []result
+	for _, w := range []struct {
+		name, method, path, body string
+		same, bare               pgPhase
+	}{
+		{"read", "GET", "/v1/records/%s", "", pgPhase{"read statements", reads}, pgPhase{"bare select-decrypt", bareReads}},
+		{"create", "POST", "/v1/records", `{"collection":"bench","public":{"kind":"bench"},"secret":` + secret + `}`,
+			pgPhase{"create statements", []string{create}}, pgPhase{"bare encrypt-insert", []string{bareInsertScript}}},
+		{"list 50", "GET", "/v1/records?limit=50", "", pgPhase{"list statements", []string{list}}, pgPhase{}},
+	} {
+		// A workload's rows run back to back, so that a slow spell of a
+		// shared machine weighs on the service and its references alike.
+		log.Printf("bench: service %s, %d clients, %s", w.name, *concurrency, *duration)
+		r := load(srv, tokens, key, ids, w.method, w.path, w.body)
+		r.name, r.bare, r.statements = "service "+w.name, w.bare.name, w.same.name
+		service = append(service, r)
+		for _, p := range []pgPhase{w.same, w.bare} {
+			if p.name == "" || !*withPgbench {
+				continue
+			}
+			log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, *duration)
+			pg = append(pg, pgbench(work, pgURL, p.name, p.scripts, vars))
+		}
+	}
+	report(append(service, pg...), srv.peakRSS())
 }
+
+// secret is every record's secret: about 200 bytes of JSON.
+var secret = `{"note":"` + strings.Repeat("x", 190) + `"}`
 
 // seed stores the records of the measured subject (as the app would, under
 // its key verifier) and the bare table, and creates the login role.
@@ -173,7 +171,6 @@ func seed(ctx context.Context, admin, key string) []string {
 	conn, err := pgx.Connect(ctx, admin)
 	check(err)
 	defer conn.Close(ctx)
-	secret := `{"note":"` + strings.Repeat("x", 190) + `"}`
 	for _, stmt := range []string{
 		`CREATE ROLE bench_app LOGIN PASSWORD 'bench' IN ROLE fieldseal_app`,
 		`CREATE SCHEMA bench`,
@@ -544,9 +541,9 @@ func report(results []result, peakRSS float64) {
 	md.WriteString("\n## What is compared\n\n" +
 		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +
 		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
-		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check and the request's queries), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter); the list page's cursor, collection and size are literals too.\n" +
+		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check and the request's queries), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
 		"- *fieldseal CPU* is `fieldseal serve`'s own (user+system, /proc); *client CPU* is the load generator's (a Go program keeping one HTTP/1.1 connection per client) or pgbench's (C); *PostgreSQL CPU* is every PostgreSQL process's, background ones included (autovacuum, which each create phase sets off, lands in the phases after it). All three share the same 2 cores, so a row's rate is bounded by about 2 / (their sum) requests per ms.\n" +
-		"- Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
+		"- Order: each workload's service row, then its pgbench rows, back to back, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())
 	fmt.Fprintf(&md, "- Measured %s.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))

@@ -148,10 +148,12 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		return nil, "", "", err
 	}
 
+	// Parameters, as the service sends them (a literal would let
+	// PostgreSQL plan for its value).
 	s = &script{queries: queries, args: with(map[string]string{
-		"after": "'00000000-0000-0000-0000-000000000000'", "collection": "''", "max_rows": "50",
+		"after": ":after", "collection": ":collection", "max_rows": ":maxrows",
 	})}
-	s.pipeline(append(open, "CheckKey", "ListRecordsDecrypted")...)
+	s.pipeline(append(open, "UseGenericPlans", "CheckKey", "ListRecordsDecrypted")...)
 	s.args = with(map[string]string{"action": "'record.list'", "record_id": "NULL", "record_count": "50", "token_id": ":jti"})
 	list, err = s.pipeline(closing...).text()
 	return reads, create, list, err

@@ -105,9 +105,20 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	page := fieldseal.Page{Items: []fieldseal.Record{}}
 	var count int64
 	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
+	// A page of every collection is a scan of the subject's records in id
+	// order, whatever the parameters: its cached generic plan is right,
+	// and planning each page anew cost more than reading it. A collection
+	// filter keeps custom plans, which use the (subject, collection, id)
+	// index.
+	genericPlans := func(b *pgx.Batch) {
+		if opts.Collection == "" {
+			queue(b, func(q *Queries) error { return q.UseGenericPlans(ctx) })
+		}
+	}
 	var w work
 	if key.IsZero() {
 		w.first = func(b *pgx.Batch) {
+			genericPlans(b)
 			queue(b, func(q *Queries) error {
 				rows, err := q.ListRecords(ctx, ListRecordsParams{
 					After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
@@ -123,6 +134,7 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		var checkErr error
 		var rows []ListRecordsDecryptedRow
 		w.first = func(b *pgx.Batch) {
+			genericPlans(b)
 			queue(b, func(q *Queries) error {
 				matches, checkErr = q.CheckKey(ctx, key.Passphrase())
 				return checkErr
