@@ -122,7 +122,7 @@ func main() {
 
 	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
 	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret,
-		"after": "00000000-0000-0000-0000-000000000000", "collection": "", "maxrows": "50"}
+		"after": "00000000-0000-0000-0000-000000000000", "maxrows": "50"}
 	queries, err := namedQueries("queries")
 	check(err)
 	reads, create, list, err := statementScripts(queries, ids)

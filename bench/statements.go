@@ -148,10 +148,11 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		return nil, "", "", err
 	}
 
-	// Parameters, as the service sends them (a literal would let
-	// PostgreSQL plan for its value).
+	// Cursor and size are parameters, as the service sends them (a
+	// literal would let PostgreSQL plan for its value); the collection is
+	// '' (pgbench has no empty variables), which it may fold away.
 	s = &script{queries: queries, args: with(map[string]string{
-		"after": ":after", "collection": ":collection", "max_rows": ":maxrows",
+		"after": ":after", "collection": "''", "max_rows": ":maxrows",
 	})}
 	s.pipeline(append(open, "UseGenericPlans", "CheckKey", "ListRecordsDecrypted")...)
 	s.args = with(map[string]string{"action": "'record.list'", "record_id": "NULL", "record_count": "50", "token_id": ":jti"})
