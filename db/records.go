@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -22,6 +23,7 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 	var rec fieldseal.Record
 	var matches bool
 	var row CreateRecordRow
+	var createErr error
 	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, work{
 		first: func(b *pgx.Batch) {
 			queue(b, func(q *Queries) error {
@@ -32,16 +34,19 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 				matches, err = q.CheckKey(ctx, key.Passphrase())
 				return err
 			})
-			queue(b, func(q *Queries) (err error) {
-				row, err = q.CreateRecord(ctx, CreateRecordParams{
+			queue(b, func(q *Queries) error {
+				row, createErr = q.CreateRecord(ctx, CreateRecordParams{
 					ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 				})
-				return err
+				return createErr
 			})
 		},
 		then: func(*Queries) error {
-			if !matches {
+			switch {
+			case !matches:
 				return errWrongKey
+			case createErr != nil: // only no row reaches here
+				return fmt.Errorf("db: the record's insert returned no row")
 			}
 			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
