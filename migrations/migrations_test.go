@@ -193,28 +193,6 @@ func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
 	}
 }
 
-// appendAudit writes one audit entry for subject through the chaining
-// trigger, as the app does.
-func appendAudit(t *testing.T, url, subject string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome) VALUES ('record.read', 'ok')`)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("append to %s's chain: %v", subject, err)
-	}
-}
-
 // The chains cross every version of the audit trigger and hash: 00007's
 // (searching the trail), 00009's (audit_heads, backfilled on the way up)
 // and 00010's (audit_hash inlined). Entries appended under each, up and
@@ -235,24 +213,24 @@ func TestAuditMigrationsKeepChains(t *testing.T) {
 	migrate(t, url, up)
 	to(8)
 	for range 3 {
-		appendAudit(t, url, "alice")
+		pgtest.AppendAudit(t, url, "alice", 1)
 	}
-	appendAudit(t, url, "bob")
+	pgtest.AppendAudit(t, url, "bob", 1)
 	to(0) // 00009 backfills the heads
 	to(9)
 	if n := query[int64](t, url, `SELECT sum(seq)::bigint FROM fieldseal.audit_heads`); n != 4 {
 		t.Errorf("heads after the backfill sum to %d; want 3 + 1", n)
 	}
-	appendAudit(t, url, "alice")
+	pgtest.AppendAudit(t, url, "alice", 1)
 	to(0) // the latest
-	appendAudit(t, url, "alice")
-	appendAudit(t, url, "carol")
+	pgtest.AppendAudit(t, url, "alice", 1)
+	pgtest.AppendAudit(t, url, "carol", 1)
 	to(9)
-	appendAudit(t, url, "carol")
+	pgtest.AppendAudit(t, url, "carol", 1)
 	to(8)
-	appendAudit(t, url, "alice") // through 00007's trigger again
+	pgtest.AppendAudit(t, url, "alice", 1) // through 00007's trigger again
 	to(0)
-	appendAudit(t, url, "bob")
+	pgtest.AppendAudit(t, url, "bob", 1)
 	rep, err := db.VerifyAuditTrail(context.Background(), url, "", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -10,26 +10,6 @@ import (
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
 
-// appendEvents writes n audit entries for subject through the chaining
-// trigger, as the app would.
-func appendEvents(t *testing.T, adminURL, subject string, n int) {
-	t.Helper()
-	ctx := context.Background()
-	conn := adminConn(t, adminURL)
-	for i := range n {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, record_count, request_id) VALUES ('record.list', 'ok', $1, 'req')`, i)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func TestAuditVerifyDetectsTampering(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -67,8 +47,8 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			database := pgtest.NewDB(t)
-			appendEvents(t, database.AdminURL, "alice", 5)
-			appendEvents(t, database.AdminURL, "bob", 3)
+			pgtest.AppendAudit(t, database.AdminURL, "alice", 5)
+			pgtest.AppendAudit(t, database.AdminURL, "bob", 3)
 			if tc.tamper != "" {
 				conn, err := pgx.Connect(context.Background(), database.AdminURL)
 				if err != nil {

@@ -205,3 +205,28 @@ func randomName() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// AppendAudit appends n audit entries to subject's chain through the
+// chaining trigger, as the app does, one transaction each, over url (the
+// app's or an admin's).
+func AppendAudit(t testing.TB, url, subject string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for i := range n {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, record_count, request_id) VALUES ('record.list', 'ok', $1, 'req')`, i)
+			return err
+		})
+		if err != nil {
+			t.Fatalf("append to %s's chain: %v", subject, err)
+		}
+	}
+}
