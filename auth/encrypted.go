@@ -1,13 +1,12 @@
 package auth
 
 import (
+	"github.com/fieldseal/fieldseal/internal/rsakey"
+
 	"crypto"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -31,7 +30,7 @@ func LoadDecrypter(path string) (*Decrypter, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := ParseRSAPrivateKey(b)
+	key, err := rsakey.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -49,26 +48,6 @@ func NewDecrypter(key *rsa.PrivateKey) (*Decrypter, error) {
 		return nil, err
 	}
 	return &Decrypter{key: key, kid: base64.RawURLEncoding.EncodeToString(tp)}, nil
-}
-
-// ParseRSAPrivateKey parses a PEM RSA private key (PKCS#8 or PKCS#1).
-func ParseRSAPrivateKey(b []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block in the key file")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, errors.New("not a PKCS#1 or PKCS#8 private key")
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("the key is not an RSA key")
-	}
-	return rk, nil
 }
 
 // PublicJWKS returns the JWK Set of the public half, "use": "enc": what an

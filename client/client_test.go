@@ -11,9 +11,9 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/client"
-	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/rsakey"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -31,7 +31,7 @@ func start(t *testing.T) (*apitest.Server, func(subject, scopes string) *client.
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := devissuer.ParseKey(pemKey)
+	key, err := rsakey.Parse(pemKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/fieldseal/fieldseal/internal/rsakey"
 )
 
 // Issuer signs tokens with one RSA key.
@@ -41,7 +43,7 @@ func New(url string, key *rsa.PrivateKey) *Issuer {
 // 2048-bit one and writes it there (mode 0600).
 func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 	if b, err := os.ReadFile(path); err == nil {
-		return ParseKey(b)
+		return rsakey.Parse(b)
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -57,26 +59,6 @@ func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 		return nil, fmt.Errorf("write dev signing key: %w", err)
 	}
 	return key, nil
-}
-
-// ParseKey parses a PEM RSA private key (PKCS#8 or PKCS#1).
-func ParseKey(b []byte) (*rsa.PrivateKey, error) {
-	block, _ := pem.Decode(b)
-	if block == nil {
-		return nil, errors.New("no PEM block in the key file")
-	}
-	if k, err := x509.ParsePKCS1PrivateKey(block.Bytes); err == nil {
-		return k, nil
-	}
-	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	rk, ok := k.(*rsa.PrivateKey)
-	if !ok {
-		return nil, errors.New("the key is not an RSA key")
-	}
-	return rk, nil
 }
 
 // KeyID returns the "kid" of the signing key (its RFC 7638 thumbprint).

@@ -22,6 +22,7 @@ import (
 	"github.com/fieldseal/fieldseal/handlers"
 	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/rsakey"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -47,7 +48,7 @@ func loadKey(t testing.TB, name string) *rsa.PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, err := devissuer.ParseKey(b)
+	k, err := rsakey.Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
