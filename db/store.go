@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,24 +28,15 @@ func NewStore(pool *pgxpool.Pool, t Throttle) (*Store, error) {
 }
 
 // inTx runs fn in one transaction that first sets the subject for
-// row-level security. fn's error rolls the transaction back.
+// row-level security, with no audit entry of its own (fn appends what it
+// must): workTx with nothing to audit. fn's error rolls it back.
 func (s *Store) inTx(ctx context.Context, subject string, fn func(q *Queries) error) error {
 	return s.inTxWith(ctx, subject, pgx.TxOptions{}, fn)
 }
 
 // inTxWith is inTx with transaction options.
 func (s *Store) inTxWith(ctx context.Context, subject string, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	if subject == "" {
-		return fmt.Errorf("db: empty subject")
-	}
-	err := pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
-		q := New(tx)
-		if err := q.SetSubject(ctx, subject); err != nil {
-			return err
-		}
-		return fn(q)
-	})
-	return mapError(err)
+	return s.workTx(ctx, fieldseal.Caller{Subject: subject}, &auditNote{quiet: true}, false, opts, work{then: fn})
 }
 
 // requireKey answers whether key is the subject's current key, holding the
