@@ -54,11 +54,37 @@ func subjectName(i int) string { return "bench-" + strconv.Itoa(i) }
 
 var (
 	concurrency = flag.Int("c", 8, "concurrent clients")
-	duration    = flag.Duration("d", 10*time.Second, "length of each measured phase")
+	duration    = flag.Duration("d", 10*time.Second, "measured time of each row, split over the rounds")
+	rounds      = flag.Int("rounds", 2, "rounds per workload: its rows take turns this many times, so that a slow spell of the machine weighs on all of them")
 	out         = flag.String("o", "bench/RESULTS.md", "where to write the results")
 	prebuilt    = flag.String("bin", "", "a fieldseal binary to measure instead of building this tree's (for A/B runs)")
 	withPgbench = flag.Bool("pgbench", true, "also run the pgbench rows (false: only the service, for quick A/B runs)")
 )
+
+// sample is what one measured phase saw; a row's rounds add up.
+type sample struct {
+	n                      int     // requests or transactions
+	seconds                float64 // measured time
+	lat                    []time.Duration
+	fieldseal, client, pgs float64 // CPU seconds: fieldseal serve's, the client's, PostgreSQL's
+}
+
+func (a *sample) add(b sample) {
+	a.n += b.n
+	a.seconds += b.seconds
+	a.lat = append(a.lat, b.lat...)
+	a.fieldseal += b.fieldseal
+	a.client += b.client
+	a.pgs += b.pgs
+}
+
+func (a sample) result(name string) result {
+	perReq := func(cpu float64) float64 { return cpu * 1000 / float64(a.n) }
+	r := result{name: name, rps: float64(a.n) / a.seconds,
+		cpuPerReq: perReq(a.fieldseal), clientCPUPerReq: perReq(a.client), pgCPUPerReq: perReq(a.pgs)}
+	r.p50, r.p99 = percentiles(a.lat)
+	return r
+}
 
 type result struct {
 	name             string
@@ -72,6 +98,10 @@ type result struct {
 func main() {
 	flag.Parse()
 	log.SetFlags(0)
+	phase := *duration / time.Duration(*rounds)
+	if *rounds < 1 || phase < time.Second || phase%time.Second != 0 {
+		log.Fatalf("bench: -d %s over -rounds %d must give whole seconds per phase", *duration, *rounds)
+	}
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "fieldseal-bench-")
 	check(err)
@@ -145,18 +175,32 @@ func main() {
 			pgPhase{"create statements", []string{create}}, pgPhase{"bare encrypt-insert", []string{bareInsertScript}}},
 		{"list 50", "GET", "/v1/records?limit=50", "", pgPhase{"list statements", []string{list}}, pgPhase{}},
 	} {
-		// A workload's rows run back to back, so that a slow spell of a
-		// shared machine weighs on the service and its references alike.
-		log.Printf("bench: service %s, %d clients, %s", w.name, *concurrency, *duration)
-		r := load(srv, tokens, key, ids, w.method, w.path, w.body)
-		r.name, r.bare, r.statements = "service "+w.name, w.bare.name, w.same.name
-		service = append(service, r)
-		for _, p := range []pgPhase{w.same, w.bare} {
-			if p.name == "" || !*withPgbench {
-				continue
+		// A workload's rows take turns, round after round, so that a slow
+		// spell of a shared machine weighs on the service and its
+		// references alike.
+		var svc sample
+		refs := map[string]*sample{}
+		var refNames []string
+		for range *rounds {
+			log.Printf("bench: service %s, %d clients, %s", w.name, *concurrency, phase)
+			svc.add(load(srv, tokens, key, ids, w.method, w.path, w.body, phase))
+			for _, p := range []pgPhase{w.same, w.bare} {
+				if p.name == "" || !*withPgbench {
+					continue
+				}
+				if refs[p.name] == nil {
+					refs[p.name] = &sample{}
+					refNames = append(refNames, p.name)
+				}
+				log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, phase)
+				refs[p.name].add(pgbench(work, pgURL, p.name, p.scripts, vars, phase))
 			}
-			log.Printf("bench: pgbench %s, %d clients, %s", p.name, *concurrency, *duration)
-			pg = append(pg, pgbench(work, pgURL, p.name, p.scripts, vars))
+		}
+		r := svc.result("service " + w.name)
+		r.bare, r.statements = w.bare.name, w.same.name
+		service = append(service, r)
+		for _, name := range refNames {
+			pg = append(pg, refs[name].result("pgbench "+name))
 		}
 	}
 	report(append(service, pg...), srv.peakRSS())
@@ -283,7 +327,7 @@ func (s *server) peakRSS() float64 {
 
 // load runs concurrency clients for a second of warm-up, then for duration,
 // and measures the latter.
-func load(s *server, tokens []string, key string, ids []string, method, path, body string) result {
+func load(s *server, tokens []string, key string, ids []string, method, path, body string, d time.Duration) sample {
 	addr := strings.TrimPrefix(s.url, "http://")
 	run := func(d time.Duration) ([]time.Duration, int) {
 		var mu sync.Mutex
@@ -329,15 +373,12 @@ func load(s *server, tokens []string, key string, ids []string, method, path, bo
 	}
 	run(time.Second)
 	cpu0, self0, pg0 := s.cpuSeconds(), selfCPUSeconds(), pgCPUSeconds()
-	lat, errs := run(*duration)
+	lat, errs := run(d)
 	cpu, self, pg := s.cpuSeconds()-cpu0, selfCPUSeconds()-self0, pgCPUSeconds()-pg0
 	if errs > 0 {
 		log.Fatalf("bench: %d of %d requests failed", errs, len(lat))
 	}
-	p50, p99 := percentiles(lat)
-	return result{rps: float64(len(lat)) / duration.Seconds(), p50: p50, p99: p99,
-		cpuPerReq: cpu * 1000 / float64(len(lat)), clientCPUPerReq: self * 1000 / float64(len(lat)),
-		pgCPUPerReq: pg * 1000 / float64(len(lat))}
+	return sample{n: len(lat), seconds: d.Seconds(), lat: lat, fieldseal: cpu, client: self, pgs: pg}
 }
 
 // client is one load generator connection: each request written as
@@ -456,11 +497,11 @@ func percentiles(lat []time.Duration) (p50, p99 float64) {
 }
 
 // pgbench runs scripts (picked at random, equal weights) as the app role.
-func pgbench(work, url, name string, scripts []string, vars map[string]string) result {
+func pgbench(work, url, name string, scripts []string, vars map[string]string, d time.Duration) sample {
 	dir, err := os.MkdirTemp(work, "pgbench-")
 	check(err)
 	args := []string{"-n", "-c", strconv.Itoa(*concurrency), "-j", strconv.Itoa(min(*concurrency, runtime.NumCPU())),
-		"-T", strconv.Itoa(int(duration.Seconds())), "-M", "prepared", "-l", "--log-prefix", filepath.Join(dir, "log")}
+		"-T", strconv.Itoa(int(d.Seconds())), "-M", "prepared", "-l", "--log-prefix", filepath.Join(dir, "log")}
 	for k, v := range vars {
 		args = append(args, "-D", k+"="+v)
 	}
@@ -479,21 +520,15 @@ func pgbench(work, url, name string, scripts []string, vars map[string]string) r
 		log.Fatalf("pgbench %s: %v\n%s", name, err, outb)
 	}
 	pg := pgCPUSeconds() - pg0
-	r := result{name: "pgbench " + name}
-	var n float64
+	n := 0
 	for _, line := range strings.Split(string(outb), "\n") {
-		if strings.HasPrefix(line, "tps = ") {
-			r.rps, _ = strconv.ParseFloat(strings.Fields(line)[2], 64)
-		}
 		if v, ok := strings.CutPrefix(line, "number of transactions actually processed: "); ok {
-			n, _ = strconv.ParseFloat(strings.Fields(v)[0], 64)
+			n, _ = strconv.Atoi(strings.Fields(v)[0])
 		}
 	}
 	if n == 0 {
 		log.Fatalf("pgbench %s processed nothing:\n%s", name, outb)
 	}
-	r.clientCPUPerReq = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds() * 1000 / n
-	r.pgCPUPerReq = pg * 1000 / n
 	var lat []time.Duration
 	logs, _ := filepath.Glob(filepath.Join(dir, "log.*"))
 	for _, l := range logs {
@@ -505,8 +540,8 @@ func pgbench(work, url, name string, scripts []string, vars map[string]string) r
 			}
 		}
 	}
-	r.p50, r.p99 = percentiles(lat)
-	return r
+	return sample{n: n, seconds: d.Seconds(), lat: lat,
+		client: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), pgs: pg}
 }
 
 func report(results []result, peakRSS float64) {
@@ -536,14 +571,14 @@ func report(results []result, peakRSS float64) {
 
 	var md strings.Builder
 	md.WriteString("# fieldseal benchmark\n\nWritten by `make bench` (`go run ./bench`); rerun it to refresh this file.\n\n")
-	fmt.Fprintf(&md, "Concurrency %d (one subject per client), %s per phase after 1 s of warm-up; %d records of ~200-byte secrets in all; reads pick among %d records of the client's subject at random.\n\n", *concurrency, *duration, records, readIDs)
+	fmt.Fprintf(&md, "Concurrency %d (one subject per client), %s measured per row in %d rounds (the service's each after 1 s of warm-up); %d records of ~200-byte secrets in all; reads pick among %d records of the client's subject at random.\n\n", *concurrency, *duration, *rounds, records, readIDs)
 	md.WriteString(table)
 	md.WriteString("\n## What is compared\n\n" +
 		"- **service**: HTTP requests to `fieldseal serve` (JWT check, JSON, one subject-scoped transaction with the key check, throttle check and audit entry).\n" +
 		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
 		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check and the request's queries), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
 		"- *fieldseal CPU* is `fieldseal serve`'s own (user+system, /proc); *client CPU* is the load generator's (a Go program keeping one HTTP/1.1 connection per client) or pgbench's (C); *PostgreSQL CPU* is every PostgreSQL process's, background ones included (autovacuum, which each create phase sets off, lands in the phases after it). All three share the same 2 cores, so a row's rate is bounded by about 2 / (their sum) requests per ms.\n" +
-		"- Order: each workload's service row, then its pgbench rows, back to back, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
+		"- Order: a workload's service row and its pgbench rows take turns, round after round, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())
 	fmt.Fprintf(&md, "- Measured %s.\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
