@@ -13,7 +13,8 @@ import (
 // from, so it cannot drift from what the service runs; only the order and
 // the round trips are restated here, as db.Store.workTx and the Store's
 // methods issue them: one pipeline (BEGIN, subject, throttle check and the
-// request's own queries), one pipeline (audit entry, COMMIT).
+// request's own queries), one pipeline (audit entry, COMMIT); a read is
+// all in one.
 
 // queryParam is a sqlc parameter: @name or sqlc.narg(name).
 var queryParam = regexp.MustCompile(`sqlc\.n?arg\((\w+)\)|@(\w+)`)
@@ -67,8 +68,15 @@ type script struct {
 }
 
 func (s *script) pipeline(steps ...string) *script {
+	return s.startPipeline().run(steps...).endPipeline()
+}
+
+func (s *script) startPipeline() *script {
 	s.b.WriteString("\\startpipeline\n")
-	s.run(steps...)
+	return s
+}
+
+func (s *script) endPipeline() *script {
 	s.b.WriteString("\\endpipeline\n")
 	return s
 }
@@ -114,7 +122,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		"subject": "('bench-' || :client_id)", "token_id": ":tokenid", "window_seconds": "60",
 		"token_limit": "1000", "subject_limit": "1000",
 		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
-		"client_addr": "'127.0.0.1'", "record_count": "NULL",
+		"client_addr": "'127.0.0.1'", "record_count": "NULL", "if_decrypted": "false",
 	}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -130,10 +138,11 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	closing := []string{"AppendAuditEvent", "COMMIT"}
 	for _, id := range ids {
 		// The audit entry's token_id is the jti; the throttle's is "jti:…".
+		// One round trip: the entry is appended if the read decrypted.
 		s := &script{queries: queries, args: with(map[string]string{"id": "'" + id + "'"})}
-		s.pipeline(append(open, "GetRecordDecrypted")...)
-		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti"})
-		text, err := s.pipeline(closing...).text()
+		s.startPipeline().run(append(open, "GetRecordDecrypted")...)
+		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti", "if_decrypted": "true"})
+		text, err := s.run(closing...).endPipeline().text()
 		if err != nil {
 			return nil, "", "", err
 		}

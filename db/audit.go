@@ -81,7 +81,8 @@ func (s *Store) audited(action, outcome string) {
 }
 
 func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note *auditNote, outcome string) error {
-	return q.AppendAuditEvent(ctx, auditParams(caller, note, outcome))
+	_, err := q.AppendAuditEvent(ctx, auditParams(caller, note, outcome))
+	return err
 }
 
 func auditParams(caller fieldseal.Caller, note *auditNote, outcome string) AppendAuditEventParams {

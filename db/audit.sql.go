@@ -12,11 +12,12 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const appendAuditEvent = `-- name: AppendAuditEvent :exec
+const appendAuditEvent = `-- name: AppendAuditEvent :execrows
 
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-VALUES ($1, $2, $3, $4,
-        nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, ''))
+SELECT $1, $2, $3, $4,
+       nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, '')
+WHERE NOT $9::boolean OR current_setting('fieldseal.decrypted', true) = 'yes'
 `
 
 type AppendAuditEventParams struct {
@@ -28,12 +29,17 @@ type AppendAuditEventParams struct {
 	ClientID    string
 	RequestID   string
 	ClientAddr  string
+	IfDecrypted bool
 }
 
 // The audit trail (migration 00007). The trigger fills seq, at, prev_hash
 // and hash; the app supplies the rest.
-func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventParams) error {
-	_, err := q.db.Exec(ctx, appendAuditEvent,
+// if_decrypted: append only if the transaction has decrypted what the
+// entry records (fieldseal.decrypted, set by GetRecordDecrypted when it
+// returns a plaintext), so that the entry can go in the same round trip
+// as the read, before its outcome is known. Else always.
+func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventParams) (int64, error) {
+	result, err := q.db.Exec(ctx, appendAuditEvent,
 		arg.Action,
 		arg.Outcome,
 		arg.RecordID,
@@ -42,8 +48,12 @@ func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventPara
 		arg.ClientID,
 		arg.RequestID,
 		arg.ClientAddr,
+		arg.IfDecrypted,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const enableAuditReading = `-- name: EnableAuditReading :exec

@@ -5,7 +5,8 @@
 // Invariants:
 //   - Every request's work runs in one transaction (Store.workTx, pipelined:
 //     BEGIN, the subject, the throttle check and usually the work itself in
-//     one round trip, the audit entry and COMMIT in another) whose first
+//     one round trip, the audit entry and COMMIT in another; a read sends
+//     them all in one, its entry appended only if it decrypted) whose first
 //     statement after BEGIN sets
 //     fieldseal.subject with set_config(..., true). Row-level
 //     security, forced on every table, turns that into "subject = X" on each

@@ -23,13 +23,21 @@ type work struct {
 	// then, if set, runs after the first round trip, unless the caller was
 	// throttled.
 	then func(q *Queries) error
+	// commitFirst puts the audit entry and COMMIT in the first round trip
+	// too, before the work's outcome is known: for read-only work only,
+	// whose entry (unless the note is quiet) is due exactly when its
+	// statements set fieldseal.decrypted, as GetRecordDecrypted does. A
+	// refused request's transaction then commits nothing; its refusal is
+	// recorded as ever, by do.
+	commitFirst bool
 }
 
 // workTx runs one request's work in a transaction with as few round trips
 // as pgx pipelining allows: BEGIN, the subject, (when a key is used) the
 // throttle check and w.first's statements go in one batch; w.then's
-// queries follow; the audit entry and COMMIT go in one last batch. A read
-// or a list with the key, or a create, is two round trips.
+// queries follow; the audit entry and COMMIT go in one last batch, or in
+// the first (w.commitFirst). A read is one round trip; a list with the
+// key, or a create, two.
 // Any failure rolls back; a connection left inside a transaction is
 // destroyed by the pool on release, never reused.
 func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, w work) (err error) {
@@ -69,9 +77,25 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	if w.first != nil {
 		w.first(begin)
 	}
+	var appended int64
+	appendAudit := func(b *pgx.Batch, ifDecrypted bool) {
+		p := auditParams(caller, note, "ok")
+		p.IfDecrypted = ifDecrypted
+		queue(b, func(q *Queries) (err error) {
+			appended, err = q.AppendAuditEvent(ctx, p)
+			return err
+		})
+	}
+	if w.commitFirst {
+		if !note.quiet {
+			appendAudit(begin, true)
+		}
+		begin.Queue("COMMIT")
+	}
 	if err := conn.SendBatch(ctx, begin).Close(); err != nil {
 		return err
 	}
+	committed = w.commitFirst
 	if usesKey && !admission.Admitted {
 		return s.throttled(admission)
 	}
@@ -80,10 +104,16 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 			return err
 		}
 	}
+	if w.commitFirst {
+		if !note.quiet && appended != 1 {
+			// Never serve what the trail does not record.
+			return fmt.Errorf("db: %s succeeded but its audit entry was not appended", note.action)
+		}
+		return nil
+	}
 	end := &pgx.Batch{}
 	if !note.quiet {
-		p := auditParams(caller, note, "ok")
-		queue(end, func(q *Queries) error { return q.AppendAuditEvent(ctx, p) })
+		appendAudit(end, false)
 	}
 	end.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, end).Close(); err != nil {

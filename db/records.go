@@ -55,8 +55,9 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 	return rec, err
 }
 
-// GetRecord implements fieldseal.RecordService: one round trip for the
-// work, one for the audit entry (if any) and COMMIT.
+// GetRecord implements fieldseal.RecordService in one round trip: BEGIN,
+// subject, throttle check, the read, its audit entry (appended only if the
+// read decrypted) and COMMIT.
 func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	var rowErr error
@@ -78,6 +79,7 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 				rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 				return nil
 			},
+			commitFirst: true,
 		})
 		return rec, err
 	}
@@ -99,6 +101,7 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 			rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
 		},
+		commitFirst: true,
 	})
 	return rec, err
 }
@@ -122,6 +125,7 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	}
 	var w work
 	if key.IsZero() {
+		w.commitFirst = true // nothing decrypted, nothing to audit
 		w.first = func(b *pgx.Batch) {
 			genericPlans(b)
 			queue(b, func(q *Queries) error {

@@ -127,7 +127,9 @@ const getRecordDecrypted = `-- name: GetRecordDecrypted :one
 SELECT r.id, r.collection, r.public,
        coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, $1::text) END, '')::text AS secret,
        k.matches::boolean AS key_matches,
-       r.version, r.created_at, r.updated_at
+       r.version, r.created_at, r.updated_at,
+       -- For AppendAuditEvent's if_decrypted, later in the transaction.
+       set_config('fieldseal.decrypted', CASE WHEN k.matches THEN 'yes' ELSE 'no' END, true)::text AS decrypted
 FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, $1::text) AS matches FROM fieldseal.subjects s
@@ -149,6 +151,7 @@ type GetRecordDecryptedRow struct {
 	Version    int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
+	Decrypted  string
 }
 
 // No row: no such record (404), whatever the key (or key use not
@@ -167,6 +170,7 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.Decrypted,
 	)
 	return i, err
 }

@@ -419,3 +419,53 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 		_ = tx.Rollback(ctx)
 	}
 }
+
+// A read's audit entry goes in the same round trip as the read, before
+// its outcome is known; it is appended only if the read decrypted in that
+// transaction (GetRecordDecrypted sets fieldseal.decrypted).
+func TestReadEntryOnlyIfDecrypted(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name   string
+		admit  bool
+		key    string
+		record bool // read a record that exists
+		want   int64
+	}{
+		{"no read", true, keyA, false, 0},
+		{"a missing record", true, keyA, false, 0},
+		{"the wrong key", true, keyB, true, 0},
+		{"not admitted", false, keyA, true, 0},
+		{"decrypted", true, keyA, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			appTx(t, database, "alice", func(tx pgx.Tx) {
+				q := db.New(tx)
+				if tc.admit {
+					if _, err := q.AdmitKeyUse(ctx, db.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: 10, SubjectLimit: 50}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var id pgtype.UUID
+				if err := tx.QueryRow(ctx, `SELECT id FROM fieldseal.records`).Scan(&id); err != nil {
+					t.Fatal(err)
+				}
+				if !tc.record {
+					id.Bytes[15] ^= 0xff
+				}
+				if tc.name != "no read" {
+					_, _ = q.GetRecordDecrypted(ctx, db.GetRecordDecryptedParams{ID: id, Key: tc.key})
+				}
+				n, err := q.AppendAuditEvent(ctx, db.AppendAuditEventParams{Action: "record.read", Outcome: "ok", RecordID: id, IfDecrypted: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != tc.want {
+					t.Errorf("appended %d entries; want %d", n, tc.want)
+				}
+			})
+		})
+	}
+}

@@ -1,10 +1,15 @@
 -- The audit trail (migration 00007). The trigger fills seq, at, prev_hash
 -- and hash; the app supplies the rest.
 
--- name: AppendAuditEvent :exec
+-- name: AppendAuditEvent :execrows
+-- if_decrypted: append only if the transaction has decrypted what the
+-- entry records (fieldseal.decrypted, set by GetRecordDecrypted when it
+-- returns a plaintext), so that the entry can go in the same round trip
+-- as the read, before its outcome is known. Else always.
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-VALUES (@action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
-        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, ''));
+SELECT @action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
+       nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
+WHERE NOT @if_decrypted::boolean OR current_setting('fieldseal.decrypted', true) = 'yes';
 
 -- name: EnableAuditReading :exec
 -- For audit:read requests only: lets this transaction read every subject's entries.

@@ -51,7 +51,9 @@ WHERE id = @id;
 SELECT r.id, r.collection, r.public,
        coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, @key::text) END, '')::text AS secret,
        k.matches::boolean AS key_matches,
-       r.version, r.created_at, r.updated_at
+       r.version, r.created_at, r.updated_at,
+       -- For AppendAuditEvent's if_decrypted, later in the transaction.
+       set_config('fieldseal.decrypted', CASE WHEN k.matches THEN 'yes' ELSE 'no' END, true)::text AS decrypted
 FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, @key::text) AS matches FROM fieldseal.subjects s
