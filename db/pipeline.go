@@ -28,7 +28,8 @@ type work struct {
 	// whose entry (unless the note is quiet) is due exactly when its
 	// statements set fieldseal.decrypted, as GetRecordDecrypted does. A
 	// refused request's transaction then commits nothing; its refusal is
-	// recorded as ever, by do.
+	// recorded as ever, by do. then only judges what first read: it gets
+	// no Queries.
 	commitFirst bool
 }
 
@@ -100,7 +101,11 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 		return s.throttled(admission)
 	}
 	if w.then != nil {
-		if err := w.then(New(conn)); err != nil {
+		q := New(conn)
+		if w.commitFirst {
+			q = nil // the transaction has ended: nothing more may run in it
+		}
+		if err := w.then(q); err != nil {
 			return err
 		}
 	}
