@@ -19,8 +19,11 @@ const (
 	ECONFLICT     = "version_conflict"   // If-Match does not match
 	ETOOLARGE     = "payload_too_large"  // body over the limit
 	ERATELIMITED  = "rate_limited"       // too many requests
-	EUNAVAILABLE  = "unavailable"        // the database cannot be reached
+	EUNAVAILABLE  = "unavailable"        // the database cannot be reached, or not in time
 	EINTERNAL     = "internal"           // anything else; never shown in detail
+
+	EIDEMPOTENCYINUSE  = "idempotency_key_in_use" // the same Idempotency-Key is still running
+	EIDEMPOTENCYREUSED = "idempotency_key_reused" // the Idempotency-Key was used for another request
 )
 
 // Error is an error with a code and a message safe to show the client.
@@ -28,8 +31,8 @@ const (
 type Error struct {
 	Code    string
 	Message string
-	// RetryAfter, for ERATELIMITED, is how long until the request may
-	// succeed.
+	// RetryAfter, for ERATELIMITED and EUNAVAILABLE, is how long until
+	// the request may succeed.
 	RetryAfter time.Duration
 }
 

@@ -24,15 +24,11 @@ func BenchmarkAuditAppend(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			database := pgtest.NewDB(b)
-			pool, err := db.NewPool(context.Background(), database.AppURL+"&pool_max_conns=8")
+			store, err := db.Open(context.Background(), db.Config{URL: database.AppURL + "&pool_max_conns=8"})
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer pool.Close()
-			store, err := db.NewStore(pool, db.DefaultThrottle)
-			if err != nil {
-				b.Fatal(err)
-			}
+			defer store.Close()
 			var next atomic.Int64
 			b.SetParallelism(4) // 8 goroutines on 2 cores
 			b.ResetTimer()

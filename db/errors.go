@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,7 +16,9 @@ import (
 
 // mapError turns driver errors into fieldseal errors, in one place:
 // no rows is ENOTFOUND, pgcrypto's "Wrong key or corrupt data" is EWRONGKEY,
-// a lost or refused connection is EUNAVAILABLE. Anything else is wrapped as
+// a lost or refused connection, a closed one, a statement or lock timeout
+// and a request deadline that passed are EUNAVAILABLE; a caller that went
+// away (context.Canceled) is returned as it is. Anything else is wrapped as
 // an internal error; its text (which never holds parameter values: pgx
 // errors carry SQL text with placeholders only) goes to the log, not to
 // the client.
@@ -42,17 +46,34 @@ func mapError(err error) error {
 			return errWrongKey
 		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03":
 			return &unavailableError{err}
+		case pgErr.Code == "57014", pgErr.Code == "55P03": // statement_timeout, lock_timeout
+			return &unavailableError{err}
 		}
 		return fmt.Errorf("db: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
+	if errors.Is(err, context.Canceled) {
+		return err // the caller went away: not the database's fault
+	}
+	// A server that crashed or was killed mid-statement shows up as an
+	// unexpected EOF or a closed connection, not as a PgError.
 	var netErr net.Error
-	if errors.As(err, &netErr) || pgconn.Timeout(err) {
+	if errors.As(err, &netErr) || pgconn.Timeout(err) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, pgconn.ErrConnClosed) {
 		return &unavailableError{err}
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	return fmt.Errorf("db: %w", err)
+}
+
+// lostConnection marks err, the error of work whose connection is closed
+// afterwards, as EUNAVAILABLE: a connection that died under a statement
+// (a crash, a kill, a terminated backend) means the database was lost,
+// whatever text the driver gave the failure. A caller that went away
+// keeps its own error.
+func lostConnection(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || fieldseal.ErrorCode(err) != fieldseal.EINTERNAL {
 		return err
 	}
-	return fmt.Errorf("db: %w", err)
+	return &unavailableError{err}
 }
 
 // unavailableError is EUNAVAILABLE to the client and keeps the cause for
@@ -61,5 +82,11 @@ type unavailableError struct{ cause error }
 
 func (e *unavailableError) Error() string { return "database unavailable: " + e.cause.Error() }
 func (e *unavailableError) Unwrap() []error {
-	return []error{fieldseal.Errorf(fieldseal.EUNAVAILABLE, "the database cannot be reached"), e.cause}
+	return []error{errUnavailable, e.cause}
+}
+
+var errUnavailable = &fieldseal.Error{
+	Code:       fieldseal.EUNAVAILABLE,
+	Message:    "the database cannot be reached or did not answer in time",
+	RetryAfter: time.Second,
 }

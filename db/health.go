@@ -11,10 +11,11 @@ import (
 
 // SchemaVersion returns the migration version applied to the database, read
 // from goose's version table (outside sqlc's view: it is goose's table, not
-// part of the migrations; the app role may only read it).
+// part of the migrations; the app role may only read it). Like Ping, it
+// runs on a connection of its own, never waiting for the request pool.
 func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	var v int64
-	err := s.pool.QueryRow(ctx,
+	err := s.health.QueryRow(ctx,
 		`SELECT coalesce(max(version_id), 0) FROM fieldseal_migrations.goose_db_version WHERE is_applied`).Scan(&v)
 	return v, mapError(err)
 }
@@ -49,9 +50,9 @@ func (s *Store) CheckSessionRole(ctx context.Context) error {
 	return nil
 }
 
-// Ping reports whether the database answers.
+// Ping reports whether the database answers, on the health connection.
 func (s *Store) Ping(ctx context.Context) error {
-	if err := s.pool.Ping(ctx); err != nil {
+	if err := s.health.Ping(ctx); err != nil {
 		return mapError(err)
 	}
 	return nil

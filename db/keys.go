@@ -3,6 +3,8 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -26,7 +28,7 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // the verifier under the current key; after it, all under next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key) (int64, error) {
 	var n int64
-	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, work{long: true, then: func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
@@ -41,7 +43,7 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 			return err
 		}
 		return q.ReplaceKeyVerifier(ctx, next.Passphrase())
-	})
+	}})
 	return n, err
 }
 
@@ -61,9 +63,22 @@ func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fiel
 // memory stays bounded however many records there are. The transaction is
 // READ COMMITTED: the audit entry appended at its end must see entries the
 // subject committed while the export streamed.
+//
+// An export holds its connection while fn writes to the client, so a
+// client that reads slowly holds it too: at most a quarter of the pool
+// streams exports at once (others answer EUNAVAILABLE with Retry-After),
+// the statement is bounded by Timeouts.Long, and fn is expected to bound
+// each write (handlers/export.go does).
 func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fieldseal.ExportedRecord) error) error {
+	select {
+	case s.exports <- struct{}{}:
+		defer func() { <-s.exports }()
+	default:
+		return &fieldseal.Error{Code: fieldseal.EUNAVAILABLE, RetryAfter: 5 * time.Second,
+			Message: fmt.Sprintf("%d exports are running, as many as this server runs at once; try again shortly", cap(s.exports))}
+	}
 	var n int64
-	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, pgx.TxOptions{}, func(q *Queries) error {
+	return s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, pgx.TxOptions{}, work{long: true, then: func(q *Queries) error {
 		rows, err := q.db.Query(ctx, exportRecords)
 		if err != nil {
 			return err
@@ -77,7 +92,7 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 			})
 		})
 		return err
-	})
+	}})
 }
 
 var (

@@ -31,6 +31,9 @@ type work struct {
 	// recorded as ever, by do. then only judges what first read: it gets
 	// no Queries.
 	commitFirst bool
+	// long raises the transaction's statement_timeout to Timeouts.Long:
+	// for work over all of a subject's records (rotation, export).
+	long bool
 }
 
 // workTx runs one request's work in a transaction with as few round trips
@@ -45,14 +48,15 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	if caller.Subject == "" {
 		return fmt.Errorf("db: empty subject")
 	}
-	conn, err := s.pool.Acquire(ctx)
+	conn, err := s.acquire(ctx)
 	if err != nil {
 		return mapError(err)
 	}
 	defer conn.Release()
 	committed := false
 	defer func() {
-		if !committed && !conn.Conn().IsClosed() {
+		closed := conn.Conn().IsClosed()
+		if !committed && !closed {
 			// Bounded: a server that does not answer must not hold the
 			// request; the pool destroys a connection left in a transaction.
 			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -60,11 +64,22 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 			cancel()
 		}
 		err = mapError(err)
+		if closed {
+			err = lostConnection(err)
+		}
 	}()
 
+	statementTimeout := s.timeouts.Statement
+	if w.long {
+		statementTimeout = s.timeouts.Long
+	}
 	begin := &pgx.Batch{}
 	begin.Queue(beginStatement(opts))
-	queue(begin, func(q *Queries) error { return q.SetSubject(ctx, caller.Subject) })
+	queue(begin, func(q *Queries) error {
+		return q.SetSubject(ctx, SetSubjectParams{
+			Subject: caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.timeouts.Lock),
+		})
+	})
 	var admission AdmitKeyUseRow
 	if usesKey {
 		queue(begin, func(q *Queries) (err error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -18,21 +19,29 @@ import (
 // TestPostgresLogHoldsNoKeys runs the store's operations, failures
 // included, against a cluster that logs every statement, its duration and
 // every failing statement, then searches PostgreSQL's log for the keys (as
-// sent and in hex) and the plaintext.
+// sent and in hex) and the plaintext. It runs twice: with the session
+// settings fieldseal sends at connection start, and as behind a
+// transaction pooler, where only each transaction's own settings hold.
 func TestPostgresLogHoldsNoKeys(t *testing.T) {
 	t.Parallel()
+	for _, pooler := range []bool{false, true} {
+		t.Run(fmt.Sprintf("transaction-pooler=%v", pooler), func(t *testing.T) {
+			t.Parallel()
+			postgresLogHoldsNoKeys(t, pooler)
+		})
+	}
+}
+
+func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	ctx := context.Background()
 	database, cluster, _ := pgtest.NewCluster(t, map[string]string{
 		"log_statement": "all", "log_min_duration_statement": "0", "log_min_error_statement": "error",
 	})
-	pool, err := db.NewPool(ctx, database.AppURL)
+	store, err := db.Open(ctx, db.Config{URL: database.AppURL, TransactionPooler: pooler})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := db.NewStore(pool, db.DefaultThrottle)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer store.Close()
 
 	const plaintext = "log-test-plaintext-7f3a"
 	right, wrong := key(t, keyA), key(t, keyB)
@@ -55,10 +64,14 @@ func TestPostgresLogHoldsNoKeys(t *testing.T) {
 	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in)
 	_, _ = store.GetRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, rec.ID, wrong)
 	_, _ = store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, []int64{99}, in)
-	if _, err := pool.Exec(ctx, `SELECT fieldseal.pgp_sym_decrypt(fieldseal.pgp_sym_encrypt($1, $2), $3)`, plaintext, keyA, keyB); err == nil {
-		t.Fatal("decrypting under the wrong key succeeded")
+	if !pooler {
+		// Without a pooler, the session's own settings hold outside
+		// fieldseal's transactions too.
+		if _, err := store.Pool().Exec(ctx, `SELECT fieldseal.pgp_sym_decrypt(fieldseal.pgp_sym_encrypt($1, $2), $3)`, plaintext, keyA, keyB); err == nil {
+			t.Fatal("decrypting under the wrong key succeeded")
+		}
 	}
-	pool.Close()
+	store.Close()
 	cluster.Stop()
 
 	log, err := os.ReadFile(cluster.LogFile)

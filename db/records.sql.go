@@ -364,8 +364,18 @@ func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (R
 
 const setSubject = `-- name: SetSubject :exec
 
-SELECT set_config('fieldseal.subject', $1::text, true)
+SELECT set_config('fieldseal.subject', $1::text, true),
+       set_config('statement_timeout', $2::text, true),
+       set_config('lock_timeout', $3::text, true),
+       set_config('log_parameter_max_length', '0', true),
+       set_config('log_parameter_max_length_on_error', '0', true)
 `
+
+type SetSubjectParams struct {
+	Subject          string
+	StatementTimeout string
+	LockTimeout      string
+}
 
 // Every query runs inside a transaction that has set fieldseal.subject
 // (SetSubject); row-level security adds "subject = <that subject>" to each
@@ -381,8 +391,12 @@ SELECT set_config('fieldseal.subject', $1::text, true)
 // is 256 random bits (44 characters of base64), so iterated S2K would add
 // no guessing resistance while costing about 22 times the CPU of s2k-mode=1
 // per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
-func (q *Queries) SetSubject(ctx context.Context, subject string) error {
-	_, err := q.db.Exec(ctx, setSubject, subject)
+// The transaction's subject, and its bounds: how long a statement and a
+// lock wait may take, and parameter logging off. They are set for the
+// transaction, not only at connection start, so that they hold behind a
+// transaction-mode pooler too (PgBouncer passes no such startup parameter).
+func (q *Queries) SetSubject(ctx context.Context, arg SetSubjectParams) error {
+	_, err := q.db.Exec(ctx, setSubject, arg.Subject, arg.StatementTimeout, arg.LockTimeout)
 	return err
 }
 

@@ -40,15 +40,11 @@ const (
 func seed(t *testing.T) (pgtest.DB, *db.Store) {
 	t.Helper()
 	database := pgtest.NewDB(t)
-	pool, err := db.NewPool(context.Background(), database.AppURL)
+	store, err := db.Open(context.Background(), db.Config{URL: database.AppURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	store, err := db.NewStore(pool, db.DefaultThrottle)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(store.Close)
 	ctx := context.Background()
 	for _, s := range []struct{ sub, key, secret string }{
 		{"alice", keyA, "alice-plaintext-marker"},
@@ -280,15 +276,11 @@ func TestCheckSessionRole(t *testing.T) {
 		{"not an app member", "", "not a member of fieldseal_app"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pool, err := db.NewPool(context.Background(), pgtest.LoginRole(t, database, tc.attributes))
+			store, err := db.Open(context.Background(), db.Config{URL: pgtest.LoginRole(t, database, tc.attributes)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer pool.Close()
-			store, err := db.NewStore(pool, db.DefaultThrottle)
-			if err != nil {
-				t.Fatal(err)
-			}
+			defer store.Close()
 			err = store.CheckSessionRole(context.Background())
 			switch {
 			case tc.want == "" && err != nil:
@@ -303,14 +295,14 @@ func TestCheckSessionRole(t *testing.T) {
 func TestSessionsDoNotLogParameters(t *testing.T) {
 	t.Parallel()
 	database := pgtest.NewDB(t)
-	pool, err := db.NewPool(context.Background(), database.AppURL)
+	store, err := db.Open(context.Background(), db.Config{URL: database.AppURL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	defer store.Close()
 	for _, setting := range []string{"log_parameter_max_length", "log_parameter_max_length_on_error"} {
 		var v string
-		if err := pool.QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&v); err != nil {
+		if err := store.Pool().QueryRow(context.Background(), "SELECT current_setting($1)", setting).Scan(&v); err != nil {
 			t.Fatal(err)
 		}
 		if v != "0" {

@@ -13,19 +13,56 @@ import (
 // Store runs fieldseal's queries over a connection pool of the app role.
 type Store struct {
 	pool     *pgxpool.Pool
+	health   *pgxpool.Pool // one connection for /readyz and revocation polls
+	cfg      Config
 	throttle Throttle
+	timeouts Timeouts
+	// exports holds a token per export running: at most a quarter of the
+	// pool's connections stream exports at once (see Export).
+	exports chan struct{}
 	// OnAudit, if not nil, is told of every audit entry committed: its
 	// action and outcome. For metrics. Set before the Store is used.
 	OnAudit func(action, outcome string)
 }
 
-// NewStore returns a Store over pool that throttles wrong keys as t says.
-func NewStore(pool *pgxpool.Pool, t Throttle) (*Store, error) {
-	if err := t.Validate(); err != nil {
+// Open connects to PostgreSQL as c says. Connections are made as needed;
+// CheckSessionRole makes the first.
+func Open(ctx context.Context, c Config) (*Store, error) {
+	if c.Timeouts == (Timeouts{}) {
+		c.Timeouts = DefaultTimeouts
+	}
+	if c.Throttle == (Throttle{}) {
+		c.Throttle = DefaultThrottle
+	}
+	if err := c.Throttle.Validate(); err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool, throttle: t}, nil
+	if err := c.Timeouts.Validate(); err != nil {
+		return nil, err
+	}
+	if c.DirectURL != "" {
+		if _, err := pgx.ParseConfig(c.DirectURL); err != nil {
+			return nil, errors.New("the direct URL is not a valid PostgreSQL URL")
+		}
+	}
+	pool, health, err := newPools(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{
+		pool: pool, health: health, cfg: c, throttle: c.Throttle, timeouts: c.Timeouts,
+		exports: make(chan struct{}, max(1, pool.Config().MaxConns/4)),
+	}, nil
 }
+
+// Close closes every connection.
+func (s *Store) Close() {
+	s.pool.Close()
+	s.health.Close()
+}
+
+// PoolStat returns the request pool's statistics, for metrics.
+func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
 
 // inTx runs fn in one transaction that first sets the subject for
 // row-level security, with no audit entry of its own (fn appends what it

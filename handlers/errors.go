@@ -1,11 +1,13 @@
 package handlers
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -26,7 +28,18 @@ var statusOf = map[string]int{
 	fieldseal.ERATELIMITED:  http.StatusTooManyRequests,
 	fieldseal.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	fieldseal.EINTERNAL:     http.StatusInternalServerError,
+
+	fieldseal.EIDEMPOTENCYINUSE:  http.StatusConflict,
+	fieldseal.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
 }
+
+// statusClientClosed is logged (never sent: nobody is listening) for a
+// request whose client hung up before its answer: nginx's 499. It is not
+// a server error, so it stays out of the 5xx counts.
+const (
+	statusClientClosed = 499
+	codeClientClosed   = "client_closed_request"
+)
 
 // Problem is an RFC 9457 problem details body with fieldseal's stable code.
 type Problem struct {
@@ -45,6 +58,11 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
+		if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
+			c.Set(ctxErrorCode, codeClientClosed)
+			c.Response().WriteHeader(statusClientClosed)
+			return
+		}
 		code, status, detail := classify(err)
 		if status >= 500 {
 			log.ErrorContext(c.Request().Context(), "request failed",
@@ -57,10 +75,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			h.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+detail+`"`)
 		case fieldseal.EFORBIDDEN:
 			h.Set("WWW-Authenticate", `Bearer error="insufficient_scope", error_description="`+detail+`"`)
-		case fieldseal.ERATELIMITED:
-			if d := fieldseal.ErrorRetryAfter(err); d > 0 {
-				h.Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
-			}
+		case fieldseal.ERATELIMITED, fieldseal.EUNAVAILABLE:
+			d := max(fieldseal.ErrorRetryAfter(err), time.Second)
+			h.Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 		}
 		h.Set(echo.HeaderContentType, "application/problem+json")
 		c.Response().WriteHeader(status)

@@ -2,8 +2,10 @@ package handlers
 
 import (
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,11 +18,15 @@ import (
 type Export struct {
 	service fieldseal.ExportService
 	log     *slog.Logger
+	// writeTimeout bounds each write of an export: a client that does not
+	// take the next bytes within it is cut off, so it cannot hold the
+	// export's database connection for as long as it likes.
+	writeTimeout time.Duration
 }
 
 func (h *Export) register(g *echo.Group, guard routeGuard) {
 	g.GET("/records/:id/ciphertext", h.ciphertext, guard.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
-	g.GET("/export", h.export, guard.need(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
+	g.GET("/export", h.export, guard.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
 }
 
 // ciphertext returns the stored OpenPGP message, ASCII-armored.
@@ -40,21 +46,34 @@ func (h *Export) ciphertext(c echo.Context) error {
 // export streams every record as NDJSON, one record a line. An error
 // before the first line is a problem response; after it, the connection
 // is cut so the client cannot mistake a partial export for a whole one.
+// Every write must go through within writeTimeout.
 func (h *Export) export(c echo.Context) error {
 	w := c.Response()
+	rc := http.NewResponseController(w)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
 	started := false
 	err := h.service.Export(c.Request().Context(), caller(c), func(r fieldseal.ExportedRecord) error {
+		if err := rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil {
+			return err
+		}
 		if !started {
 			w.Header().Set(echo.HeaderContentType, "application/x-ndjson")
 			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		return enc.Encode(r)
+		if err := enc.Encode(r); err != nil {
+			return &clientWriteError{err}
+		}
+		return nil
 	})
+	var cw *clientWriteError
 	switch {
+	case err != nil && started && (errors.As(err, &cw) || c.Request().Context().Err() != nil):
+		h.log.InfoContext(c.Request().Context(), "export cut: the client stopped reading or hung up",
+			"request_id", requestID(c), "error", err.Error())
+		panic(http.ErrAbortHandler)
 	case err != nil && started:
 		h.log.ErrorContext(c.Request().Context(), "export failed mid-stream; cutting the connection",
 			"request_id", requestID(c), "error", err.Error())
@@ -67,3 +86,10 @@ func (h *Export) export(c echo.Context) error {
 	}
 	return nil
 }
+
+// clientWriteError is a write to the client that failed: its fault (gone,
+// or too slow), not the server's.
+type clientWriteError struct{ err error }
+
+func (e *clientWriteError) Error() string { return "write to the client: " + e.err.Error() }
+func (e *clientWriteError) Unwrap() error { return e.err }

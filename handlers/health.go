@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,10 +34,16 @@ func (h *Health) healthz(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// readyTimeout bounds /readyz: a probe must get an answer, not wait on a
+// database that does not give one.
+const readyTimeout = time.Second
+
 // readyz answers 200 when the database is reachable and its schema is the
-// version this binary was built for.
+// version this binary was built for, within readyTimeout (the store checks
+// on a connection of its own, so a full request pool does not delay it).
 func (h *Health) readyz(c echo.Context) error {
-	ctx := c.Request().Context()
+	ctx, cancel := context.WithTimeout(c.Request().Context(), readyTimeout)
+	defer cancel()
 	if err := h.db.Ping(ctx); err != nil {
 		return err
 	}

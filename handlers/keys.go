@@ -19,7 +19,7 @@ type Keys struct {
 
 func (h *Keys) register(g *echo.Group, guard routeGuard) {
 	g.POST("/keys/verify", h.verify, guard.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
-	g.POST("/keys/rotate", h.rotate, guard.need(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
+	g.POST("/keys/rotate", h.rotate, guard.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
 }
 
 // verify answers 204 when Encryption-Key is the subject's current key.

@@ -133,17 +133,43 @@ func authenticate(v TokenVerifier) echo.MiddlewareFunc {
 	}
 }
 
-// routeGuard builds each /v1 route's middleware: the body limit and
-// token check shared by all, then the route's scope, whose refusal is
-// recorded in the audit trail under the route's action.
+// routeGuard builds each /v1 route's middleware: the request's deadline,
+// the body limit and token check shared by all, then the route's scope,
+// whose refusal is recorded in the audit trail under the route's action.
 type routeGuard struct {
-	authed []echo.MiddlewareFunc
-	audit  fieldseal.AuditService
+	authed               []echo.MiddlewareFunc
+	audit                fieldseal.AuditService
+	timeout, longTimeout time.Duration
 }
 
 // need returns the middleware of a route requiring scope.
 func (g routeGuard) need(scope, action string) []echo.MiddlewareFunc {
-	return append(g.authed[:len(g.authed):len(g.authed)], g.requireScope(scope, action))
+	return g.chain(g.timeout, scope, action)
+}
+
+// needLong is need for a route over all of a subject's records (rotation,
+// export), whose deadline is the long one.
+func (g routeGuard) needLong(scope, action string) []echo.MiddlewareFunc {
+	return g.chain(g.longTimeout, scope, action)
+}
+
+func (g routeGuard) chain(timeout time.Duration, scope, action string) []echo.MiddlewareFunc {
+	m := []echo.MiddlewareFunc{deadline(timeout)}
+	m = append(m, g.authed...)
+	return append(m, g.requireScope(scope, action))
+}
+
+// deadline bounds the request's work: past d its database work is
+// abandoned and the answer is 503 unavailable.
+func deadline(d time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			ctx, cancel := context.WithTimeout(c.Request().Context(), d)
+			defer cancel()
+			c.SetRequest(c.Request().WithContext(ctx))
+			return next(c)
+		}
+	}
 }
 
 func (g routeGuard) requireScope(scope, action string) echo.MiddlewareFunc {

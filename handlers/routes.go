@@ -37,12 +37,21 @@ type Options struct {
 	MaxBody int64
 	// SchemaHead is the migration version this binary needs.
 	SchemaHead int64
+	// RequestTimeout is the deadline of every /v1 request (0: 15 s), and
+	// LongRequestTimeout that of rotation and export (0: 15 min).
+	RequestTimeout, LongRequestTimeout time.Duration
 }
 
 // New returns the HTTP API. Every route is listed here.
 func New(o Options) *echo.Echo {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBodyBytes
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 15 * time.Second
+	}
+	if o.LongRequestTimeout <= 0 {
+		o.LongRequestTimeout = 15 * time.Minute
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
@@ -64,10 +73,13 @@ func New(o Options) *echo.Echo {
 	// Middleware is attached per route, not to the group: a group's
 	// middleware would also catch unknown paths and methods, hiding 405.
 	v1 := e.Group("/v1")
-	guard := routeGuard{authed: []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}, audit: o.Audit}
+	guard := routeGuard{
+		authed: []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}, audit: o.Audit,
+		timeout: o.RequestTimeout, longTimeout: o.LongRequestTimeout,
+	}
 	(&Records{service: o.Records, now: time.Now}).register(v1, guard)
 	(&Keys{service: o.Keys}).register(v1, guard)
-	(&Export{service: o.Export, log: o.Log}).register(v1, guard)
+	(&Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}).register(v1, guard)
 	(&Audit{service: o.Audit, grants: o.Grants}).register(v1, guard)
 	return e
 }

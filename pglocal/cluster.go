@@ -29,6 +29,9 @@ type Options struct {
 	BinDir string
 	// Settings are extra server settings, passed as -c name=value.
 	Settings map[string]string
+	// Port is the loopback TCP port to listen on; 0 picks a free one. A
+	// restart on the port it had lets clients reconnect.
+	Port int
 }
 
 // Cluster is a running PostgreSQL server started by Start.
@@ -101,8 +104,11 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if c.Port, err = freePort(); err != nil {
-		return nil, err
+	c.Port = opts.Port
+	if c.Port == 0 {
+		if c.Port, err = freePort(); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.start(binDir, opts.Settings, as); err != nil {
 		return nil, err
@@ -246,6 +252,16 @@ func (c *Cluster) Stop() error {
 		<-c.exited
 	}
 	return nil
+}
+
+// Crash stops the server in immediate mode, as a crash would (pg_ctl stop
+// -m immediate: no checkpoint, sessions cut), and waits for it to exit.
+func (c *Cluster) Crash() {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	<-c.exited
 }
 
 // Exited is closed when the server process has exited.

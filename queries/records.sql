@@ -14,7 +14,15 @@
 -- per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
 
 -- name: SetSubject :exec
-SELECT set_config('fieldseal.subject', @subject::text, true);
+-- The transaction's subject, and its bounds: how long a statement and a
+-- lock wait may take, and parameter logging off. They are set for the
+-- transaction, not only at connection start, so that they hold behind a
+-- transaction-mode pooler too (PgBouncer passes no such startup parameter).
+SELECT set_config('fieldseal.subject', @subject::text, true),
+       set_config('statement_timeout', @statement_timeout::text, true),
+       set_config('lock_timeout', @lock_timeout::text, true),
+       set_config('log_parameter_max_length', '0', true),
+       set_config('log_parameter_max_length_on_error', '0', true);
 
 -- name: RegisterKeyVerifier :execrows
 -- The subject's first write registers its key; later ones change nothing.

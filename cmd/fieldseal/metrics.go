@@ -84,12 +84,12 @@ func (m *serverMetrics) observeAudit(action, outcome string) {
 }
 
 // registerPool exports the connection pool's statistics, read at scrape time.
-func (m *serverMetrics) registerPool(pool *pgxpool.Pool) {
+func (m *serverMetrics) registerPool(stat func() *pgxpool.Stat) {
 	gauge := func(name, help string, f func(*pgxpool.Stat) float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(pool.Stat()) })
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(stat()) })
 	}
 	counter := func(name, help string, f func(*pgxpool.Stat) float64) prometheus.Collector {
-		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(pool.Stat()) })
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(stat()) })
 	}
 	m.registry.MustRegister(
 		gauge("fieldseal_db_pool_connections", "Open connections to PostgreSQL.", func(s *pgxpool.Stat) float64 { return float64(s.TotalConns()) }),

@@ -42,6 +42,7 @@ type serveConfig struct {
 	requireEnc      bool
 	unknownKID      time.Duration
 	shutdownTimeout time.Duration
+	db              db.Config // the timeouts and pooler settings; URLs and throttle are above
 }
 
 // serveFlags declares serve's flags on f; dev shares most of them.
@@ -68,6 +69,13 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.IntVar(&c.throttle.SubjectLimit, "wrong-key-subject-limit", db.DefaultThrottle.SubjectLimit, "wrong-key answers per subject (all its tokens) per window before 429 ($"+f.variable("wrong-key-subject-limit")+")")
 	f.fs.DurationVar(&c.throttle.Window, "wrong-key-window", db.DefaultThrottle.Window, "the wrong-key throttling window ($"+f.variable("wrong-key-window")+")")
 	f.fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error ($"+f.variable("log-level")+")")
+	t := &c.db.Timeouts
+	f.fs.DurationVar(&t.Statement, "request-timeout", db.DefaultTimeouts.Statement, "deadline of every request, and statement_timeout of its statements; past it the answer is 503 ($"+f.variable("request-timeout")+")")
+	f.fs.DurationVar(&t.Long, "long-request-timeout", db.DefaultTimeouts.Long, "the same for key rotation and export, which read or rewrite all of a subject's records ($"+f.variable("long-request-timeout")+")")
+	f.fs.DurationVar(&t.Lock, "lock-timeout", db.DefaultTimeouts.Lock, "lock_timeout of every transaction: how long a request waits on a lock someone else holds before 503 ($"+f.variable("lock-timeout")+")")
+	f.fs.DurationVar(&t.PoolWait, "pool-timeout", db.DefaultTimeouts.PoolWait, "how long a request waits for a free database connection before 503 with Retry-After ($"+f.variable("pool-timeout")+")")
+	f.fs.BoolVar(&c.db.TransactionPooler, "transaction-pooler", false, "the database URL goes through a transaction-mode pooler such as PgBouncer: no prepared statements, session settings per transaction ($"+f.variable("transaction-pooler")+")")
+	f.fs.StringVar(&c.db.DirectURL, "direct-database-url", "", "with --transaction-pooler: a direct (session) URL of the same role for LISTEN, so revocations arrive at once; without it they are polled every 5s ($"+f.variable("direct-database-url")+")")
 }
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer, env func(string) (string, bool)) error {
@@ -125,6 +133,11 @@ func (c *serveConfig) validate() error {
 		return errors.New("FIELDSEAL_MAX_BODY_BYTES must be positive")
 	case c.tokenMaxLife <= 0:
 		return errors.New("FIELDSEAL_TOKEN_MAX_LIFETIME must be positive")
+	case c.db.DirectURL != "" && !c.db.TransactionPooler:
+		return errors.New("FIELDSEAL_DIRECT_DATABASE_URL is for FIELDSEAL_TRANSACTION_POOLER=true: without a pooler, fieldseal LISTENs on FIELDSEAL_DATABASE_URL")
+	}
+	if err := c.db.Timeouts.Validate(); err != nil {
+		return fmt.Errorf("FIELDSEAL_REQUEST_TIMEOUT, FIELDSEAL_LONG_REQUEST_TIMEOUT, FIELDSEAL_LOCK_TIMEOUT, FIELDSEAL_POOL_TIMEOUT: %w", err)
 	}
 	if c.requireEnc && c.decryptionKey == "" {
 		return errors.New("FIELDSEAL_TOKEN_REQUIRE_ENCRYPTION needs FIELDSEAL_TOKEN_DECRYPTION_KEY")
@@ -170,17 +183,15 @@ const revocationReread = 30 * time.Second
 // row-level security, and serves until ctx ends, trusting tokens signed by
 // keys from src. ready, if not nil, is called with the listening address.
 func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Logger, ready func(addr string)) error {
-	pool, err := db.NewPool(ctx, c.databaseURL)
+	dbc := c.db
+	dbc.URL, dbc.Throttle = c.databaseURL, c.throttle
+	store, err := db.Open(ctx, dbc)
 	if err != nil {
 		return fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
 	}
-	defer pool.Close()
-	store, err := db.NewStore(pool, c.throttle)
-	if err != nil {
-		return err
-	}
+	defer store.Close()
 	metrics := newServerMetrics()
-	metrics.registerPool(pool)
+	metrics.registerPool(store.PoolStat)
 	store.OnAudit = metrics.observeAudit
 	if err := store.CheckSessionRole(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
@@ -207,6 +218,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
 		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Observe: metrics.observeRequest, Log: log,
 		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
+		RequestTimeout: c.db.Timeouts.Statement, LongRequestTimeout: c.db.Timeouts.Long,
 	})
 
 	var certs *certReloader
@@ -223,9 +235,11 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		Handler:           api,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      5 * time.Minute,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// Long enough for a rotation's answer; an export sets its own
+		// deadline for each write (handlers/export.go).
+		WriteTimeout: c.db.Timeouts.Long + 30*time.Second,
+		IdleTimeout:  2 * time.Minute,
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	scheme := "http"
 	if certs != nil {

@@ -29,6 +29,12 @@ type Options struct {
 	Throttle          db.Throttle // zero: db.DefaultThrottle
 	Decrypter         *auth.Decrypter
 	RequireEncryption bool
+	Timeouts          db.Timeouts // zero: db.DefaultTimeouts
+	// DatabaseURL, if set, is where the app role connects instead of the
+	// database's own URL (a pooler in front of it), and TransactionPooler
+	// says it is a transaction-mode pooler.
+	DatabaseURL       string
+	TransactionPooler bool
 }
 
 // Server is a running API.
@@ -59,15 +65,15 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool, err := db.NewPool(ctx, database.AppURL)
+	url := database.AppURL
+	if o.DatabaseURL != "" {
+		url = o.DatabaseURL
+	}
+	store, err := db.Open(ctx, db.Config{URL: url, TransactionPooler: o.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	store, err := db.NewStore(pool, o.Throttle)
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(store.Close)
 	if err := store.CheckSessionRole(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,7 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
 		EncJWKS: o.Decrypter.PublicJWKS(), Log: slog.New(slog.NewJSONHandler(logBuf, nil)),
 		MaxBody: o.MaxBody, SchemaHead: migrations.Head(),
+		RequestTimeout: o.Timeouts.Statement, LongRequestTimeout: o.Timeouts.Long,
 	}))
 	t.Cleanup(srv.Close)
 	return &Server{URL: srv.URL, IdP: idp, Log: logBuf}
