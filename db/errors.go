@@ -30,6 +30,10 @@ func mapError(err error) error {
 	if errors.As(err, &fe) {
 		return err
 	}
+	var ce *callerError
+	if errors.As(err, &ce) {
+		return ce.err
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fieldseal.Errorf(fieldseal.ENOTFOUND, "no such record")
 	}
@@ -90,3 +94,10 @@ var errUnavailable = &fieldseal.Error{
 	Message:    "the database cannot be reached or did not answer in time",
 	RetryAfter: time.Second,
 }
+
+// callerError is an error returned by a caller's function (an export's
+// writer): the caller's to judge, never taken for the database's.
+type callerError struct{ err error }
+
+func (e *callerError) Error() string { return e.err.Error() }
+func (e *callerError) Unwrap() error { return e.err }

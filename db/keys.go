@@ -86,10 +86,13 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 		var r ExportRecordsRow
 		_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
 			n++
-			return fn(fieldseal.ExportedRecord{
+			if err := fn(fieldseal.ExportedRecord{
 				ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
 				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
-			})
+			}); err != nil {
+				return &callerError{err}
+			}
+			return nil
 		})
 		return err
 	}})

@@ -33,6 +33,10 @@ func readRevocations(ctx context.Context, q *Queries) ([]fieldseal.Revocation, e
 	return list, nil
 }
 
+// ListenerName is the application_name of the listening connection, as
+// pg_stat_activity shows it.
+const ListenerName = "fieldseal revocations"
+
 // PollInterval is how often the revocation list is read when nothing can
 // LISTEN: behind a transaction pooler with no direct URL.
 const PollInterval = 5 * time.Second
@@ -60,6 +64,7 @@ func (s *Store) WatchRevocations(ctx context.Context, interval time.Duration, ap
 		log.Error("revocation listener: the database URL is not valid; revocations reach this instance only at restart")
 		return
 	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = ListenerName
 	var b backoff
 	var downSince time.Time
 	connected := func() {

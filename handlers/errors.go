@@ -64,7 +64,12 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		code, status, detail := classify(err)
-		if status >= 500 {
+		switch {
+		case status == http.StatusServiceUnavailable:
+			// The database is down or busy: worth a look, not a bug.
+			log.WarnContext(c.Request().Context(), "request failed",
+				"request_id", requestID(c), "route", c.Path(), "error", err.Error())
+		case status >= 500:
 			log.ErrorContext(c.Request().Context(), "request failed",
 				"request_id", requestID(c), "route", c.Path(), "error", err.Error())
 		}

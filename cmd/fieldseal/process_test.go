@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 // server is `fieldseal serve` running as a process of its own.
@@ -20,6 +22,7 @@ type server struct {
 	cmd  *exec.Cmd
 	URL  string
 	done chan error
+	Log  *apitest.SyncBuffer // everything it wrote to stderr
 }
 
 // startServer runs `fieldseal serve` (this test binary, re-executed) with
@@ -38,11 +41,13 @@ func startServer(t testing.TB, vars map[string]string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	s := &server{cmd: cmd, done: make(chan error, 1)}
+	s := &server{cmd: cmd, done: make(chan error, 1), Log: &apitest.SyncBuffer{}}
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, 1<<20)
 		for sc.Scan() {
+			_, _ = s.Log.Write(append(sc.Bytes(), '\n'))
 			var line struct{ Msg, Address string }
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "serving" {
 				addr <- line.Address
