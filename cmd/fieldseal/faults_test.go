@@ -157,7 +157,6 @@ func call(t *testing.T, method, url, token, key string, body string, header map[
 	return resp.StatusCode, resp.Header, string(b)
 }
 
-
 // timed is one request's answer and how long it took.
 type timed struct {
 	status     int
