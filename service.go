@@ -27,8 +27,9 @@ type Caller struct {
 type RecordService interface {
 	// CreateRecord stores a new record with the given id under key. The
 	// subject's first write registers key as its key. EWRONGKEY if key is
-	// not the subject's key (nothing is written), EUNAVAILABLE.
-	CreateRecord(ctx context.Context, caller Caller, key Key, id ID, in RecordInput) (Record, error)
+	// not the subject's key (nothing is written), EUNAVAILABLE; with idem,
+	// also *Replay, EIDEMPOTENCYREUSED and EIDEMPOTENCYINUSE.
+	CreateRecord(ctx context.Context, caller Caller, key Key, id ID, in RecordInput, idem *Idempotent[Record]) (Record, error)
 	// GetRecord returns a record; decrypted when key is not zero.
 	// ENOTFOUND, EWRONGKEY, EUNAVAILABLE.
 	GetRecord(ctx context.Context, caller Caller, id ID, key Key) (Record, error)
@@ -53,8 +54,9 @@ type KeyService interface {
 	// RotateKey re-encrypts every record of the subject, and its key
 	// verifier, from current to next in one transaction, and returns how
 	// many records it re-encrypted. EWRONGKEY (nothing changes),
-	// EUNAVAILABLE.
-	RotateKey(ctx context.Context, caller Caller, current, next Key) (int64, error)
+	// EUNAVAILABLE; with idem, also *Replay, EIDEMPOTENCYREUSED and
+	// EIDEMPOTENCYINUSE.
+	RotateKey(ctx context.Context, caller Caller, current, next Key, idem *Idempotent[int64]) (int64, error)
 }
 
 // ExportService reads a subject's records as stored, for backup and

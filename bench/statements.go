@@ -123,6 +123,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		"token_limit": "1000", "subject_limit": "1000",
 		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
 		"client_addr": "'127.0.0.1'", "record_count": "NULL", "if_decrypted": "false",
+		"statement_timeout": "'15000ms'", "lock_timeout": "'5000ms'",
 	}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}

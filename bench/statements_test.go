@@ -25,7 +25,7 @@ func TestStatementScriptsBuildFromQueries(t *testing.T) {
 		if strings.ContainsAny(s, "@$") || strings.Contains(s, "sqlc.") {
 			t.Errorf("%s script still has a sqlc parameter:\n%s", tc.name, s)
 		}
-		if !strings.HasPrefix(s, "\\startpipeline\nBEGIN;\nSELECT set_config('fieldseal.subject', ('bench-' || :client_id)::text, true);\n") ||
+		if !strings.HasPrefix(s, "\\startpipeline\nBEGIN;\nSELECT set_config('fieldseal.subject', ('bench-' || :client_id)::text, true), set_config('statement_timeout', ") ||
 			!strings.HasSuffix(s, "COMMIT;\n\\endpipeline\n") || strings.Count(s, "\\startpipeline") != tc.roundTrips {
 			t.Errorf("%s script is not BEGIN…COMMIT in %d round trips:\n%s", tc.name, tc.roundTrips, s)
 		}

@@ -27,7 +27,7 @@ func TestExportWhileTheSubjectWrites(t *testing.T) {
 		// Mid-export, the same subject writes twice (each with its own
 		// audit entry, committed before the export's).
 		for range 2 {
-			if _, err := store.CreateRecord(ctx, alice, key(t, keyA), fieldseal.NewID(time.Now()), in); err != nil {
+			if _, err := store.CreateRecord(ctx, alice, key(t, keyA), fieldseal.NewID(time.Now()), in, nil); err != nil {
 				t.Errorf("create during export: %v", err)
 			}
 		}

@@ -26,9 +26,9 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // RotateKey implements fieldseal.KeyService. It is one transaction: a
 // crash, a kill or a lost connection before COMMIT leaves every record and
 // the verifier under the current key; after it, all under next.
-func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key) (int64, error) {
+func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
 	var n int64
-	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, work{long: true, then: func(q *Queries) error {
+	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, work{long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")

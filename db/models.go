@@ -55,6 +55,16 @@ type FieldsealGrantsPolicy struct {
 	Privilege  string
 }
 
+type FieldsealIdempotencyKey struct {
+	Subject     string
+	Key         string
+	Fingerprint []byte
+	Status      int32
+	Header      []byte
+	Body        []byte
+	CreatedAt   time.Time
+}
+
 type FieldsealKeyFailure struct {
 	Subject     string
 	TokenID     string

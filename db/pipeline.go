@@ -34,6 +34,8 @@ type work struct {
 	// long raises the transaction's statement_timeout to Timeouts.Long:
 	// for work over all of a subject's records (rotation, export).
 	long bool
+	// idem, if set, makes the work idempotent (see idempotency.go).
+	idem *idempotency
 }
 
 // workTx runs one request's work in a transaction with as few round trips
@@ -90,6 +92,10 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 			return err
 		})
 	}
+	var claimed bool
+	if w.idem != nil {
+		w.idem.claim(ctx, begin, &claimed)
+	}
 	if w.first != nil {
 		w.first(begin)
 	}
@@ -115,6 +121,9 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	if usesKey && !admission.Admitted {
 		return s.throttled(admission)
 	}
+	if w.idem != nil && !claimed {
+		return w.idem.answered(ctx, New(conn)) // the work just done rolls back
+	}
 	if w.then != nil {
 		q := New(conn)
 		if w.commitFirst {
@@ -134,6 +143,11 @@ func (s *Store) workTx(ctx context.Context, caller fieldseal.Caller, note *audit
 	end := &pgx.Batch{}
 	if !note.quiet {
 		appendAudit(end, false)
+	}
+	if w.idem != nil {
+		if err := w.idem.save(ctx, end); err != nil {
+			return err
+		}
 	}
 	end.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, end).Close(); err != nil {

@@ -46,7 +46,7 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	const plaintext = "log-test-plaintext-7f3a"
 	right, wrong := key(t, keyA), key(t, keyB)
 	in := fieldseal.RecordInput{Collection: "c", Public: json.RawMessage(`{}`), Secret: json.RawMessage(`{"s":"` + plaintext + `"}`)}
-	rec, err := store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, fieldseal.NewID(time.Now()), in)
+	rec, err := store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, fieldseal.NewID(time.Now()), in, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	}
 	// Failures: wrong keys, a conflict, and a statement PostgreSQL rejects
 	// with the key among its parameters (decrypting under the wrong key).
-	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in)
+	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in, nil)
 	_, _ = store.GetRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, rec.ID, wrong)
 	_, _ = store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, []int64{99}, in)
 	if !pooler {

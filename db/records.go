@@ -19,12 +19,13 @@ import (
 // in the second. The insert runs even when the key turns out wrong or the
 // caller throttled (it tries no key: encrypting with any key raises
 // nothing in PostgreSQL's log); the transaction then rolls back with it.
-func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput) (fieldseal.Record, error) {
+func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	var matches bool
 	var row CreateRecordRow
 	var createErr error
 	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, work{
+		idem: idempotent(idem, &rec),
 		first: func(b *pgx.Batch) {
 			queue(b, func(q *Queries) error {
 				_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())

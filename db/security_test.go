@@ -53,7 +53,7 @@ func seed(t *testing.T) (pgtest.DB, *db.Store) {
 		_, err := store.CreateRecord(ctx, fieldseal.Caller{Subject: s.sub, TokenID: "t"}, key(t, s.key), fieldseal.NewID(time.Now()), fieldseal.RecordInput{
 			Collection: "c", Public: json.RawMessage(`{"owner":"` + s.sub + `-public"}`),
 			Secret: json.RawMessage(`{"s":"` + s.secret + `"}`),
-		})
+		}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

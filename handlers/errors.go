@@ -58,6 +58,13 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
+		var replay *fieldseal.Replay
+		if errors.As(err, &replay) {
+			// Not an error: the answer given the first time, sent again.
+			c.Response().Header().Set(HeaderIdempotentReplayed, "true")
+			_ = writeAnswer(c, replay.Answer)
+			return
+		}
 		if errors.Is(err, context.Canceled) && c.Request().Context().Err() != nil {
 			c.Set(ctxErrorCode, codeClientClosed)
 			c.Response().WriteHeader(statusClientClosed)

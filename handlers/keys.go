@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -57,9 +58,23 @@ func (h *Keys) rotate(c echo.Context) error {
 	if next.Equal(current) {
 		return fieldseal.Errorf(fieldseal.EINVALID, "%s is the current key: nothing to rotate", HeaderNewEncryptionKey)
 	}
-	n, err := h.service.RotateKey(c.Request().Context(), caller(c), current, next)
+	idem, err := idempotent(c, current, rotatedAnswer, next.Passphrase())
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, rotateResponse{Rotated: n})
+	n, err := h.service.RotateKey(c.Request().Context(), caller(c), current, next, idem)
+	if err != nil {
+		return err
+	}
+	return writeAnswer(c, rotatedAnswer(n))
+}
+
+// rotatedAnswer is the answer to a rotation of n records.
+func rotatedAnswer(n int64) fieldseal.Answer {
+	body, _ := json.Marshal(rotateResponse{Rotated: n}) // cannot fail
+	return fieldseal.Answer{
+		Status: http.StatusOK,
+		Header: map[string]string{echo.HeaderContentType: echo.MIMEApplicationJSON},
+		Body:   append(body, '\n'),
+	}
 }

@@ -47,18 +47,33 @@ func (h *Records) create(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	idem, err := idempotent(c, key, createdAnswer)
+	if err != nil {
+		return err
+	}
 	in, err := readRecord(c)
 	if err != nil {
 		return err
 	}
-	rec, err := h.service.CreateRecord(c.Request().Context(), caller(c), key, fieldseal.NewID(h.now()), in)
+	rec, err := h.service.CreateRecord(c.Request().Context(), caller(c), key, fieldseal.NewID(h.now()), in, idem)
 	if err != nil {
 		return err
 	}
+	return writeAnswer(c, createdAnswer(rec))
+}
+
+// createdAnswer is the answer to a create: the record without its secret.
+func createdAnswer(rec fieldseal.Record) fieldseal.Answer {
 	rec.Secret = nil
-	c.Response().Header().Set(echo.HeaderLocation, "/v1/records/"+rec.ID.String())
-	c.Response().Header().Set("ETag", etag(rec.Version))
-	return writeRecord(c, http.StatusCreated, rec)
+	return fieldseal.Answer{
+		Status: http.StatusCreated,
+		Header: map[string]string{
+			echo.HeaderContentType: echo.MIMEApplicationJSON,
+			echo.HeaderLocation:    "/v1/records/" + rec.ID.String(),
+			"ETag":                 etag(rec.Version),
+		},
+		Body: append(appendRecord(make([]byte, 0, recordSize(rec)), rec), '\n'),
+	}
 }
 
 func (h *Records) get(c echo.Context) error {
