@@ -307,3 +307,210 @@ func TestSlowExportReadersCannotTakeThePool(t *testing.T) {
 		t.Errorf("stalled clients logged as server errors:\n%s", srv.Log.String())
 	}
 }
+
+// PostgreSQL terminated, crashed and restarted under load: every answer is
+// 2xx or 503 (with Retry-After), never 500; clients that retry their
+// creates with the same Idempotency-Key end with exactly one record each,
+// whether the answer they lost had committed or not.
+func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database, cluster, dir := pgtest.NewCluster(t, nil)
+	vars, tok := tokenSetup(t, "alice")
+	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
+	srv := startServer(t, vars)
+	key := dataKey(t)
+	if s, _, b := call(t, "POST", srv.URL+"/v1/records", tok, key, `{"collection":"c","secret":{}}`, nil); s != 201 {
+		t.Fatalf("first create: %d %s", s, b)
+	}
+
+	const clients = 4
+	faultsOver := make(chan struct{}) // clients create until the faults are over
+	type outcome struct {
+		statuses map[int]int
+		no503RA  int
+		keys     []string
+		gaveUp   int
+	}
+	results := make(chan outcome, clients)
+	stop := time.Now().Add(90 * time.Second) // every loop ends by itself
+	for c := range clients {
+		go func() {
+			o := outcome{statuses: map[int]int{}}
+			client := &http.Client{Timeout: 20 * time.Second}
+			for i := 0; time.Now().Before(stop); i++ {
+				select {
+				case <-faultsOver:
+					results <- o
+					return
+				default:
+				}
+				idem := fmt.Sprintf("c%d-%d", c, i)
+				body := fmt.Sprintf(`{"collection":"c","public":{"k":%q},"secret":{"i":%d}}`, idem, i)
+				for {
+					req, _ := http.NewRequest("POST", srv.URL+"/v1/records", strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+tok)
+					req.Header.Set("Encryption-Key", key)
+					req.Header.Set("Idempotency-Key", idem)
+					resp, err := client.Do(req)
+					if err != nil {
+						o.statuses[0]++
+					} else {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						o.statuses[resp.StatusCode]++
+						if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
+							o.no503RA++
+						}
+						if resp.StatusCode == 201 {
+							o.keys = append(o.keys, idem)
+							break
+						}
+					}
+					if time.Now().After(stop) {
+						o.gaveUp++
+						break
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+			results <- o
+		}()
+	}
+
+	admin := adminConn(t, database.AdminURL)
+	time.Sleep(300 * time.Millisecond)
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'cluster_app'`); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(ctx)
+	time.Sleep(300 * time.Millisecond)
+	cluster.Crash() // as pg_ctl stop -m immediate
+	time.Sleep(500 * time.Millisecond)
+	var err error
+	if cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: dir, Port: cluster.Port}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cluster.Stop(); err != nil { // fast shutdown, as pg_ctl restart -m fast
+		t.Fatal(err)
+	}
+	if cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: dir, Port: cluster.Port}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cluster.Stop() })
+	time.Sleep(500 * time.Millisecond)
+	close(faultsOver)
+
+	total := map[int]int{}
+	var acknowledged []string
+	for range clients {
+		o := <-results
+		for s, n := range o.statuses {
+			total[s] += n
+		}
+		if o.no503RA > 0 {
+			t.Errorf("%d answers 503 without Retry-After", o.no503RA)
+		}
+		if o.gaveUp > 0 {
+			t.Errorf("%d creates never succeeded within 90 s", o.gaveUp)
+		}
+		acknowledged = append(acknowledged, o.keys...)
+	}
+	for s, n := range total {
+		if s != 201 && s != 503 {
+			t.Errorf("%d answers %d; want only 201 and 503 (0: connection error)", n, s)
+		}
+	}
+	if total[503] == 0 {
+		t.Error("no 503 at all: the faults missed the load, and the test proved nothing")
+	}
+	admin = adminConn(t, cluster.URL("postgres"))
+	rows, err := admin.Query(ctx, `SELECT public->>'k', count(*) FROM fieldseal.records WHERE public ? 'k' GROUP BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int{}
+	for rows.Next() {
+		var k string
+		var n int
+		if err := rows.Scan(&k, &n); err != nil {
+			t.Fatal(err)
+		}
+		stored[k] = n
+	}
+	for k, n := range stored {
+		if n != 1 {
+			t.Errorf("%d records for Idempotency-Key %s; want 1", n, k)
+		}
+	}
+	for _, k := range acknowledged {
+		if stored[k] != 1 {
+			t.Errorf("the acknowledged create %s is missing", k)
+		}
+	}
+	if len(stored) != len(acknowledged) {
+		t.Errorf("%d keys stored, %d acknowledged", len(stored), len(acknowledged))
+	}
+	if logLines(srv.Log.String(), `"level":"ERROR"`) != 0 {
+		t.Errorf("errors logged:\n%s", srv.Log.String())
+	}
+	t.Logf("answers: %v; %d creates acknowledged", total, len(acknowledged))
+}
+
+// A client that hangs up before its answer is logged as 499 at INFO, and
+// counted outside the 5xx.
+func TestClientThatHangsUpIs499(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database := pgtest.NewDB(t)
+	vars, tok := tokenSetup(t, "alice")
+	vars["FIELDSEAL_DATABASE_URL"] = database.AppURL
+	srv := startServer(t, vars)
+	key := dataKey(t)
+	const rec = `{"collection":"c","public":{},"secret":{}}`
+	if s, _, _ := call(t, "POST", srv.URL+"/v1/records", tok, key, rec, nil); s != 201 {
+		t.Fatalf("create: %d", s)
+	}
+	admin := adminConn(t, database.AdminURL)
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE fieldseal.records IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(rctx, "POST", srv.URL+"/v1/records", strings.NewReader(rec))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Encryption-Key", key)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the create answered %d under the lock before the client gave up", resp.StatusCode)
+	}
+	waitFor(t, 5*time.Second, "the server logs the hung-up request", func() bool {
+		return logLines(srv.Log.String(), `"status":499`) == 1
+	})
+	if n := logLines(srv.Log.String(), `"status":499`, `"level":"INFO"`, `"code":"client_closed_request"`); n != 1 {
+		t.Errorf("the 499 is not logged at INFO with code client_closed_request:\n%s", srv.Log.String())
+	}
+	if n := logLines(srv.Log.String(), `"level":"ERROR"`); n != 0 {
+		t.Errorf("a client that hung up was logged as an error:\n%s", srv.Log.String())
+	}
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, l := range strings.Split(string(metrics), "\n") {
+		if strings.HasPrefix(l, "fieldseal_http_requests_total") && strings.Contains(l, `status="5`) {
+			t.Errorf("a hung-up request counted as a server error: %s", l)
+		}
+	}
+	if !strings.Contains(string(metrics), `status="499"`) {
+		t.Error("the 499 is not in the request metrics")
+	}
+}
