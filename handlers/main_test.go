@@ -267,3 +267,10 @@ func (a *api) doChunked(token, key, body string) response {
 	b, _ := io.ReadAll(resp.Body)
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
+
+// TestWholeSuiteThroughPgBouncer runs every test of this package again
+// with the API's app role behind PgBouncer 1.18 in transaction pooling
+// mode (FIELDSEAL_TRANSACTION_POOLER=true's setting in the Store).
+func TestWholeSuiteThroughPgBouncer(t *testing.T) {
+	pgtest.RunThroughPgBouncer(t)
+}

@@ -514,3 +514,70 @@ func TestClientThatHangsUpIs499(t *testing.T) {
 		t.Error("the 499 is not in the request metrics")
 	}
 }
+
+// fieldseal serve behind PgBouncer in transaction mode: the API works,
+// PostgreSQL's log (log_statement = all) holds no key, and revocations
+// arrive by polling, or at once with a direct URL to LISTEN on.
+func TestServeBehindPgBouncer(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database, cluster, _ := pgtest.NewCluster(t, map[string]string{"log_statement": "all", "log_min_error_statement": "error"})
+	dir, err := os.MkdirTemp("", "fieldseal-pgbouncer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bouncer, err := pglocal.StartPgBouncer(ctx, dir, cluster.Port, map[string]string{"cluster_app": "cluster-app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(bouncer.Stop)
+	pooled := strings.Replace(database.AppURL, fmt.Sprintf(":%d/", cluster.Port), fmt.Sprintf(":%d/", bouncer.Port), 1)
+
+	vars, tok := tokenSetup(t, "alice")
+	vars["FIELDSEAL_DATABASE_URL"] = pooled
+	vars["FIELDSEAL_TRANSACTION_POOLER"] = "true"
+	polling := startServer(t, vars)
+	direct := map[string]string{}
+	for k, v := range vars {
+		direct[k] = v
+	}
+	direct["FIELDSEAL_DIRECT_DATABASE_URL"] = database.AppURL
+	listening := startServer(t, direct)
+
+	key := dataKey(t)
+	status, h, body := call(t, "POST", polling.URL+"/v1/records", tok, key, `{"collection":"c","secret":{"s":"bouncer-plaintext"}}`, map[string]string{"Idempotency-Key": "b1"})
+	if status != 201 {
+		t.Fatalf("create through PgBouncer: %d %s", status, body)
+	}
+	if s, _, b := call(t, "GET", listening.URL+h.Get("Location"), tok, key, "", nil); s != 200 || !strings.Contains(b, "bouncer-plaintext") {
+		t.Errorf("read through PgBouncer: %d %s", s, b)
+	}
+	if s, h2, _ := call(t, "POST", listening.URL+"/v1/records", tok, key, `{"collection":"c","secret":{"s":"bouncer-plaintext"}}`, map[string]string{"Idempotency-Key": "b1"}); s != 201 || h2.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("idempotent retry through PgBouncer on another instance: %d, replayed %q", s, h2.Get("Idempotent-Replayed"))
+	}
+
+	revoke := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+	if code, _, errOut := runCmd(t, ctx, revoke, "token", "revoke", "--jti", decodeClaims(t, tok)["jti"].(string)); code != 0 {
+		t.Fatalf("token revoke: %s", errOut)
+	}
+	refusedWithin(t, time.Second, tok, listening)
+	refusedWithin(t, db.PollInterval+2*time.Second, tok, polling)
+
+	bouncer.Stop()
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.ReadFile(cluster.LogFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "pgp_sym_encrypt") {
+		t.Fatal("the log does not hold the statements: the test would prove nothing")
+	}
+	for _, secret := range []string{key, "bouncer-plaintext"} {
+		if strings.Contains(string(log), secret) {
+			t.Errorf("PostgreSQL's log holds %q", secret)
+		}
+	}
+}

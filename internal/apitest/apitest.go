@@ -30,11 +30,6 @@ type Options struct {
 	Decrypter         *auth.Decrypter
 	RequireEncryption bool
 	Timeouts          db.Timeouts // zero: db.DefaultTimeouts
-	// DatabaseURL, if set, is where the app role connects instead of the
-	// database's own URL (a pooler in front of it), and TransactionPooler
-	// says it is a transaction-mode pooler.
-	DatabaseURL       string
-	TransactionPooler bool
 }
 
 // Server is a running API.
@@ -65,11 +60,7 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := database.AppURL
-	if o.DatabaseURL != "" {
-		url = o.DatabaseURL
-	}
-	store, err := db.Open(ctx, db.Config{URL: url, TransactionPooler: o.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts})
+	store, err := db.Open(ctx, db.Config{URL: database.AppURL, TransactionPooler: database.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,10 @@
 // migrations were applied to once per test binary; tests may run in
 // parallel. Nothing is skipped: without PostgreSQL the run fails and says
 // what to install.
+//
+// With FIELDSEAL_TEST_PGBOUNCER=1 the app role's URLs go through a
+// PgBouncer in transaction pooling mode started in front of the server
+// (see RunThroughPgBouncer).
 package pgtest
 
 import (
@@ -12,8 +16,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,8 +39,13 @@ var server struct {
 	appRole     string
 	appPassword string
 	cluster     *pglocal.Cluster
-	mu          sync.Mutex // serialises CREATE DATABASE ... TEMPLATE
+	bouncer     *pglocal.PgBouncer // with FIELDSEAL_TEST_PGBOUNCER=1
+	mu          sync.Mutex         // serialises CREATE DATABASE ... TEMPLATE
 }
+
+// PgBouncerVariable, set to 1, puts a PgBouncer between the app role and
+// the server.
+const PgBouncerVariable = "FIELDSEAL_TEST_PGBOUNCER"
 
 // Main runs m against a real PostgreSQL; call it from TestMain.
 func Main(m *testing.M) {
@@ -78,6 +91,23 @@ func run(m *testing.M) int {
 		teardown(ctx)
 		return 1
 	}
+	if os.Getenv(PgBouncerVariable) == "1" {
+		dir, err := os.MkdirTemp("", "fieldseal-test-pgbouncer-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		port, _ := strconv.Atoi(u.Port())
+		b, err := pglocal.StartPgBouncer(ctx, dir, port, map[string]string{server.appRole: server.appPassword})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+			teardown(ctx)
+			return 1
+		}
+		defer b.Stop()
+		server.bouncer = b
+	}
 	code := m.Run()
 	teardown(ctx)
 	return code
@@ -110,6 +140,11 @@ type DB struct {
 	Name     string
 	AdminURL string // the admin role (superuser for the throwaway cluster)
 	AppURL   string // a login role that is a member of fieldseal_app only
+	// TransactionPooler says AppURL goes through PgBouncer in transaction
+	// mode (FIELDSEAL_TEST_PGBOUNCER=1); DirectAppURL is then the same
+	// role straight to the server.
+	TransactionPooler bool
+	DirectAppURL      string
 }
 
 // NewDB creates a migrated database for t, dropped when t ends.
@@ -131,7 +166,13 @@ func NewDB(t testing.TB) DB {
 	})
 	app := *server.adminURL
 	app.User = url.UserPassword(server.appRole, server.appPassword)
-	return DB{Name: name, AdminURL: dbURL(server.adminURL, name), AppURL: dbURL(&app, name)}
+	d := DB{Name: name, AdminURL: dbURL(server.adminURL, name), AppURL: dbURL(&app, name)}
+	d.DirectAppURL = d.AppURL
+	if server.bouncer != nil {
+		app.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(server.bouncer.Port))
+		d.AppURL, d.TransactionPooler = dbURL(&app, name), true
+	}
+	return d
 }
 
 // NewEmptyDB creates an unmigrated database for t, dropped when t ends, and
@@ -228,5 +269,23 @@ func AppendAudit(t testing.TB, url, subject string, n int) {
 		if err != nil {
 			t.Fatalf("append to %s's chain: %v", subject, err)
 		}
+	}
+}
+
+// RunThroughPgBouncer runs this test binary's tests again, except the
+// caller, with FIELDSEAL_TEST_PGBOUNCER=1: the whole suite with the app
+// role behind PgBouncer in transaction pooling mode. In that run it does
+// nothing.
+func RunThroughPgBouncer(t *testing.T) {
+	t.Helper()
+	if os.Getenv(PgBouncerVariable) == "1" {
+		return
+	}
+	cmd := exec.Command(os.Args[0], "-test.count=1", "-test.skip", "^"+t.Name()+"$")
+	cmd.Env = append(os.Environ(), PgBouncerVariable+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		lines := strings.Split(string(out), "\n")
+		t.Fatalf("the suite through PgBouncer failed (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	}
 }
