@@ -2,11 +2,9 @@ package db
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
@@ -16,10 +14,14 @@ import (
 type auditNote struct {
 	action   string
 	recordID *fieldseal.ID
-	count    *int64
+	count    *int64 // read when the entry is appended, after the work
 	// quiet skips the entry when the work succeeds: reads without a key
 	// decrypt nothing and are not audited (their refusals are).
 	quiet bool
+	// ifDecrypted appends the entry only if the transaction decrypted
+	// what it records (fieldseal.decrypted, set by GetRecordDecrypted), so
+	// a read's entry can be sent with the read, before its outcome is known.
+	ifDecrypted bool
 }
 
 // auditedRefusals are the refusals that get an entry of their own.
@@ -28,46 +30,25 @@ var auditedRefusals = map[string]bool{
 	fieldseal.ECONFLICT: true, fieldseal.EFORBIDDEN: true,
 }
 
-// do runs one request's work for caller in one subject-scoped transaction:
-// refused at once if usesKey and the caller is throttled; on success the
-// audit entry is appended in the same transaction, so there is no work
-// without its entry. A refusal is audited (and a wrong key counted) in a
-// transaction of its own, since the work's was rolled back.
-func (s *Store) do(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	return s.doWork(ctx, caller, note, usesKey, opts, work{then: fn})
-}
-
-// doWork is do with statements in the first round trip (see work).
-func (s *Store) doWork(ctx context.Context, caller fieldseal.Caller, note *auditNote, usesKey bool, opts pgx.TxOptions, w work) error {
-	err := s.workTx(ctx, caller, note, usesKey, opts, w)
-	if err == nil && !note.quiet {
-		s.audited(note.action, "ok")
-	}
-	code := fieldseal.ErrorCode(err)
-	if !auditedRefusals[code] {
-		return err
-	}
-	if aerr := s.recordRefusal(ctx, caller, note, code); aerr != nil {
-		return fmt.Errorf("record a refusal (%s): %w", code, aerr)
-	}
-	return err
-}
-
 // recordRefusal appends the audit entry of a refused request, in a
-// transaction of its own, and counts a wrong key against the caller.
-func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note *auditNote, outcome string) error {
-	err := s.inTx(ctx, caller.Subject, func(q *Queries) error {
-		if outcome == fieldseal.EWRONGKEY {
-			p := RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()}
-			if err := q.RecordKeyFailure(ctx, p); err != nil {
-				return err
-			}
-			if err := q.PruneKeyFailures(ctx, s.throttle.windowSeconds()); err != nil {
-				return err
-			}
+// transaction of its own (one round trip), and counts a wrong key against
+// the caller.
+func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) error {
+	t := &tx{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
+	if outcome == fieldseal.EWRONGKEY {
+		exec(&t.first, func(q *Queries) error {
+			return q.RecordKeyFailure(ctx, RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()})
+		})
+		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.throttle.windowSeconds()) })
+	}
+	appended := query(&t.first, s.appendEntry(ctx, caller, note, outcome))
+	t.check = func() error {
+		if n, err := appended.get(); err != nil || n != 1 {
+			return fmt.Errorf("db: the refusal's audit entry was not appended (%v)", err)
 		}
-		return appendAudit(ctx, q, caller, note, outcome)
-	})
+		return nil
+	}
+	err := s.runTx(ctx, t)
 	if err == nil {
 		s.audited(note.action, outcome)
 	}
@@ -80,28 +61,26 @@ func (s *Store) audited(action, outcome string) {
 	}
 }
 
-func appendAudit(ctx context.Context, q *Queries, caller fieldseal.Caller, note *auditNote, outcome string) error {
-	_, err := q.AppendAuditEvent(ctx, auditParams(caller, note, outcome))
-	return err
-}
-
-func auditParams(caller fieldseal.Caller, note *auditNote, outcome string) AppendAuditEventParams {
-	p := AppendAuditEventParams{
-		Action: note.action, Outcome: outcome,
-		TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
+// appendEntry is the append of note's entry with outcome, for query.
+func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) func(q *Queries) (int64, error) {
+	return func(q *Queries) (int64, error) {
+		p := AppendAuditEventParams{
+			Action: note.action, Outcome: outcome, IfDecrypted: note.ifDecrypted && outcome == "ok",
+			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
+		}
+		if note.recordID != nil {
+			p.RecordID = uuid(*note.recordID)
+		}
+		if note.count != nil {
+			p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
+		}
+		return q.AppendAuditEvent(ctx, p)
 	}
-	if note.recordID != nil {
-		p.RecordID = uuid(*note.recordID)
-	}
-	if note.count != nil {
-		p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
-	}
-	return p
 }
 
 // RecordRefusal implements fieldseal.AuditService.
 func (s *Store) RecordRefusal(ctx context.Context, caller fieldseal.Caller, action, outcome string) error {
-	return s.recordRefusal(ctx, caller, &auditNote{action: action}, outcome)
+	return s.recordRefusal(ctx, caller, auditNote{action: action}, outcome)
 }
 
 // AuditEvents implements fieldseal.AuditService.
@@ -111,7 +90,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 	if until.IsZero() {
 		until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
-	err := s.inTxWith(ctx, caller.Subject, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(q *Queries) error {
+	err := s.run(ctx, &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, then: func(q *Queries) error {
 		if err := q.EnableAuditReading(ctx); err != nil {
 			return err
 		}
@@ -133,7 +112,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 			page.Items = append(page.Items, e)
 		}
 		return err
-	})
+	}})
 	if err != nil {
 		return fieldseal.AuditPage{}, err
 	}
@@ -144,7 +123,4 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 	return page, nil
 }
 
-var (
-	_ fieldseal.AuditService = (*Store)(nil)
-	_                        = errors.New
-)
+var _ fieldseal.AuditService = (*Store)(nil)

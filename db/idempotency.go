@@ -33,17 +33,19 @@ func idempotent[T any](idem *fieldseal.Idempotent[T], result *T) *idempotency {
 }
 
 // claim queues the claim of the key (and the pruning of this subject's
-// expired keys) into b; *claimed says whether it was claimed.
-func (i *idempotency) claim(ctx context.Context, b *pgx.Batch, claimed *bool) {
-	queue(b, func(q *Queries) (err error) {
-		*claimed, err = q.ClaimIdempotencyKey(ctx, ClaimIdempotencyKeyParams{Key: i.key, Fingerprint: i.fingerprint[:]})
+// expired keys) into b: true when claimed, no row when the key has a live
+// answer.
+func (i *idempotency) claim(ctx context.Context, b *pgx.Batch) *pending[bool] {
+	claimed := query(b, func(q *Queries) (bool, error) {
+		ok, err := q.ClaimIdempotencyKey(ctx, ClaimIdempotencyKeyParams{Key: i.key, Fingerprint: i.fingerprint[:]})
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_timeout: the first is still running
-			return fieldseal.Errorf(fieldseal.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still running; retry once it has answered")
+			return false, fieldseal.Errorf(fieldseal.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still running; retry once it has answered")
 		}
-		return err
+		return ok, err
 	})
-	queue(b, func(q *Queries) error { return q.PruneIdempotencyKeys(ctx) })
+	exec(b, func(q *Queries) error { return q.PruneIdempotencyKeys(ctx) })
+	return claimed
 }
 
 // answered returns what a request whose key was not claimed gets: the
@@ -71,7 +73,7 @@ func (i *idempotency) save(ctx context.Context, b *pgx.Batch) error {
 	if err != nil {
 		return err
 	}
-	queue(b, func(q *Queries) error {
+	exec(b, func(q *Queries) error {
 		return q.SaveIdempotencyAnswer(ctx, SaveIdempotencyAnswerParams{Key: i.key, Status: int32(a.Status), Header: header, Body: a.Body})
 	})
 	return nil

@@ -13,14 +13,14 @@ import (
 
 // VerifyKey implements fieldseal.KeyService.
 func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key) error {
-	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionVerify}, true, pgx.TxOptions{}, func(q *Queries) error {
+	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionVerify}, usesKey: true, then: func(q *Queries) error {
 		if err := requireKey(ctx, q, key); fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
 		} else if err != nil {
 			return err
 		}
 		return nil
-	})
+	}})
 }
 
 // RotateKey implements fieldseal.KeyService. It is one transaction: a
@@ -28,7 +28,7 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // the verifier under the current key; after it, all under next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
 	var n int64
-	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionRotate, count: &n}, true, pgx.TxOptions{}, work{long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
+	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionRotate, count: &n}, usesKey: true, long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
@@ -50,11 +50,11 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 // Ciphertext implements fieldseal.ExportService.
 func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
 	var armored string
-	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, false, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, then: func(q *Queries) error {
 		var err error
 		armored, err = q.GetRecordCiphertext(ctx, uuid(id))
 		return err
-	})
+	}})
 	return armored, err
 }
 
@@ -78,7 +78,7 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 			Message: fmt.Sprintf("%d exports are running, as many as this server runs at once; try again shortly", cap(s.exports))}
 	}
 	var n int64
-	return s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionExport, count: &n}, false, pgx.TxOptions{}, work{long: true, then: func(q *Queries) error {
+	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionExport, count: &n}, long: true, then: func(q *Queries) error {
 		rows, err := q.db.Query(ctx, exportRecords)
 		if err != nil {
 			return err

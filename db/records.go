@@ -21,39 +21,29 @@ import (
 // nothing in PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	var matches bool
-	var row CreateRecordRow
-	var createErr error
-	err := s.doWork(ctx, caller, &auditNote{action: fieldseal.ActionCreate, recordID: &id}, true, pgx.TxOptions{}, work{
-		idem: idempotent(idem, &rec),
-		first: func(b *pgx.Batch) {
-			queue(b, func(q *Queries) error {
-				_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
-				return err
-			})
-			queue(b, func(q *Queries) (err error) {
-				matches, err = q.CheckKey(ctx, key.Passphrase())
-				return err
-			})
-			queue(b, func(q *Queries) error {
-				row, createErr = q.CreateRecord(ctx, CreateRecordParams{
-					ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
-				})
-				return createErr
-			})
-		},
-		then: func(*Queries) error {
-			switch {
-			case !matches:
-				return errWrongKey
-			case createErr != nil: // only no row reaches here
-				return fmt.Errorf("db: the record's insert returned no row")
-			}
-			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-			return nil
-		},
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idempotent(idem, &rec)}
+	exec(&t.first, func(q *Queries) error {
+		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
+		return err
 	})
-	return rec, err
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	created := query(&t.first, func(q *Queries) (CreateRecordRow, error) {
+		return q.CreateRecord(ctx, CreateRecordParams{
+			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
+		})
+	})
+	t.check = func() error {
+		if ok, err := matches.get(); err != nil || !ok {
+			return errWrongKey // the verifier was registered in this transaction: no row means no admission
+		}
+		row, err := created.get()
+		if err != nil {
+			return fmt.Errorf("db: the record's insert returned no row: %w", err)
+		}
+		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
+		return nil
+	}
+	return rec, s.run(ctx, t)
 }
 
 // GetRecord implements fieldseal.RecordService in one round trip: BEGIN,
@@ -61,50 +51,36 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 // read decrypted) and COMMIT.
 func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	var rowErr error
-	note := &auditNote{action: fieldseal.ActionRead, recordID: &id}
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionRead, recordID: &id}, commitFirst: true}
 	if key.IsZero() {
-		note.quiet = true // metadata only: nothing decrypted
-		var row GetRecordRow
-		err := s.doWork(ctx, caller, note, false, pgx.TxOptions{}, work{
-			first: func(b *pgx.Batch) {
-				queue(b, func(q *Queries) error {
-					row, rowErr = q.GetRecord(ctx, uuid(id))
-					return rowErr
-				})
-			},
-			then: func(*Queries) error {
-				if rowErr != nil {
-					return rowErr // no rows: not found
-				}
-				rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-				return nil
-			},
-			commitFirst: true,
-		})
-		return rec, err
-	}
-	var row GetRecordDecryptedRow
-	err := s.doWork(ctx, caller, note, true, pgx.TxOptions{}, work{
-		first: func(b *pgx.Batch) {
-			queue(b, func(q *Queries) error {
-				row, rowErr = q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
-				return rowErr
-			})
-		},
-		then: func(*Queries) error {
-			switch {
-			case rowErr != nil:
-				return rowErr // no rows: not found
-			case !row.KeyMatches:
-				return errWrongKey
+		t.note.quiet = true // metadata only: nothing decrypted
+		read := query(&t.first, func(q *Queries) (GetRecordRow, error) { return q.GetRecord(ctx, uuid(id)) })
+		t.check = func() error {
+			row, err := read.get()
+			if err != nil {
+				return err // no rows: not found
 			}
-			rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
+			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 			return nil
-		},
-		commitFirst: true,
+		}
+		return rec, s.run(ctx, t)
+	}
+	t.usesKey, t.note.ifDecrypted = true, true
+	read := query(&t.first, func(q *Queries) (GetRecordDecryptedRow, error) {
+		return q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 	})
-	return rec, err
+	t.check = func() error {
+		row, err := read.get()
+		switch {
+		case err != nil:
+			return err // no rows: not found
+		case !row.KeyMatches:
+			return errWrongKey
+		}
+		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
+		return nil
+	}
+	return rec, s.run(ctx, t)
 }
 
 // ListRecords implements fieldseal.RecordService. With the key, the key
@@ -113,66 +89,53 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
 	page := fieldseal.Page{Items: []fieldseal.Record{}}
 	var count int64
-	note := &auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}, usesKey: !key.IsZero()}
 	// A page of every collection is a scan of the subject's records in id
 	// order, whatever the parameters: its cached generic plan is right,
 	// and planning each page anew cost more than reading it. A collection
 	// filter keeps custom plans, which use the (subject, collection, id)
 	// index.
-	genericPlans := func(b *pgx.Batch) {
-		if opts.Collection == "" {
-			queue(b, func(q *Queries) error { return q.UseGenericPlans(ctx) })
-		}
+	if opts.Collection == "" {
+		exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
 	}
-	var w work
 	if key.IsZero() {
-		w.commitFirst = true // nothing decrypted, nothing to audit
-		w.first = func(b *pgx.Batch) {
-			genericPlans(b)
-			queue(b, func(q *Queries) error {
-				rows, err := q.ListRecords(ctx, ListRecordsParams{
-					After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
-				})
-				for _, r := range rows {
-					page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
-				}
-				return err
-			})
+		t.commitFirst = true // nothing decrypted, nothing to audit
+		rows := query(&t.first, func(q *Queries) ([]ListRecordsRow, error) {
+			return q.ListRecords(ctx, ListRecordsParams{After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit)})
+		})
+		t.check = func() error {
+			rows, err := rows.get()
+			for _, r := range rows {
+				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			}
+			return err
 		}
 	} else {
-		var matches bool
-		var checkErr error
-		var rows []ListRecordsDecryptedRow
-		w.first = func(b *pgx.Batch) {
-			genericPlans(b)
-			queue(b, func(q *Queries) error {
-				matches, checkErr = q.CheckKey(ctx, key.Passphrase())
-				return checkErr
+		matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+		rows := query(&t.first, func(q *Queries) ([]ListRecordsDecryptedRow, error) {
+			return q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
+				Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
 			})
-			queue(b, func(q *Queries) (err error) {
-				rows, err = q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
-					Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
-				})
-				return err
-			})
-		}
-		w.then = func(*Queries) error {
+		})
+		t.check = func() error {
+			ok, err := matches.get()
 			switch {
-			case errors.Is(checkErr, pgx.ErrNoRows):
+			case errors.Is(err, pgx.ErrNoRows):
 				return nil // no verifier: a subject that never wrote has no records
-			case checkErr != nil:
-				return checkErr
-			case !matches:
+			case err != nil:
+				return err
+			case !ok:
 				return errWrongKey
 			}
+			rows, err := rows.get()
 			for _, r := range rows {
 				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
 			}
 			count = int64(len(page.Items))
-			return nil
+			return err
 		}
 	}
-	if err := s.doWork(ctx, caller, note, !key.IsZero(), pgx.TxOptions{}, w); err != nil {
+	if err := s.run(ctx, t); err != nil {
 		return fieldseal.Page{}, err
 	}
 	if len(page.Items) == opts.Limit && opts.Limit > 0 {
@@ -184,7 +147,7 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 // ReplaceRecord implements fieldseal.RecordService.
 func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
 	var rec fieldseal.Record
-	err := s.do(ctx, caller, &auditNote{action: fieldseal.ActionReplace, recordID: &id}, true, pgx.TxOptions{}, func(q *Queries) error {
+	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionReplace, recordID: &id}, usesKey: true, then: func(q *Queries) error {
 		if err := requireKey(ctx, q, key); err != nil {
 			// Another subject's record is "not found" whatever the key.
 			if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
@@ -201,13 +164,13 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 		}
 		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 		return nil
-	})
+	}})
 	return rec, err
 }
 
 // DeleteRecord implements fieldseal.RecordService.
 func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, match []int64) error {
-	return s.do(ctx, caller, &auditNote{action: fieldseal.ActionDelete, recordID: &id}, false, pgx.TxOptions{}, func(q *Queries) error {
+	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionDelete, recordID: &id}, then: func(q *Queries) error {
 		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
 		if err != nil {
 			return err
@@ -216,7 +179,7 @@ func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fi
 			return versionOrNotFound(ctx, q, id, nil)
 		}
 		return nil
-	})
+	}})
 }
 
 // versionOrNotFound tells why a conditional write touched no row.

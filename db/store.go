@@ -64,18 +64,6 @@ func (s *Store) Close() {
 // PoolStat returns the request pool's statistics, for metrics.
 func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
 
-// inTx runs fn in one transaction that first sets the subject for
-// row-level security, with no audit entry of its own (fn appends what it
-// must): workTx with nothing to audit. fn's error rolls it back.
-func (s *Store) inTx(ctx context.Context, subject string, fn func(q *Queries) error) error {
-	return s.inTxWith(ctx, subject, pgx.TxOptions{}, fn)
-}
-
-// inTxWith is inTx with transaction options.
-func (s *Store) inTxWith(ctx context.Context, subject string, opts pgx.TxOptions, fn func(q *Queries) error) error {
-	return s.workTx(ctx, fieldseal.Caller{Subject: subject}, &auditNote{quiet: true}, false, opts, work{then: fn})
-}
-
 // requireKey answers whether key is the subject's current key, holding the
 // verifier row until the transaction ends. A subject with no verifier has
 // never written: ENOTFOUND.
