@@ -112,7 +112,10 @@ func TestRoundTrips(t *testing.T) {
 		want int64
 		do   func() error
 	}{
-		{"create", 2, func() (err error) { rec, err = s.CreateRecord(ctx, alice, right, fieldseal.NewID(time.Now()), in, nil); return err }},
+		{"create", 2, func() (err error) {
+			rec, err = s.CreateRecord(ctx, alice, right, fieldseal.NewID(time.Now()), in, nil)
+			return err
+		}},
 		{"read with the key", 1, func() error { _, err := s.GetRecord(ctx, alice, rec.ID, right); return err }},
 		{"read without a key", 1, func() error { _, err := s.GetRecord(ctx, alice, rec.ID, fieldseal.Key{}); return err }},
 		{"list with the key", 2, func() error {
