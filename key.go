@@ -1,6 +1,7 @@
 package fieldseal
 
 import (
+	"context"
 	"encoding/base64"
 	"log/slog"
 )
@@ -54,3 +55,17 @@ func (k Key) LogValue() slog.Value { return slog.StringValue(redacted) }
 
 // MarshalText implements encoding.TextMarshaler without revealing the key.
 func (k Key) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// KeyService manages a subject's data key.
+type KeyService interface {
+	// VerifyKey returns nil if key is the subject's current key, EWRONGKEY
+	// otherwise (also when the subject has no key yet), ERATELIMITED,
+	// EUNAVAILABLE.
+	VerifyKey(ctx context.Context, caller Caller, key Key) error
+	// RotateKey re-encrypts every record of the subject, and its key
+	// verifier, from current to next in one transaction, and returns how
+	// many records it re-encrypted. EWRONGKEY (nothing changes),
+	// EUNAVAILABLE; with idem, also *Replay, EIDEMPOTENCYREUSED and
+	// EIDEMPOTENCYINUSE.
+	RotateKey(ctx context.Context, caller Caller, current, next Key, idem *Idempotent[int64]) (int64, error)
+}

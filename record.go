@@ -1,6 +1,7 @@
 package fieldseal
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 )
@@ -35,4 +36,30 @@ type ListOptions struct {
 type Page struct {
 	Items []Record
 	Next  ID
+}
+
+// RecordService stores and reads records. Every method works on the
+// caller's subject's records only and returns *Error codes as listed; any
+// other error is internal. Every method that takes a key may also return
+// ERATELIMITED: after too many wrong keys, key-bearing requests are refused
+// before the key is tried.
+type RecordService interface {
+	// CreateRecord stores a new record with the given id under key. The
+	// subject's first write registers key as its key. EWRONGKEY if key is
+	// not the subject's key (nothing is written), EUNAVAILABLE; with idem,
+	// also *Replay, EIDEMPOTENCYREUSED and EIDEMPOTENCYINUSE.
+	CreateRecord(ctx context.Context, caller Caller, key Key, id ID, in RecordInput, idem *Idempotent[Record]) (Record, error)
+	// GetRecord returns a record; decrypted when key is not zero.
+	// ENOTFOUND, EWRONGKEY, EUNAVAILABLE.
+	GetRecord(ctx context.Context, caller Caller, id ID, key Key) (Record, error)
+	// ListRecords returns one page in creation order; decrypted when key is
+	// not zero. EWRONGKEY, EUNAVAILABLE.
+	ListRecords(ctx context.Context, caller Caller, key Key, opts ListOptions) (Page, error)
+	// ReplaceRecord replaces a record under key. If match is not nil, the
+	// record's current version must be one of match. ENOTFOUND, EWRONGKEY,
+	// ECONFLICT, EUNAVAILABLE; nothing is written on error.
+	ReplaceRecord(ctx context.Context, caller Caller, key Key, id ID, match []int64, in RecordInput) (Record, error)
+	// DeleteRecord deletes a record; with match not nil only one of those
+	// versions. ENOTFOUND, ECONFLICT, EUNAVAILABLE.
+	DeleteRecord(ctx context.Context, caller Caller, id ID, match []int64) error
 }

@@ -18,7 +18,7 @@ func CheckRemoteURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if isLoopback(u.Hostname()) {
+		if LoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("%q must use https (plain http is allowed only on loopback hosts)", raw)
@@ -27,7 +27,9 @@ func CheckRemoteURL(raw string) error {
 	}
 }
 
-func isLoopback(host string) bool {
+// LoopbackHost reports whether host (a name or an address, no port) is
+// this machine: localhost or a loopback address.
+func LoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}

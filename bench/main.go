@@ -114,11 +114,8 @@ func main() {
 	defer cluster.Stop()
 	pgDataDir = cluster.DataDir
 	admin := cluster.URL("postgres")
-	m, err := migrations.Open(ctx, admin)
-	check(err)
-	_, err = m.Up(ctx)
-	check(err)
-	m.Close()
+	check(migrations.Up(ctx, admin))
+	check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
 
 	key := randomKey()
 	ids := seed(ctx, admin, key)
@@ -216,7 +213,6 @@ func seed(ctx context.Context, admin, key string) []string {
 	check(err)
 	defer conn.Close(ctx)
 	for _, stmt := range []string{
-		`CREATE ROLE bench_app LOGIN PASSWORD 'bench' IN ROLE fieldseal_app`,
 		`CREATE SCHEMA bench`,
 		`CREATE TABLE bench.bare (n int PRIMARY KEY, secret bytea NOT NULL)`,
 		`CREATE TABLE bench.bare_insert (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, secret bytea NOT NULL)`,

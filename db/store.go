@@ -6,8 +6,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/fieldseal/fieldseal"
 )
 
 // Store runs fieldseal's queries over a connection pool of the app role.
@@ -63,22 +61,3 @@ func (s *Store) Close() {
 
 // PoolStat returns the request pool's statistics, for metrics.
 func (s *Store) PoolStat() *pgxpool.Stat { return s.pool.Stat() }
-
-// requireKey answers whether key is the subject's current key, holding the
-// verifier row until the transaction ends. A subject with no verifier has
-// never written: ENOTFOUND.
-func requireKey(ctx context.Context, q *Queries, key fieldseal.Key) error {
-	ok, err := q.CheckKey(ctx, key.Passphrase())
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fieldseal.Errorf(fieldseal.ENOTFOUND, "no such record")
-	}
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return errWrongKey
-	}
-	return nil
-}
-
-var errWrongKey = fieldseal.Errorf(fieldseal.EWRONGKEY, "this key is not the subject's current key")

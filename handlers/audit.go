@@ -10,22 +10,12 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/auth"
 )
 
 // Audit serves /v1/audit: the trail, for tokens with audit:read.
 type Audit struct {
 	service fieldseal.AuditService
 	grants  fieldseal.GrantsService
-}
-
-// ActionAuditRead is the audit action of reading the trail (its refusals
-// are audited like any other).
-const ActionAuditRead = "audit.read"
-
-func (h *Audit) register(g *echo.Group, guard routeGuard) {
-	g.GET("/audit/events", h.events, guard.need(auth.ScopeAuditRead, ActionAuditRead)...)
-	g.GET("/audit/grants", h.grantsReport, guard.need(auth.ScopeAuditRead, ActionAuditRead)...)
 }
 
 // grantsReport is `fieldseal audit grants --format json` over HTTP: 200

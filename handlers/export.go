@@ -10,7 +10,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/auth"
 )
 
 // Export serves the portable forms of a subject's records: what a user
@@ -22,11 +21,6 @@ type Export struct {
 	// take the next bytes within it is cut off, so it cannot hold the
 	// export's database connection for as long as it likes.
 	writeTimeout time.Duration
-}
-
-func (h *Export) register(g *echo.Group, guard routeGuard) {
-	g.GET("/records/:id/ciphertext", h.ciphertext, guard.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
-	g.GET("/export", h.export, guard.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
 }
 
 // ciphertext returns the stored OpenPGP message, ASCII-armored.

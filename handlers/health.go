@@ -24,11 +24,6 @@ type Health struct {
 	schemaHead int64
 }
 
-func (h *Health) register(e *echo.Echo) {
-	e.GET("/healthz", h.healthz)
-	e.GET("/readyz", h.readyz)
-}
-
 // healthz answers while the process serves HTTP at all.
 func (h *Health) healthz(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})

@@ -71,18 +71,3 @@ func writeJSONBody(c echo.Context, v any) error {
 	enc.SetEscapeHTML(false)
 	return enc.Encode(v)
 }
-
-// bodyLimit refuses bodies over limit: at once when Content-Length says
-// so, else when the decoder reads past it.
-func bodyLimit(limit int64) echo.MiddlewareFunc {
-	return func(next echo.HandlerFunc) echo.HandlerFunc {
-		return func(c echo.Context) error {
-			r := c.Request()
-			if r.ContentLength > limit {
-				return fieldseal.Errorf(fieldseal.ETOOLARGE, "the request body is larger than %d bytes", limit)
-			}
-			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
-			return next(c)
-		}
-	}
-}

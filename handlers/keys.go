@@ -7,7 +7,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/auth"
 )
 
 // HeaderNewEncryptionKey carries the key a rotation moves to.
@@ -16,11 +15,6 @@ const HeaderNewEncryptionKey = "New-Encryption-Key"
 // Keys serves /v1/keys.
 type Keys struct {
 	service fieldseal.KeyService
-}
-
-func (h *Keys) register(g *echo.Group, guard routeGuard) {
-	g.POST("/keys/verify", h.verify, guard.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
-	g.POST("/keys/rotate", h.rotate, guard.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
 }
 
 // verify answers 204 when Encryption-Key is the subject's current key.

@@ -203,3 +203,18 @@ func claims(c echo.Context) auth.Claims {
 	cl, _ := c.Get(ctxClaims).(auth.Claims)
 	return cl
 }
+
+// bodyLimit refuses bodies over limit: at once when Content-Length says
+// so, else when the decoder reads past it.
+func bodyLimit(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if r.ContentLength > limit {
+				return fieldseal.Errorf(fieldseal.ETOOLARGE, "the request body is larger than %d bytes", limit)
+			}
+			r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+			return next(c)
+		}
+	}
+}

@@ -12,7 +12,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/auth"
 )
 
 // Records serves /v1/records.
@@ -26,14 +25,6 @@ const (
 	DefaultPageSize = 50
 	MaxPageSize     = 500
 )
-
-func (h *Records) register(g *echo.Group, guard routeGuard) {
-	g.POST("/records", h.create, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
-	g.GET("/records", h.list, guard.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
-	g.GET("/records/:id", h.get, guard.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
-	g.PUT("/records/:id", h.replace, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
-	g.DELETE("/records/:id", h.delete, guard.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
-}
 
 // recordRequest is the body of POST and PUT.
 type recordRequest struct {

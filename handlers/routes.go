@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/handlers/openapi"
 )
 
@@ -42,7 +43,8 @@ type Options struct {
 	RequestTimeout, LongRequestTimeout time.Duration
 }
 
-// New returns the HTTP API. Every route is listed here.
+// New returns the HTTP API. Every route is listed here; each handler
+// struct holds only what its routes need.
 func New(o Options) *echo.Echo {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBodyBytes
@@ -58,7 +60,9 @@ func New(o Options) *echo.Echo {
 	e.HTTPErrorHandler = errorHandler(o.Log)
 	e.Use(requestIDs, accessLog(o.Log, o.Observe), recoverPanics(o.Log))
 
-	(&Health{db: o.Health, schemaHead: o.SchemaHead}).register(e)
+	health := &Health{db: o.Health, schemaHead: o.SchemaHead}
+	e.GET("/healthz", health.healthz)
+	e.GET("/readyz", health.readyz)
 	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
 		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS)
@@ -72,14 +76,31 @@ func New(o Options) *echo.Echo {
 
 	// Middleware is attached per route, not to the group: a group's
 	// middleware would also catch unknown paths and methods, hiding 405.
+	// need: the request deadline, body limit, token and the route's scope
+	// (whose refusal is audited under the route's action); needLong: the
+	// same with the long deadline.
 	v1 := e.Group("/v1")
-	guard := routeGuard{
+	g := routeGuard{
 		authed: []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}, audit: o.Audit,
 		timeout: o.RequestTimeout, longTimeout: o.LongRequestTimeout,
 	}
-	(&Records{service: o.Records, now: time.Now}).register(v1, guard)
-	(&Keys{service: o.Keys}).register(v1, guard)
-	(&Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}).register(v1, guard)
-	(&Audit{service: o.Audit, grants: o.Grants}).register(v1, guard)
+	records := &Records{service: o.Records, now: time.Now}
+	v1.POST("/records", records.create, g.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+	v1.GET("/records", records.list, g.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
+	v1.GET("/records/:id", records.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
+	v1.PUT("/records/:id", records.replace, g.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
+	v1.DELETE("/records/:id", records.delete, g.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
+
+	keys := &Keys{service: o.Keys}
+	v1.POST("/keys/verify", keys.verify, g.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
+	v1.POST("/keys/rotate", keys.rotate, g.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
+
+	export := &Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}
+	v1.GET("/records/:id/ciphertext", export.ciphertext, g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
+	v1.GET("/export", export.export, g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
+
+	audit := &Audit{service: o.Audit, grants: o.Grants}
+	v1.GET("/audit/events", audit.events, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
+	v1.GET("/audit/grants", audit.grantsReport, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
 	return e
 }

@@ -263,6 +263,3 @@ func (c *Cluster) Crash() {
 	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
 	<-c.exited
 }
-
-// Exited is closed when the server process has exited.
-func (c *Cluster) Exited() <-chan struct{} { return c.exited }

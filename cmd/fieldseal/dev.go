@@ -72,14 +72,8 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		c.databaseURL = u.String()
 	}
 	if admin != "" {
-		m, err := migrations.Open(ctx, admin)
-		if err != nil {
+		if err := migrations.Up(ctx, admin); err != nil {
 			return err
-		}
-		_, err = m.Up(ctx)
-		m.Close()
-		if err != nil {
-			return fmt.Errorf("migrate up: %w", err)
 		}
 		if err := ensureLoginRole(ctx, admin, c.databaseURL); err != nil {
 			return err
@@ -177,29 +171,8 @@ func ensureLoginRole(ctx context.Context, adminURL, appURL string) error {
 	if err != nil || u.User == nil || u.User.Username() == "" {
 		return errors.New("FIELDSEAL_DATABASE_URL must name a user")
 	}
-	user := u.User.Username()
 	pw, _ := u.User.Password()
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)`, user).Scan(&exists); err != nil {
-		return err
-	}
-	stmt := fmt.Sprintf("GRANT fieldseal_app TO %s", pgx.Identifier{user}.Sanitize())
-	if !exists {
-		if pw == "" {
-			return fmt.Errorf("role %q does not exist and FIELDSEAL_DATABASE_URL has no password to create it with", user)
-		}
-		// format() quotes server-side, so no password is ever spliced into SQL here.
-		if err := conn.QueryRow(ctx, `SELECT format('CREATE ROLE %I LOGIN PASSWORD %L IN ROLE fieldseal_app', $1::text, $2::text)`, user, pw).Scan(&stmt); err != nil {
-			return err
-		}
-	}
-	_, err = conn.Exec(ctx, stmt)
-	return err
+	return migrations.EnsureAppLogin(ctx, adminURL, u.User.Username(), pw)
 }
 
 // readOrCreate returns the trimmed content of path, creating it (0600)

@@ -17,7 +17,7 @@ import (
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/handlers"
-	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/internal/api"
 )
 
 // serveConfig is everything serve needs, read from flags and environment.
@@ -152,19 +152,11 @@ func (c *serveConfig) validate() error {
 	if err != nil {
 		return fmt.Errorf("FIELDSEAL_LISTEN: %q is not host:port", c.listen)
 	}
-	if c.tlsCert == "" && !c.trustProxyTLS && !loopbackHost(host) {
+	if c.tlsCert == "" && !c.trustProxyTLS && !auth.LoopbackHost(host) {
 		return fmt.Errorf("FIELDSEAL_LISTEN %s is not a loopback address and no certificate is set: "+
 			"set FIELDSEAL_TLS_CERT and FIELDSEAL_TLS_KEY, or FIELDSEAL_TRUST_PROXY_TLS=true if a TLS-terminating proxy sits in front", c.listen)
 	}
 	return nil
-}
-
-func loopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func newLogger(w io.Writer, level string) (*slog.Logger, error) {
@@ -175,51 +167,34 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
-// revocationReread is how often the revocation list is read again even
-// without a notification.
-const revocationReread = 30 * time.Second
-
 // serve connects as the app role, refuses a role that could bypass
 // row-level security, and serves until ctx ends, trusting tokens signed by
 // keys from src. ready, if not nil, is called with the listening address.
 func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Logger, ready func(addr string)) error {
-	dbc := c.db
-	dbc.URL, dbc.Throttle = c.databaseURL, c.throttle
-	store, err := db.Open(ctx, dbc)
-	if err != nil {
-		return fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
-	}
-	defer store.Close()
 	metrics := newServerMetrics()
-	metrics.registerPool(store.PoolStat)
-	store.OnAudit = metrics.observeAudit
-	if err := store.CheckSessionRole(ctx); err != nil {
-		return fmt.Errorf("refusing to start: %w", err)
-	}
-	revocations := auth.NewRevocations()
 	src.OnRefresh = metrics.observeJWKS
 	opts := c.verifierOptions(src)
-	opts.Revocations = revocations
 	opts.OnRefuse = func(reason string) { metrics.tokenRefusals.WithLabelValues(reason).Inc() }
 	if c.decryptionKey != "" {
+		var err error
 		if opts.Decrypter, err = auth.LoadDecrypter(c.decryptionKey); err != nil {
 			return fmt.Errorf("FIELDSEAL_TOKEN_DECRYPTION_KEY: %w", err)
 		}
 		opts.RequireEncryption = c.requireEnc
 	}
-	verifier, err := auth.NewVerifier(ctx, opts)
-	if err != nil {
-		return fmt.Errorf("token verification: %w", err)
-	}
-	watchCtx, stopWatching := context.WithCancel(ctx)
-	defer stopWatching()
-	go store.WatchRevocations(watchCtx, revocationReread, revocations.Replace, log)
-	api := handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
-		EncJWKS: opts.Decrypter.PublicJWKS(), Metrics: metrics.handler(), Observe: metrics.observeRequest, Log: log,
-		MaxBody: c.maxBody, SchemaHead: migrations.Head(),
-		RequestTimeout: c.db.Timeouts.Statement, LongRequestTimeout: c.db.Timeouts.Long,
+	dbc := c.db
+	dbc.URL, dbc.Throttle = c.databaseURL, c.throttle
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	defer stopAPI()
+	a, err := api.New(apiCtx, api.Config{
+		Database: dbc, Tokens: opts, Log: log, MaxBody: c.maxBody,
+		Metrics: metrics.handler(), Observe: metrics.observeRequest, OnAudit: metrics.observeAudit,
 	})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	metrics.registerPool(a.Store.PoolStat)
 
 	var certs *certReloader
 	if c.tlsCert != "" {
@@ -232,7 +207,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 		return err
 	}
 	srv := &http.Server{
-		Handler:           api,
+		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		// Long enough for a rotation's answer; an export sets its own

@@ -15,9 +15,8 @@ import (
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/handlers"
+	"github.com/fieldseal/fieldseal/internal/api"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
-	"github.com/fieldseal/fieldseal/migrations"
 )
 
 // Audience is the audience the API expects.
@@ -53,28 +52,20 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 	idpSrv.Start()
 	t.Cleanup(idpSrv.Close)
 
-	verifier, err := auth.NewVerifier(ctx, auth.Options{
-		Issuer: idp.URL, Audience: Audience, Keys: auth.KeySource{Issuer: idp.URL},
-		Decrypter: o.Decrypter, RequireEncryption: o.RequireEncryption,
+	logBuf := &SyncBuffer{}
+	a, err := api.New(ctx, api.Config{
+		Database: db.Config{URL: database.AppURL, TransactionPooler: database.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts},
+		Tokens: auth.Options{
+			Issuer: idp.URL, Audience: Audience, Keys: auth.KeySource{Issuer: idp.URL},
+			Decrypter: o.Decrypter, RequireEncryption: o.RequireEncryption,
+		},
+		Log: slog.New(slog.NewJSONHandler(logBuf, nil)), MaxBody: o.MaxBody,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := db.Open(ctx, db.Config{URL: database.AppURL, TransactionPooler: database.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	if err := store.CheckSessionRole(ctx); err != nil {
-		t.Fatal(err)
-	}
-	logBuf := &SyncBuffer{}
-	srv := httptest.NewServer(handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
-		EncJWKS: o.Decrypter.PublicJWKS(), Log: slog.New(slog.NewJSONHandler(logBuf, nil)),
-		MaxBody: o.MaxBody, SchemaHead: migrations.Head(),
-		RequestTimeout: o.Timeouts.Statement, LongRequestTimeout: o.Timeouts.Long,
-	}))
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
 	return &Server{URL: srv.URL, IdP: idp, Log: logBuf}
 }

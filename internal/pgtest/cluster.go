@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
@@ -28,22 +26,11 @@ func NewCluster(t testing.TB, settings map[string]string) (db DB, c *pglocal.Clu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Stop() })
-	m, err := migrations.Open(ctx, c.URL("postgres"))
-	if err != nil {
+	if err := migrations.Up(ctx, c.URL("postgres")); err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.Up(ctx)
-	m.Close()
-	if err != nil {
+	if err := migrations.EnsureAppLogin(ctx, c.URL("postgres"), "cluster_app", "cluster-app"); err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pgx.Connect(ctx, c.URL("postgres"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, `CREATE ROLE cluster_app LOGIN PASSWORD 'cluster-app' IN ROLE fieldseal_app`); err != nil {
-		t.Fatal(err)
-	}
-	return DB{Name: "postgres", AdminURL: c.URL("postgres"), AppURL: c.URLAs("cluster_app", "cluster-app", "postgres")}, c, dir
+	return DB{Name: "postgres", AdminURL: c.URL("postgres"), AppURL: c.URLAs("cluster_app", "cluster-app", "postgres"), DirectAppURL: c.URLAs("cluster_app", "cluster-app", "postgres")}, c, dir
 }

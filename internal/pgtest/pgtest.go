@@ -117,17 +117,10 @@ func setup(ctx context.Context) error {
 	if err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{server.template}.Sanitize())); err != nil {
 		return err
 	}
-	mig, err := migrations.Open(ctx, dbURL(server.adminURL, server.template))
-	if err != nil {
+	if err := migrations.Up(ctx, dbURL(server.adminURL, server.template)); err != nil {
 		return err
 	}
-	_, err = mig.Up(ctx)
-	mig.Close()
-	if err != nil {
-		return fmt.Errorf("migrate up: %w", err)
-	}
-	role := pgx.Identifier{server.appRole}.Sanitize()
-	return adminExec(ctx, "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' IN ROLE fieldseal_app`, role, server.appPassword))
+	return migrations.EnsureAppLogin(ctx, dbURL(server.adminURL, "postgres"), server.appRole, server.appPassword)
 }
 
 func teardown(ctx context.Context) {
@@ -218,10 +211,6 @@ func BinDir(t testing.TB) string {
 	}
 	return dir
 }
-
-// Cluster returns the throwaway cluster, or nil when the tests run against
-// FIELDSEAL_TEST_DATABASE_URL.
-func Cluster() *pglocal.Cluster { return server.cluster }
 
 func adminExec(ctx context.Context, database, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -1,0 +1,64 @@
+package db
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Ciphertext implements fieldseal.ExportService.
+func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
+	var armored string
+	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, then: func(q *Queries) error {
+		var err error
+		armored, err = q.GetRecordCiphertext(ctx, uuid(id))
+		return err
+	}})
+	return armored, err
+}
+
+// Export implements fieldseal.ExportService: one statement, so one
+// snapshot, whose rows are handed to fn as they arrive from PostgreSQL, so
+// memory stays bounded however many records there are. The transaction is
+// READ COMMITTED: the audit entry appended at its end must see entries the
+// subject committed while the export streamed.
+//
+// An export holds its connection while fn writes to the client, so a
+// client that reads slowly holds it too: at most a quarter of the pool
+// streams exports at once (others answer EUNAVAILABLE with Retry-After),
+// the statement is bounded by Timeouts.Long, and fn is expected to bound
+// each write (handlers/export.go does).
+func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fieldseal.ExportedRecord) error) error {
+	select {
+	case s.exports <- struct{}{}:
+		defer func() { <-s.exports }()
+	default:
+		return &fieldseal.Error{Code: fieldseal.EUNAVAILABLE, RetryAfter: 5 * time.Second,
+			Message: fmt.Sprintf("%d exports are running, as many as this server runs at once; try again shortly", cap(s.exports))}
+	}
+	var n int64
+	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionExport, count: &n}, long: true, then: func(q *Queries) error {
+		rows, err := q.db.Query(ctx, exportRecords)
+		if err != nil {
+			return err
+		}
+		var r ExportRecordsRow
+		_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
+			n++
+			if err := fn(fieldseal.ExportedRecord{
+				ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
+				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
+			}); err != nil {
+				return &callerError{err}
+			}
+			return nil
+		})
+		return err
+	}})
+}
+
+var _ fieldseal.ExportService = (*Store)(nil)
