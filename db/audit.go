@@ -1,17 +1,17 @@
 package db
 
 import (
-	"context"
-	"fmt"
-	"time"
 	"bytes"
+	"context"
 	"crypto/sha256"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 )
