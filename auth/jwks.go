@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/MicahParks/jwkset"
@@ -28,20 +26,44 @@ type KeySource struct {
 	// HTTPClient fetches discovery documents and JWKS; nil means a client
 	// with a 10 s timeout.
 	HTTPClient *http.Client
+	// RefreshInterval is how often the JWKS is fetched in the background;
+	// zero means 5 minutes.
+	RefreshInterval time.Duration
 	// UnknownKIDInterval is the least time between two fetches caused by
 	// tokens naming unknown kids; zero means 10 seconds.
 	UnknownKIDInterval time.Duration
 	// OnRefresh, if not nil, is told of every JWKS fetch: why ("background"
-	// or "unknown_kid") and whether it worked. For metrics.
+	// or "unknown_kid") and whether it worked. For metrics, and for tests
+	// that wait on refreshes.
 	OnRefresh func(trigger string, ok bool)
-	// MinRefresh and MaxRefresh bound the background refresh interval taken
-	// from the provider's Cache-Control; zero means 1 minute and 1 hour.
-	MinRefresh, MaxRefresh time.Duration
 }
 
-// newKeyfunc builds the key lookup: from a file, or from a remote JWKS
-// cached as remoteJWKS describes.
-func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
+const (
+	defaultRefresh     = 5 * time.Minute
+	unknownKIDInterval = 10 * time.Second
+	// unknownKIDWaitMax bounds what a token naming an unknown kid may
+	// cost: the wait for the refresh budget and the fetch itself (jwkset
+	// runs the fetch under the same deadline). With the budget spent, such
+	// a token is refused at once: the limiter sees it could not be served
+	// within the bound.
+	unknownKIDWaitMax = 3 * time.Second
+	jwksMaxBytes      = 1 << 20
+)
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d > 0 {
+		return d
+	}
+	return def
+}
+
+// newKeyfunc builds the key lookup: from a file, or from a remote JWKS that
+// jwkset keeps: fetched at start (a failure is logged, not fatal), again
+// every RefreshInterval, and on a token naming an unknown kid at most once
+// per UnknownKIDInterval. A failed fetch keeps the cached keys (served
+// while the provider is down); a successful one replaces them all, so a
+// key the provider removed stops working. Warnings go to log.
+func newKeyfunc(ctx context.Context, src KeySource, log *slog.Logger) (keyfunc.Keyfunc, error) {
 	client := src.HTTPClient
 	if client == nil {
 		client = &http.Client{Timeout: 10 * time.Second}
@@ -70,160 +92,68 @@ func newKeyfunc(ctx context.Context, src KeySource) (keyfunc.Keyfunc, error) {
 	if err := CheckRemoteURL(jwksURL); err != nil {
 		return nil, fmt.Errorf("JWKS URL: %w", err)
 	}
-	remote := &remoteJWKS{
-		Storage: jwkset.NewMemoryStorage(), url: jwksURL, client: client,
-		limiter:    rate.NewLimiter(rate.Every(orDefault(src.UnknownKIDInterval, unknownKIDInterval)), 1),
-		minRefresh: orDefault(src.MinRefresh, minRefresh),
-		maxRefresh: orDefault(src.MaxRefresh, maxRefresh),
-		firstFetch: make(chan struct{}),
-		onRefresh:  src.OnRefresh,
-	}
-	go remote.refreshLoop(ctx)
-	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: remote})
-}
-
-const (
-	// The background refresh follows the provider's Cache-Control max-age,
-	// within these bounds; defaultRefresh when it sends none.
-	minRefresh     = time.Minute
-	maxRefresh     = time.Hour
-	defaultRefresh = 5 * time.Minute
-	// By default an unknown kid fetches the JWKS at most this often.
-	unknownKIDInterval = 10 * time.Second
-)
-
-func orDefault(d, def time.Duration) time.Duration {
-	if d > 0 {
-		return d
-	}
-	return def
-}
-
-// remoteJWKS is the cache of a provider's JWKS. It is refreshed in the
-// background as often as the provider's Cache-Control max-age says (within
-// [minRefresh, maxRefresh]), and once when a token names a kid it does not
-// hold, at most once per unknownKIDInterval: a kid arriving while that
-// budget is spent is refused at once rather than waiting (keyfunc's own
-// unknown-kid refresh waits on its limiter, up to a minute per request).
-// While the provider is down the cached keys keep working; each successful
-// fetch replaces the whole set, so a key the provider removed stops working.
-type remoteJWKS struct {
-	jwkset.Storage
-	url                    string
-	client                 *http.Client
-	limiter                *rate.Limiter
-	minRefresh, maxRefresh time.Duration
-	mu                     sync.Mutex    // one fetch at a time
-	firstFetch             chan struct{} // closed once the first fetch has ended, well or not
-	onRefresh              func(trigger string, ok bool)
-}
-
-func (s *remoteJWKS) observe(trigger string, err error) {
-	if s.onRefresh != nil {
-		s.onRefresh(trigger, err == nil)
-	}
-}
-
-// KeyRead implements jwkset.Storage. Until the first fetch has ended, a
-// lookup waits for it (up to the fetch's own timeout) rather than treating
-// every kid as unknown and spending the unknown-kid budget on a set that is
-// already on its way.
-func (s *remoteJWKS) KeyRead(ctx context.Context, kid string) (jwkset.JWK, error) {
-	select {
-	case <-s.firstFetch:
-	case <-ctx.Done():
-		return jwkset.JWK{}, ctx.Err()
-	}
-	jwk, err := s.Storage.KeyRead(ctx, kid)
-	if !errors.Is(err, jwkset.ErrKeyNotFound) || !s.limiter.Allow() {
-		return jwk, err
-	}
-	_, err = s.refresh(ctx)
-	s.observe("unknown_kid", err)
+	observed := *client
+	observed.Transport = &fetchObserver{next: orDefaultTransport(client.Transport), observe: src.OnRefresh}
+	storage, err := jwkset.NewStorageFromHTTP(jwksURL, jwkset.HTTPClientStorageOptions{
+		Client:                    &observed,
+		Ctx:                       context.WithValue(ctx, backgroundFetch{}, true),
+		HTTPTimeout:               10 * time.Second,
+		NoErrorReturnFirstHTTPReq: true,
+		RefreshInterval:           orDefault(src.RefreshInterval, defaultRefresh),
+		RefreshErrorHandler: func(ctx context.Context, err error) {
+			log.WarnContext(ctx, "JWKS refresh failed; keeping the cached keys", "url", jwksURL, "error", err.Error())
+		},
+	})
 	if err != nil {
-		slog.WarnContext(ctx, "JWKS refresh for an unknown kid failed; keeping the cached keys", "url", s.url, "error", err)
-		return jwkset.JWK{}, err
+		return nil, fmt.Errorf("JWKS URL: %w", err)
 	}
-	return s.Storage.KeyRead(ctx, kid)
+	set, err := jwkset.NewHTTPClient(jwkset.HTTPClientOptions{
+		HTTPURLs:          map[string]jwkset.Storage{jwksURL: storage},
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(orDefault(src.UnknownKIDInterval, unknownKIDInterval)), 1),
+		RateLimitWaitMax:  unknownKIDWaitMax,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return keyfunc.New(keyfunc.Options{Ctx: ctx, Storage: set})
 }
 
-// refreshLoop fetches the set now and then whenever it goes stale, until
-// ctx ends. After a failure it tries again sooner (minRefresh / 2).
-func (s *remoteJWKS) refreshLoop(ctx context.Context) {
-	first := true
-	for {
-		next, err := s.refresh(ctx)
-		if ctx.Err() == nil {
-			s.observe("background", err)
-		}
-		if first {
-			close(s.firstFetch)
-			first = false
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			slog.WarnContext(ctx, "JWKS refresh failed; keeping the cached keys", "url", s.url, "error", err)
-			next = s.minRefresh / 2
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(next):
-		}
-	}
+// backgroundFetch marks the context of jwkset's own fetches (the first
+// and the periodic ones); a fetch without it was caused by an unknown kid.
+type backgroundFetch struct{}
+
+// fetchObserver is the JWKS client's transport: it reports every fetch to
+// observe and bounds the body jwkset decodes.
+type fetchObserver struct {
+	next    http.RoundTripper
+	observe func(trigger string, ok bool)
 }
 
-// refresh replaces the cached keys with the provider's current set and
-// returns when to fetch it again.
-func (s *remoteJWKS) refresh(ctx context.Context) (time.Duration, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return 0, err
+func (f *fetchObserver) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := f.next.RoundTrip(r)
+	if f.observe != nil {
+		trigger := "unknown_kid"
+		if r.Context().Value(backgroundFetch{}) != nil {
+			trigger = "background"
+		}
+		f.observe(trigger, err == nil && resp.StatusCode == http.StatusOK)
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, err
+	if err == nil {
+		resp.Body = limitedBody{io.LimitReader(resp.Body, jwksMaxBytes), resp.Body}
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("JWKS answered %s", resp.Status)
-	}
-	var set jwkset.JWKSMarshal
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
-		return 0, fmt.Errorf("JWKS: %w", err)
-	}
-	fresh, err := set.ToStorage()
-	if err != nil {
-		return 0, fmt.Errorf("JWKS: %w", err)
-	}
-	keys, err := fresh.KeyReadAll(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if err := s.Storage.KeyReplaceAll(ctx, keys); err != nil {
-		return 0, err
-	}
-	return s.nextRefresh(resp.Header.Get("Cache-Control")), nil
+	return resp, err
 }
 
-// nextRefresh reads max-age from Cache-Control, bounded.
-func (s *remoteJWKS) nextRefresh(cacheControl string) time.Duration {
-	d := defaultRefresh
-	for _, directive := range strings.Split(cacheControl, ",") {
-		name, value, _ := strings.Cut(strings.TrimSpace(directive), "=")
-		if strings.EqualFold(name, "max-age") {
-			if secs, err := strconv.Atoi(strings.Trim(value, `"`)); err == nil && secs >= 0 {
-				d = time.Duration(secs) * time.Second
-			}
-		}
+type limitedBody struct {
+	io.Reader
+	io.Closer
+}
+
+func orDefaultTransport(t http.RoundTripper) http.RoundTripper {
+	if t == nil {
+		return http.DefaultTransport
 	}
-	return min(max(d, s.minRefresh), s.maxRefresh)
+	return t
 }
 
 // discoverJWKS reads <issuer>/.well-known/openid-configuration and returns

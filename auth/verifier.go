@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -43,6 +44,8 @@ type Options struct {
 	RequireATJWT bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Log receives the JWKS refresh warnings; nil discards them.
+	Log *slog.Logger
 }
 
 // DefaultCacheSize is the default number of verified tokens remembered.
@@ -124,7 +127,11 @@ func NewVerifier(ctx context.Context, opts Options) (*Verifier, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	kf, err := newKeyfunc(ctx, opts.Keys)
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	kf, err := newKeyfunc(ctx, opts.Keys, log)
 	if err != nil {
 		return nil, err
 	}

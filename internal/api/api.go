@@ -55,6 +55,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	}
 	revocations := auth.NewRevocations()
 	c.Tokens.Revocations = revocations
+	c.Tokens.Log = c.Log
 	verifier, err := auth.NewVerifier(ctx, c.Tokens)
 	if err != nil {
 		store.Close()
