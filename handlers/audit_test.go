@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 type auditItem struct {
@@ -55,7 +56,7 @@ func (a *api) auditEvents(query string) []auditItem {
 
 func TestAuditTrailRecordsEveryRequest(t *testing.T) {
 	t.Parallel()
-	a := newAPIThrottled(t, newDB(t), 0, db.Throttle{TokenLimit: 2, SubjectLimit: 10, Window: time.Minute})
+	a := startAPI(t, newDB(t), apitest.Options{Throttle: db.Throttle{TokenLimit: 2, SubjectLimit: 10, Window: time.Minute}})
 	tok, key, newK := a.token("alice", allScopes), newKey(t), newKey(t)
 	secret := "audit-plaintext-marker"
 

@@ -10,7 +10,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/fieldseal/fieldseal/auth"
-	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 // encrypt wraps a signed token in a compact JWE to pub, as an identity
@@ -39,7 +39,7 @@ func TestEncryptedAccessTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := newAPIFull(t, newDB(t), 0, db.DefaultThrottle, dec, false)
+	a := startAPI(t, newDB(t), apitest.Options{Decrypter: dec})
 	signed := a.token("alice", allScopes)
 
 	// The public half is published for the identity provider.
@@ -83,7 +83,7 @@ func TestEncryptedAccessTokens(t *testing.T) {
 	}
 
 	// Required: plain tokens are refused.
-	req2 := newAPIFull(t, newDB(t), 0, db.DefaultThrottle, dec, true)
+	req2 := startAPI(t, newDB(t), apitest.Options{Decrypter: dec, RequireEncryption: true})
 	r = req2.do(req{method: "GET", path: "/v1/records", token: req2.token("alice", allScopes)})
 	wantProblem(t, r, http.StatusUnauthorized, "invalid_token")
 	if !strings.Contains(r.header.Get("WWW-Authenticate"), "token must be encrypted") {

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 func TestHealth(t *testing.T) {
@@ -28,7 +30,7 @@ func TestHealth(t *testing.T) {
 func TestDatabaseDown(t *testing.T) {
 	t.Parallel()
 	database := newDB(t)
-	a := newAPIWith(t, database, 0)
+	a := startAPI(t, database, apitest.Options{})
 	tok, key := a.token("alice", allScopes), newKey(t)
 	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{}})
 

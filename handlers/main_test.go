@@ -16,8 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fieldseal/fieldseal/auth"
-	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/handlers"
 	"github.com/fieldseal/fieldseal/internal/apitest"
@@ -58,26 +56,13 @@ func loadKey(t testing.TB, name string) *rsa.PrivateKey {
 // newAPI starts the API on a fresh database, connected as an app login role.
 func newAPI(t *testing.T) *api {
 	t.Helper()
-	return newAPIWith(t, pgtest.NewDB(t), 0)
+	return startAPI(t, pgtest.NewDB(t), apitest.Options{})
 }
 
-func newAPIWith(t *testing.T, database pgtest.DB, maxBody int64) *api {
+// startAPI starts the API on database with o (the zero value: defaults).
+func startAPI(t *testing.T, database pgtest.DB, o apitest.Options) *api {
 	t.Helper()
-	return newAPIThrottled(t, database, maxBody, db.DefaultThrottle)
-}
-
-func newAPIThrottled(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle) *api {
-	t.Helper()
-	return newAPIFull(t, database, maxBody, throttle, nil, false)
-}
-
-// newAPIFull starts the API with every option: body limit, throttling,
-// and a token decrypter (nil: encrypted tokens refused) that may be required.
-func newAPIFull(t *testing.T, database pgtest.DB, maxBody int64, throttle db.Throttle, dec *auth.Decrypter, requireEnc bool) *api {
-	t.Helper()
-	srv := apitest.Start(t, database, loadKey(t, "signing-key.pem"), apitest.Options{
-		MaxBody: maxBody, Throttle: throttle, Decrypter: dec, RequireEncryption: requireEnc,
-	})
+	srv := apitest.Start(t, database, loadKey(t, "signing-key.pem"), o)
 	return &api{t: t, URL: srv.URL, db: database, idp: srv.IdP, logBuf: srv.Log}
 }
 

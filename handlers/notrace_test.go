@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
 
@@ -23,7 +24,7 @@ func TestNoTraceInAnyLog(t *testing.T) {
 	database, cluster, _ := pgtest.NewCluster(t, map[string]string{
 		"log_statement": "all", "log_min_duration_statement": "0", "log_min_error_statement": "error",
 	})
-	a := newAPIThrottled(t, database, 2048, db.Throttle{TokenLimit: 2, SubjectLimit: 4, Window: time.Minute})
+	a := startAPI(t, database, apitest.Options{MaxBody: 2048, Throttle: db.Throttle{TokenLimit: 2, SubjectLimit: 4, Window: time.Minute}})
 	tok, key, key2, wrong := a.token("alice", allScopes), newKey(t), newKey(t), newKey(t)
 	secrets := []string{"notrace-secret-one", "notrace-secret-two", "notrace-secret-three"}
 	keys := []string{key, key2, wrong}

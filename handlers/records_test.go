@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 func TestRecordLifecycle(t *testing.T) {
@@ -259,7 +261,7 @@ func TestBadRequests(t *testing.T) {
 
 func TestBodyLimit(t *testing.T) {
 	t.Parallel()
-	a := newAPIWith(t, newDB(t), 1024)
+	a := startAPI(t, newDB(t), apitest.Options{MaxBody: 1024})
 	tok, key := a.token("alice", allScopes), newKey(t)
 	big := map[string]any{"collection": "c", "secret": map[string]any{"s": strings.Repeat("x", 2000)}}
 	wantProblem(t, a.do(req{method: "POST", path: "/v1/records", token: tok, key: key, body: big}), 413, "payload_too_large")

@@ -104,20 +104,45 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.Port = opts.Port
-	if c.Port == 0 {
-		if c.Port, err = freePort(); err != nil {
+	// A free port may be taken by someone else before postgres binds it:
+	// then try another, a few times.
+	for attempt := 1; ; attempt++ {
+		c.Port = opts.Port
+		if c.Port == 0 {
+			if c.Port, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		logStart := c.logSize()
+		if err := c.start(binDir, opts.Settings, as); err != nil {
 			return nil, err
 		}
-	}
-	if err := c.start(binDir, opts.Settings, as); err != nil {
-		return nil, err
-	}
-	if err := c.waitReady(ctx); err != nil {
+		err := c.waitReady(ctx)
+		if err == nil {
+			return c, nil
+		}
 		_ = c.Stop()
-		return nil, err
+		if opts.Port != 0 || attempt == 5 || !c.portTaken(logStart) {
+			return nil, err
+		}
+		c.exited = make(chan struct{})
 	}
-	return c, nil
+}
+
+// logSize is how long the server's log is now.
+func (c *Cluster) logSize() int64 {
+	fi, err := os.Stat(c.LogFile)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// portTaken reports whether the log written since offset says the port
+// was in use.
+func (c *Cluster) portTaken(offset int64) bool {
+	b, _ := os.ReadFile(c.LogFile)
+	return int64(len(b)) > offset && strings.Contains(string(b[offset:]), "Address already in use")
 }
 
 func ensurePassword(path string) (string, error) {
@@ -157,7 +182,9 @@ func initdb(ctx context.Context, binDir, dataDir, password string, as *runAs) er
 	return nil
 }
 
-func freePort() (int, error) {
+// freePort picks a loopback port nobody listens on now (a variable, so a
+// test can hand out a taken one).
+var freePort = func() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -199,7 +226,16 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	for {
-		conn, err := pgx.Connect(ctx, c.URL("postgres"))
+		select {
+		case <-c.exited:
+			return fmt.Errorf("postgres exited during start-up (%v); its log: %s\n%s", c.waitErr, c.LogFile, c.logTail())
+		default:
+		}
+		// Each attempt is short: whatever else listens on the port (it may
+		// have been taken meanwhile) must not hold the start-up.
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(actx, c.URL("postgres"))
+		cancel()
 		if err == nil {
 			return conn.Close(ctx)
 		}

@@ -3,6 +3,7 @@ package pglocal
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,5 +79,34 @@ func TestStartReuseAndUnreachableDir(t *testing.T) {
 	_ = conn.QueryRow(ctx, `SELECT current_setting('listen_addresses'), current_setting('unix_socket_directories')`).Scan(&listen, &sockets)
 	if listen != "127.0.0.1" || sockets != "" {
 		t.Errorf("listen_addresses=%q unix_socket_directories=%q; want 127.0.0.1 and none", listen, sockets)
+	}
+}
+
+// A port taken between picking it and postgres binding it makes Start try
+// another one.
+func TestStartRetriesATakenPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	taken := ln.Addr().(*net.TCPAddr).Port
+	pick := freePort
+	picks := 0
+	freePort = func() (int, error) {
+		picks++
+		if picks == 1 {
+			return taken, nil
+		}
+		return pick()
+	}
+	defer func() { freePort = pick }()
+	c, err := Start(context.Background(), Options{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("Start with its first port taken: %v", err)
+	}
+	defer c.Stop()
+	if c.Port == taken || picks != 2 {
+		t.Errorf("listening on %d after %d picks; want another port than the taken %d, on the second pick", c.Port, picks, taken)
 	}
 }

@@ -85,15 +85,18 @@ func TestServeConfigErrors(t *testing.T) {
 		"FIELDSEAL_DATABASE_URL": "postgres://u:p@127.0.0.1:1/db", "FIELDSEAL_ISSUER": "https://idp.example",
 		"FIELDSEAL_AUDIENCE": "fieldseal", "FIELDSEAL_JWKS_FILE": "/nonexistent",
 	}
-	with := func(k, v string) map[string]string {
+	// with returns base with each pair of kv set ("" deletes).
+	with := func(kv ...string) map[string]string {
 		m := map[string]string{}
 		for a, b := range base {
 			m[a] = b
 		}
-		if v == "" {
-			delete(m, k)
-		} else {
-			m[k] = v
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				delete(m, kv[i])
+			} else {
+				m[kv[i]] = kv[i+1]
+			}
 		}
 		return m
 	}
@@ -112,12 +115,12 @@ func TestServeConfigErrors(t *testing.T) {
 		{"HMAC allowed", with("FIELDSEAL_TOKEN_ALGORITHMS", "RS256,HS256"), `algorithm "HS256" is not supported`},
 		{"encryption required without a key", with("FIELDSEAL_TOKEN_REQUIRE_ENCRYPTION", "true"), "needs FIELDSEAL_TOKEN_DECRYPTION_KEY"},
 		{"limits upside down", with("FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT", "2"), "FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT"},
-		{"http issuer off loopback", with("FIELDSEAL_JWKS_FILE", "") /* discovery */, ""},
+		{"http issuer off loopback", with("FIELDSEAL_JWKS_FILE", "", "FIELDSEAL_ISSUER", "http://idp.example"), "must use https"},
+		{"bad request timeout", with("FIELDSEAL_REQUEST_TIMEOUT", "0s"), "FIELDSEAL_REQUEST_TIMEOUT"},
+		{"long timeout under the request timeout", with("FIELDSEAL_LONG_REQUEST_TIMEOUT", "1s"), "long-operation timeout"},
+		{"direct URL without a pooler", with("FIELDSEAL_DIRECT_DATABASE_URL", "postgres://u:p@127.0.0.1:1/db"), "FIELDSEAL_TRANSACTION_POOLER"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.name == "http issuer off loopback" {
-				tc.vars["FIELDSEAL_ISSUER"], tc.want = "http://idp.example", "must use https"
-			}
 			code, _, stderr := runCmd(t, context.Background(), tc.vars, "serve")
 			if code == 0 || !strings.Contains(stderr, tc.want) {
 				t.Errorf("exit %d, stderr %q; want failure naming %q", code, stderr, tc.want)
