@@ -21,6 +21,13 @@
 //   - secret is one OpenPGP message (AES-256, s2k-mode=1) of the record's
 //     secret JSON; a subject's records and key verifier are always under one
 //     key: a write with any other key is refused before anything is written.
+//   - Every transaction bounds itself (statement_timeout, lock_timeout,
+//     parameter logging off, set with the subject), so the bounds hold
+//     behind a transaction pooler too; a request waits for a connection
+//     at most Timeouts.PoolWait.
+//   - An Idempotency-Key is claimed and its answer stored in the
+//     transaction of the work it names (idempotency.go): both commit, or
+//     neither does.
 //   - Errors leave this package as *fieldseal.Error for what the client may
 //     know (not found, wrong key, unavailable) and wrapped errors otherwise.
 package db

@@ -9,10 +9,17 @@ import (
 	"github.com/fieldseal/fieldseal"
 )
 
-// Grants implements fieldseal.GrantsService over the app's pool.
+// Grants implements fieldseal.GrantsService over the app's pool (waiting
+// for a connection no longer than any request). The report names no
+// subject, so it runs outside Store.run, in a snapshot of its own.
 func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	var rep fieldseal.GrantsReport
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+	conn, err := s.acquire(ctx)
+	if err != nil {
+		return rep, mapError(err)
+	}
+	defer conn.Release()
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		var err error
 		rep, err = grantsReport(ctx, New(tx))
 		return err
