@@ -21,19 +21,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func key(t *testing.T, s string) fieldseal.Key {
-	t.Helper()
-	k, err := fieldseal.ParseKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
+// The tests' keys (internals_test.go), shared with the package's own tests.
+const keyA, keyB = db.KeyA, db.KeyB
 
-const (
-	keyA = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
-	keyB = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
-)
+var key = db.MustKey
 
 // seed stores one record for alice and one for bob through the Store, as
 // the app role, and returns the store's database.

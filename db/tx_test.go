@@ -84,19 +84,6 @@ func tracedStore(t *testing.T) (*Store, *roundTrips, pgtest.DB) {
 	return &Store{pool: pool, health: pool, throttle: DefaultThrottle, timeouts: DefaultTimeouts, exports: make(chan struct{}, 1)}, rt, database
 }
 
-func testKey(t *testing.T, s string) fieldseal.Key {
-	t.Helper()
-	k, err := fieldseal.ParseKey(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-const (
-	keyA = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
-	keyB = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="
-)
 
 // Each request takes the round trips the pipeline promises.
 func TestRoundTrips(t *testing.T) {
@@ -104,7 +91,7 @@ func TestRoundTrips(t *testing.T) {
 	s, rt, _ := tracedStore(t)
 	ctx := context.Background()
 	alice := fieldseal.Caller{Subject: "alice", TokenID: "t"}
-	right, wrong := testKey(t, keyA), testKey(t, keyB)
+	right, wrong := MustKey(t, KeyA), MustKey(t, KeyB)
 	in := fieldseal.RecordInput{Collection: "c", Public: json.RawMessage(`{}`), Secret: json.RawMessage(`{"s":1}`)}
 	var rec fieldseal.Record
 	for _, tc := range []struct {
@@ -175,14 +162,14 @@ func TestFailedStatementMidBatchRollsBackAll(t *testing.T) {
 	alice := fieldseal.Caller{Subject: "alice", TokenID: "t"}
 	in := fieldseal.RecordInput{Collection: "c", Public: json.RawMessage(`{}`), Secret: json.RawMessage(`{"s":1}`)}
 	id := fieldseal.NewID(time.Now())
-	if _, err := s.CreateRecord(ctx, alice, testKey(t, keyA), id, in, nil); err != nil {
+	if _, err := s.CreateRecord(ctx, alice, MustKey(t, KeyA), id, in, nil); err != nil {
 		t.Fatal(err)
 	}
 	// Bob's first create registers his key, then its insert fails (public
 	// is not JSON: the handlers would have refused it), in one round trip.
 	bad := in
 	bad.Public = json.RawMessage(`{`)
-	_, err := s.CreateRecord(ctx, fieldseal.Caller{Subject: "bob", TokenID: "t"}, testKey(t, keyB), fieldseal.NewID(time.Now()), bad, nil)
+	_, err := s.CreateRecord(ctx, fieldseal.Caller{Subject: "bob", TokenID: "t"}, MustKey(t, KeyB), fieldseal.NewID(time.Now()), bad, nil)
 	if err == nil || fieldseal.ErrorCode(err) != fieldseal.EINTERNAL {
 		t.Fatalf("an insert that fails: %v; want an internal error", err)
 	}
@@ -200,7 +187,7 @@ func TestFailedStatementMidBatchRollsBackAll(t *testing.T) {
 		t.Errorf("after bob's failed create: %d verifiers, %d entries; want nothing kept", verifiers, entries)
 	}
 	for range 3 { // every pooled connection is usable
-		if _, err := s.GetRecord(ctx, alice, id, testKey(t, keyA)); err != nil {
+		if _, err := s.GetRecord(ctx, alice, id, MustKey(t, KeyA)); err != nil {
 			t.Errorf("a read after the failure: %v", err)
 		}
 	}
