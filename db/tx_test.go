@@ -84,7 +84,6 @@ func tracedStore(t *testing.T) (*Store, *roundTrips, pgtest.DB) {
 	return &Store{pool: pool, health: pool, throttle: DefaultThrottle, timeouts: DefaultTimeouts, exports: make(chan struct{}, 1)}, rt, database
 }
 
-
 // Each request takes the round trips the pipeline promises.
 func TestRoundTrips(t *testing.T) {
 	t.Parallel()
