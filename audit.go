@@ -35,7 +35,8 @@ type AuditService interface {
 // plaintext value or a token.
 type AuditEvent struct {
 	Subject     string    `json:"subject"`
-	Seq         int64     `json:"seq"`
+	Lane        int16     `json:"lane"` // which of the subject's chains
+	Seq         int64     `json:"seq"`  // position in that chain, from 1
 	At          time.Time `json:"at"`
 	Action      string    `json:"action"`
 	Outcome     string    `json:"outcome"`
@@ -61,6 +62,7 @@ type AuditFilter struct {
 type AuditCursor struct {
 	At      time.Time
 	Subject string
+	Lane    int16
 	Seq     int64
 }
 
@@ -73,6 +75,7 @@ type AuditPage struct {
 // AuditBreak is the first broken link of one subject's chain.
 type AuditBreak struct {
 	Subject string
+	Lane    int16 // which of the subject's chains
 	Seq     int64 // the entry where the chain breaks
 	Problem string
 }

@@ -102,10 +102,10 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 		}
 		rows, err := q.ListAuditEvents(ctx, ListAuditEventsParams{
 			Subject: f.Subject, Action: f.Action, Since: f.Since, Until: until,
-			AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
+			AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterLane: f.After.Lane, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
 		})
 		for _, r := range rows {
-			e := fieldseal.AuditEvent{Subject: r.Subject, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
+			e := fieldseal.AuditEvent{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
 				TokenJTI: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr}
 			if r.RecordID.Valid {
 				id := fieldseal.ID(r.RecordID.Bytes)
@@ -124,7 +124,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 	}
 	if n := len(page.Items); n > 0 && n == f.Limit {
 		last := page.Items[n-1]
-		page.Next = fieldseal.AuditCursor{At: last.At, Subject: last.Subject, Seq: last.Seq}
+		page.Next = fieldseal.AuditCursor{At: last.At, Subject: last.Subject, Lane: last.Lane, Seq: last.Seq}
 	}
 	return page, nil
 }
@@ -153,39 +153,43 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 	}
 	defer conn.Close(ctx)
 	q := New(conn)
+	type chain struct {
+		subject string
+		lane    int16
+	}
 	var (
-		rep    fieldseal.AuditReport
-		cur    string // the subject being walked
-		next   int64  // the seq expected next
-		prev   []byte // the previous entry's stored hash
-		broken bool   // cur's chain already has its first break
-		after  = struct {
-			subject string
-			seq     int64
-		}{"", 0}
+		rep      fieldseal.AuditReport
+		cur      = chain{lane: -1} // the chain being walked
+		next     int64             // the seq expected next
+		prev     []byte            // the previous entry's stored hash
+		broken   bool              // cur's chain already has its first break
+		after    ListAuditChainPageParams
+		subjects = map[string]bool{}
 	)
 	zero := make([]byte, sha256.Size)
 	for {
-		rows, err := q.ListAuditChainPage(ctx, ListAuditChainPageParams{
-			OnlySubject: subject, AfterSubject: after.subject, AfterSeq: after.seq, MaxRows: verifyPageSize,
-		})
+		after.OnlySubject, after.MaxRows = subject, verifyPageSize
+		rows, err := q.ListAuditChainPage(ctx, after)
 		if err != nil {
 			return rep, err
 		}
 		for _, r := range rows {
 			rep.Entries++
-			if r.Subject != cur {
-				cur, next, prev, broken = r.Subject, 1, zero, false
-				rep.Subjects++
+			if (chain{r.Subject, r.Lane}) != cur {
+				cur, next, prev, broken = chain{r.Subject, r.Lane}, 1, zero, false
+				if !subjects[r.Subject] {
+					subjects[r.Subject] = true
+					rep.Subjects++
+				}
 			}
 			if !broken {
 				if problem := checkLink(r, next, prev); problem != "" {
-					rep.Breaks = append(rep.Breaks, fieldseal.AuditBreak{Subject: r.Subject, Seq: min(next, r.Seq), Problem: problem})
+					rep.Breaks = append(rep.Breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: min(next, r.Seq), Problem: problem})
 					broken = true
 				}
 			}
 			next, prev = r.Seq+1, r.Hash
-			after.subject, after.seq = r.Subject, r.Seq
+			after.AfterSubject, after.AfterLane, after.AfterSeq = r.Subject, r.Lane, r.Seq
 		}
 		if progress != nil {
 			progress(rep.Entries)
@@ -194,30 +198,37 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 			break
 		}
 	}
-	return rep, checkHeads(ctx, q, subject, &rep)
+	return rep, checkHeads(ctx, q, subject, &rep, subjects)
 }
 
-// checkHeads compares each chain's newest entry with its head (migration
-// 00009), which the trigger moves in the same transaction as each append:
-// a chain that is whole but stops short of its head lost its newest
-// entries. A chain already broken keeps its first break.
-func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.AuditReport) error {
+// checkHeads compares each lane's newest entry with its head (migrations
+// 00009 and 00012), which the trigger moves in the same transaction as
+// each append: a chain that is whole but stops short of its head lost its
+// newest entries; a lane missing below the subject's highest was deleted
+// with its head. A chain already broken keeps its first break.
+func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.AuditReport, seen map[string]bool) error {
 	mismatches, err := q.ListAuditHeadMismatches(ctx, subject)
 	if err != nil {
 		return err
 	}
-	broken := map[string]bool{}
+	type chain struct {
+		subject string
+		lane    int16
+	}
+	broken := map[chain]bool{}
 	for _, b := range rep.Breaks {
-		broken[b.Subject] = true
+		broken[chain{b.Subject, b.Lane}] = true
 	}
 	for _, m := range mismatches {
-		if broken[m.Subject] {
+		if broken[chain{m.Subject, m.Lane}] {
 			continue
 		}
-		b := fieldseal.AuditBreak{Subject: m.Subject, Seq: m.LastSeq + 1}
+		b := fieldseal.AuditBreak{Subject: m.Subject, Lane: m.Lane, Seq: m.LastSeq + 1}
 		switch {
+		case m.LastSeq == 0 && m.HeadSeq == 0:
+			b.Seq = 1
+			b.Problem = "the lane is missing, entries and head, below the subject's highest lane: it was deleted"
 		case m.LastSeq == 0:
-			rep.Subjects++
 			b.Problem = fmt.Sprintf("every entry (1 to %d) is missing: the chain was deleted", m.HeadSeq)
 		case m.HeadSeq > m.LastSeq:
 			b.Problem = fmt.Sprintf("entries %d to %d are missing: the newest entries were deleted", m.LastSeq+1, m.HeadSeq)
@@ -228,9 +239,18 @@ func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.
 			b.Seq = m.LastSeq
 			b.Problem = "its hash is not the chain's head: the newest entry was rewritten"
 		}
+		if !seen[m.Subject] {
+			seen[m.Subject] = true
+			rep.Subjects++ // every entry of the subject is gone: the walk did not count it
+		}
 		rep.Breaks = append(rep.Breaks, b)
 	}
-	slices.SortStableFunc(rep.Breaks, func(a, b fieldseal.AuditBreak) int { return strings.Compare(a.Subject, b.Subject) })
+	slices.SortStableFunc(rep.Breaks, func(a, b fieldseal.AuditBreak) int {
+		if c := strings.Compare(a.Subject, b.Subject); c != 0 {
+			return c
+		}
+		return int(a.Lane) - int(b.Lane)
+	})
 	return nil
 }
 

@@ -67,26 +67,28 @@ func (q *Queries) EnableAuditReading(ctx context.Context) error {
 }
 
 const listAuditChainPage = `-- name: ListAuditChainPage :many
-SELECT subject, seq, at, action, outcome, record_id, record_count,
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
        prev_hash, hash
 FROM fieldseal.audit_events
 WHERE ($1::text = '' OR subject = $1::text)
-  AND (subject, seq) > ($2::text, $3::bigint)
-ORDER BY subject, seq
-LIMIT $4
+  AND (subject, lane, seq) > ($2::text, $3::smallint, $4::bigint)
+ORDER BY subject, lane, seq
+LIMIT $5
 `
 
 type ListAuditChainPageParams struct {
 	OnlySubject  string
 	AfterSubject string
+	AfterLane    int16
 	AfterSeq     int64
 	MaxRows      int32
 }
 
 type ListAuditChainPageRow struct {
 	Subject     string
+	Lane        int16
 	Seq         int64
 	At          time.Time
 	Action      string
@@ -102,11 +104,13 @@ type ListAuditChainPageRow struct {
 }
 
 // For `fieldseal audit verify` (admin connection): every entry with its
-// hashes, in chain order, a page at a time.
+// hashes, in chain order (each subject's lanes one after another), a page
+// at a time.
 func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPageParams) ([]ListAuditChainPageRow, error) {
 	rows, err := q.db.Query(ctx, listAuditChainPage,
 		arg.OnlySubject,
 		arg.AfterSubject,
+		arg.AfterLane,
 		arg.AfterSeq,
 		arg.MaxRows,
 	)
@@ -119,6 +123,7 @@ func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPage
 		var i ListAuditChainPageRow
 		if err := rows.Scan(
 			&i.Subject,
+			&i.Lane,
 			&i.Seq,
 			&i.At,
 			&i.Action,
@@ -143,16 +148,16 @@ func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPage
 }
 
 const listAuditEvents = `-- name: ListAuditEvents :many
-SELECT subject, seq, at, action, outcome, record_id, record_count,
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr
 FROM fieldseal.audit_events
 WHERE ($1::text = '' OR subject = $1::text)
   AND ($2::text = '' OR action = $2::text)
   AND at >= $3 AND at < $4
-  AND (at, subject, seq) > ($5, $6::text, $7::bigint)
-ORDER BY at, subject, seq
-LIMIT $8
+  AND (at, subject, lane, seq) > ($5, $6::text, $7::smallint, $8::bigint)
+ORDER BY at, subject, lane, seq
+LIMIT $9
 `
 
 type ListAuditEventsParams struct {
@@ -162,12 +167,14 @@ type ListAuditEventsParams struct {
 	Until        time.Time
 	AfterAt      time.Time
 	AfterSubject string
+	AfterLane    int16
 	AfterSeq     int64
 	MaxRows      int32
 }
 
 type ListAuditEventsRow struct {
 	Subject     string
+	Lane        int16
 	Seq         int64
 	At          time.Time
 	Action      string
@@ -180,7 +187,7 @@ type ListAuditEventsRow struct {
 	ClientAddr  string
 }
 
-// Keyset pagination on (at, subject, seq); ” and NULL filters match all.
+// Keyset pagination on (at, subject, lane, seq); ” and NULL filters match all.
 func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams) ([]ListAuditEventsRow, error) {
 	rows, err := q.db.Query(ctx, listAuditEvents,
 		arg.Subject,
@@ -189,6 +196,7 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 		arg.Until,
 		arg.AfterAt,
 		arg.AfterSubject,
+		arg.AfterLane,
 		arg.AfterSeq,
 		arg.MaxRows,
 	)
@@ -201,6 +209,7 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 		var i ListAuditEventsRow
 		if err := rows.Scan(
 			&i.Subject,
+			&i.Lane,
 			&i.Seq,
 			&i.At,
 			&i.Action,
@@ -223,29 +232,40 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 }
 
 const listAuditHeadMismatches = `-- name: ListAuditHeadMismatches :many
-SELECT coalesce(h.subject, e.subject)::text AS subject,
-       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
-FROM fieldseal.audit_heads h
-FULL JOIN (
-    SELECT DISTINCT ON (subject) subject, seq, hash FROM fieldseal.audit_events
+WITH e AS (
+    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM fieldseal.audit_events
     WHERE $1::text = '' OR subject = $1::text
-    ORDER BY subject, seq DESC
-) e ON e.subject = h.subject
-WHERE ($1::text = '' OR coalesce(h.subject, e.subject) = $1::text)
-  AND (h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash)
-ORDER BY 1
+    ORDER BY subject, lane, seq DESC
+), h AS (
+    SELECT subject, lane, seq, hash FROM fieldseal.audit_heads
+    WHERE $1::text = '' OR subject = $1::text
+), lanes AS (
+    SELECT s.subject, g.lane::smallint AS lane
+    FROM (SELECT subject, max(lane) AS top FROM h GROUP BY subject) s,
+         generate_series(0, s.top) AS g(lane)
+)
+SELECT coalesce(h.subject, e.subject, l.subject)::text AS subject,
+       coalesce(h.lane, e.lane, l.lane)::smallint AS lane,
+       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
+FROM h
+FULL JOIN e ON e.subject = h.subject AND e.lane = h.lane
+FULL JOIN lanes l ON l.subject = coalesce(h.subject, e.subject) AND l.lane = coalesce(h.lane, e.lane)
+WHERE h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash
+ORDER BY 1, 2
 `
 
 type ListAuditHeadMismatchesRow struct {
 	Subject string
+	Lane    int16
 	HeadSeq int64
 	LastSeq int64
 }
 
-// For `fieldseal audit verify`: every subject whose newest entry is not
-// its chain's head (migration 00009), or that has one without the other.
-// One statement, so one snapshot: an entry and its head are written in one
-// transaction.
+// For `fieldseal audit verify`: every lane whose newest entry is not its
+// head (migration 00012), or that has one without the other, and every
+// lane missing below a subject's highest (lanes are opened in order from
+// 0, so a gap is a lane deleted with its head). One statement, so one
+// snapshot: an entry and its head are written in one transaction.
 func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject string) ([]ListAuditHeadMismatchesRow, error) {
 	rows, err := q.db.Query(ctx, listAuditHeadMismatches, onlySubject)
 	if err != nil {
@@ -255,7 +275,12 @@ func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject strin
 	items := []ListAuditHeadMismatchesRow{}
 	for rows.Next() {
 		var i ListAuditHeadMismatchesRow
-		if err := rows.Scan(&i.Subject, &i.HeadSeq, &i.LastSeq); err != nil {
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Lane,
+			&i.HeadSeq,
+			&i.LastSeq,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)

@@ -86,11 +86,12 @@ func queryTime(c echo.Context, name string) (time.Time, error) {
 type auditCursorJSON struct {
 	At      time.Time `json:"t"`
 	Subject string    `json:"s"`
+	Lane    int16     `json:"l,omitempty"`
 	Seq     int64     `json:"q"`
 }
 
 func encodeAuditCursor(c fieldseal.AuditCursor) string {
-	b, _ := json.Marshal(auditCursorJSON{At: c.At, Subject: c.Subject, Seq: c.Seq})
+	b, _ := json.Marshal(auditCursorJSON{At: c.At, Subject: c.Subject, Lane: c.Lane, Seq: c.Seq})
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
@@ -104,5 +105,5 @@ func decodeAuditCursor(s string) (fieldseal.AuditCursor, error) {
 	if err := json.Unmarshal(b, &j); err != nil || j.At.IsZero() {
 		return fieldseal.AuditCursor{}, bad
 	}
-	return fieldseal.AuditCursor{At: j.At, Subject: j.Subject, Seq: j.Seq}, nil
+	return fieldseal.AuditCursor{At: j.At, Subject: j.Subject, Lane: j.Lane, Seq: j.Seq}, nil
 }

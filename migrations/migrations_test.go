@@ -194,9 +194,10 @@ func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
 }
 
 // The chains cross every version of the audit trigger and hash: 00007's
-// (searching the trail), 00009's (audit_heads, backfilled on the way up)
-// and 00010's (audit_hash inlined). Entries appended under each, up and
-// down again, form unbroken chains.
+// (searching the trail), 00009's (audit_heads, backfilled on the way up),
+// 00010's (audit_hash inlined) and 00012's (lanes: the old chain becomes
+// lane 0). Entries appended under each, up and down again, form unbroken
+// chains.
 func TestAuditMigrationsKeepChains(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewEmptyDB(t)
@@ -231,11 +232,29 @@ func TestAuditMigrationsKeepChains(t *testing.T) {
 	pgtest.AppendAudit(t, url, "alice", 1) // through 00007's trigger again
 	to(0)
 	pgtest.AppendAudit(t, url, "bob", 1)
+	pgtest.AppendAuditLanes(t, url, "alice", 3, 2) // lanes 1 and 2 beside the old chain
 	rep, err := db.VerifyAuditTrail(context.Background(), url, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Breaks) != 0 || rep.Entries != 10 || rep.Subjects != 3 {
-		t.Errorf("after up and down across the audit migrations: %+v; want 10 entries in 3 intact chains", rep)
+	if len(rep.Breaks) != 0 || rep.Entries != 16 || rep.Subjects != 3 {
+		t.Errorf("after up and down across the audit migrations: %+v; want 16 entries in 3 intact subjects", rep)
+	}
+	if n := query[int64](t, url, `SELECT count(DISTINCT lane) FROM fieldseal.audit_events WHERE subject = 'alice'`); n != 3 {
+		t.Errorf("alice's concurrent appends used %d lanes; want 3", n)
+	}
+	// 00012 down refuses while lanes other than 0 hold entries, rather
+	// than fold them into one chain (which would rewrite hashes).
+	err = func() error {
+		m, err := migrations.Open(context.Background(), url)
+		if err != nil {
+			return err
+		}
+		defer m.Close()
+		_, err = m.DownTo(context.Background(), 11)
+		return err
+	}()
+	if err == nil || !strings.Contains(err.Error(), "lanes other than 0") {
+		t.Errorf("migrating down past lanes in use: %v; want a refusal", err)
 	}
 }

@@ -16,44 +16,55 @@ WHERE NOT @if_decrypted::boolean OR current_setting('fieldseal.decrypted', true)
 SELECT set_config('fieldseal.audit_reader', 'on', true);
 
 -- name: ListAuditEvents :many
--- Keyset pagination on (at, subject, seq); '' and NULL filters match all.
-SELECT subject, seq, at, action, outcome, record_id, record_count,
+-- Keyset pagination on (at, subject, lane, seq); '' and NULL filters match all.
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr
 FROM fieldseal.audit_events
 WHERE (@subject::text = '' OR subject = @subject::text)
   AND (@action::text = '' OR action = @action::text)
   AND at >= @since AND at < @until
-  AND (at, subject, seq) > (@after_at, @after_subject::text, @after_seq::bigint)
-ORDER BY at, subject, seq
+  AND (at, subject, lane, seq) > (@after_at, @after_subject::text, @after_lane::smallint, @after_seq::bigint)
+ORDER BY at, subject, lane, seq
 LIMIT @max_rows;
 
 -- name: ListAuditChainPage :many
 -- For `fieldseal audit verify` (admin connection): every entry with its
--- hashes, in chain order, a page at a time.
-SELECT subject, seq, at, action, outcome, record_id, record_count,
+-- hashes, in chain order (each subject's lanes one after another), a page
+-- at a time.
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
        prev_hash, hash
 FROM fieldseal.audit_events
 WHERE (@only_subject::text = '' OR subject = @only_subject::text)
-  AND (subject, seq) > (@after_subject::text, @after_seq::bigint)
-ORDER BY subject, seq
+  AND (subject, lane, seq) > (@after_subject::text, @after_lane::smallint, @after_seq::bigint)
+ORDER BY subject, lane, seq
 LIMIT @max_rows;
 
 -- name: ListAuditHeadMismatches :many
--- For `fieldseal audit verify`: every subject whose newest entry is not
--- its chain's head (migration 00009), or that has one without the other.
--- One statement, so one snapshot: an entry and its head are written in one
--- transaction.
-SELECT coalesce(h.subject, e.subject)::text AS subject,
-       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
-FROM fieldseal.audit_heads h
-FULL JOIN (
-    SELECT DISTINCT ON (subject) subject, seq, hash FROM fieldseal.audit_events
+-- For `fieldseal audit verify`: every lane whose newest entry is not its
+-- head (migration 00012), or that has one without the other, and every
+-- lane missing below a subject's highest (lanes are opened in order from
+-- 0, so a gap is a lane deleted with its head). One statement, so one
+-- snapshot: an entry and its head are written in one transaction.
+WITH e AS (
+    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM fieldseal.audit_events
     WHERE @only_subject::text = '' OR subject = @only_subject::text
-    ORDER BY subject, seq DESC
-) e ON e.subject = h.subject
-WHERE (@only_subject::text = '' OR coalesce(h.subject, e.subject) = @only_subject::text)
-  AND (h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash)
-ORDER BY 1;
+    ORDER BY subject, lane, seq DESC
+), h AS (
+    SELECT subject, lane, seq, hash FROM fieldseal.audit_heads
+    WHERE @only_subject::text = '' OR subject = @only_subject::text
+), lanes AS (
+    SELECT s.subject, g.lane::smallint AS lane
+    FROM (SELECT subject, max(lane) AS top FROM h GROUP BY subject) s,
+         generate_series(0, s.top) AS g(lane)
+)
+SELECT coalesce(h.subject, e.subject, l.subject)::text AS subject,
+       coalesce(h.lane, e.lane, l.lane)::smallint AS lane,
+       coalesce(h.seq, 0)::bigint AS head_seq, coalesce(e.seq, 0)::bigint AS last_seq
+FROM h
+FULL JOIN e ON e.subject = h.subject AND e.lane = h.lane
+FULL JOIN lanes l ON l.subject = coalesce(h.subject, e.subject) AND l.lane = coalesce(h.lane, e.lane)
+WHERE h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash
+ORDER BY 1, 2;

@@ -44,7 +44,7 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 		return nil
 	}
 	for _, b := range rep.Breaks {
-		fmt.Fprintf(stdout, "BROKEN subject %q at entry %d: %s\n", b.Subject, b.Seq, b.Problem)
+		fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
 	}
 	fmt.Fprintf(stdout, "audit trail broken in %d of %d subjects (%d entries read)\n", len(rep.Breaks), rep.Subjects, rep.Entries)
 	return errDrift

@@ -19,30 +19,30 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 	}{
 		{"intact", ``, ""},
 		{"edited", `UPDATE fieldseal.audit_events SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 3`,
-			`subject "alice" at entry 3: its contents do not match its hash`},
+			`subject "alice" lane 0 at entry 3: its contents do not match its hash`},
 		{"edited with its hash recomputed", `UPDATE fieldseal.audit_events e SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 3;
 			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 3`,
-			`subject "alice" at entry 4: its prev_hash is not the previous entry's hash`},
+			`subject "alice" lane 0 at entry 4: its prev_hash is not the previous entry's hash`},
 		{"deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
-			`subject "alice" at entry 2: entry 2 is missing`},
+			`subject "alice" lane 0 at entry 2: entry 2 is missing`},
 		{"inserted without the trigger", `SET session_replication_role = replica;
 			UPDATE fieldseal.audit_events SET seq = seq + 100 WHERE subject = 'alice' AND seq >= 3;
 			UPDATE fieldseal.audit_events SET seq = seq - 99 WHERE subject = 'alice' AND seq >= 103;
 			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
 			SELECT 'alice', 3, now(), 'record.delete', 'ok', hash, hash FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
-			`subject "alice" at entry 3: its contents do not match its hash`},
+			`subject "alice" lane 0 at entry 3: its contents do not match its hash`},
 		{"newest entries deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq >= 4`,
-			`subject "alice" at entry 4: entries 4 to 5 are missing: the newest entries were deleted`},
+			`subject "alice" lane 0 at entry 4: entries 4 to 5 are missing: the newest entries were deleted`},
 		{"whole chain deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice'`,
-			`subject "alice" at entry 1: every entry (1 to 5) is missing`},
+			`subject "alice" lane 0 at entry 1: every entry (1 to 5) is missing`},
 		{"appended without the trigger, hash and all", `SET session_replication_role = replica;
 			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
 			SELECT 'alice', 6, now(), 'record.delete', 'ok', hash, '\x00' FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 5;
 			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 6`,
-			`subject "alice" at entry 6: the chain's head is entry 5: entries after it were written around the chain`},
+			`subject "alice" lane 0 at entry 6: the chain's head is entry 5: entries after it were written around the chain`},
 		{"newest entry rewritten, hash and all", `UPDATE fieldseal.audit_events e SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 5;
 			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 5`,
-			`subject "alice" at entry 5: its hash is not the chain's head`},
+			`subject "alice" lane 0 at entry 5: its hash is not the chain's head`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -76,6 +76,61 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 			// --subject bob: intact.
 			if code, out, _ := runCmd(t, context.Background(), admin, "audit", "verify", "--subject", "bob"); code != 0 || !strings.Contains(out, "3 entries, 1 subjects") {
 				t.Errorf("verify --subject bob: exit %d %q", code, out)
+			}
+		})
+	}
+}
+
+// A busy subject's entries spread over lanes, each a chain: verify walks
+// every lane and finds tampering in any of them, a lane deleted with its
+// head included, and a trail of lanes intact passes.
+func TestAuditVerifyAcrossLanes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		tamper string // run as a superuser
+		want   string
+	}{
+		{"intact", ``, ""},
+		{"edited in lane 1", `UPDATE fieldseal.audit_events SET outcome = 'wrong_key' WHERE subject = 'alice' AND lane = 1 AND seq = 2`,
+			`subject "alice" lane 1 at entry 2: its contents do not match its hash`},
+		{"deleted in lane 2", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND lane = 2 AND seq = 1`,
+			`subject "alice" lane 2 at entry 1: entry 1 is missing`},
+		{"newest of lane 2 deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND lane = 2 AND seq = 3`,
+			`subject "alice" lane 2 at entry 3: entries 3 to 3 are missing`},
+		{"lane 1 deleted with its head", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND lane = 1;
+			DELETE FROM fieldseal.audit_heads WHERE subject = 'alice' AND lane = 1`,
+			`subject "alice" lane 1 at entry 1: the lane is missing`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			database := pgtest.NewDB(t)
+			pgtest.AppendAuditLanes(t, database.AdminURL, "alice", 3, 3)
+			pgtest.AppendAudit(t, database.AdminURL, "bob", 2)
+			conn, err := pgx.Connect(context.Background(), database.AdminURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(context.Background())
+			var lanes int
+			if err := conn.QueryRow(context.Background(), `SELECT count(DISTINCT lane) FROM fieldseal.audit_events WHERE subject = 'alice'`).Scan(&lanes); err != nil || lanes != 3 {
+				t.Fatalf("alice's concurrent appends used %d lanes (%v); want 3", lanes, err)
+			}
+			if tc.tamper != "" {
+				if _, err := conn.Exec(context.Background(), tc.tamper); err != nil {
+					t.Fatalf("tampering: %v", err)
+				}
+			}
+			admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+			code, out, errOut := runCmd(t, context.Background(), admin, "audit", "verify")
+			if tc.want == "" {
+				if code != 0 || !strings.Contains(out, "audit trail intact: 11 entries, 2 subjects") {
+					t.Errorf("intact trail: exit %d, %q %q", code, out, errOut)
+				}
+				return
+			}
+			if code != 1 || !strings.Contains(out, tc.want) {
+				t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, tc.want)
 			}
 		})
 	}

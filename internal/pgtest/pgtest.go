@@ -278,3 +278,42 @@ func RunThroughPgBouncer(t *testing.T) {
 		t.Fatalf("the suite through PgBouncer failed (%v):\n%s", err, strings.Join(lines[max(0, len(lines)-80):], "\n"))
 	}
 }
+
+// AppendAuditLanes appends rounds × lanes entries to subject's trail over
+// url, as concurrent requests of one subject would: in each round, lanes
+// transactions each append one entry while the others still hold theirs,
+// so the entries spread over lanes 0 to lanes-1.
+func AppendAuditLanes(t testing.TB, url, subject string, lanes, rounds int) {
+	t.Helper()
+	ctx := context.Background()
+	conns := make([]*pgx.Conn, lanes)
+	for i := range conns {
+		c, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(ctx)
+		conns[i] = c
+	}
+	for range rounds {
+		open := make([]pgx.Tx, lanes)
+		for i, c := range conns {
+			tx, err := c.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			open[i] = tx
+			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, request_id) VALUES ('record.read', 'ok', 'req')`); err != nil {
+				t.Fatalf("append to %s's trail: %v", subject, err)
+			}
+		}
+		for _, tx := range open {
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
