@@ -26,6 +26,7 @@ vet:
 	$(GO) vet ./...
 
 # Service against PostgreSQL's own limit (pgbench), on this machine; writes
-# bench/RESULTS.md. About 2 minutes; stops by itself.
+# bench/RESULTS.md, with the hot-subject rows. About 3.5 minutes; stops by
+# itself.
 bench:
 	$(GO) run ./bench

@@ -59,6 +59,7 @@ var (
 	out         = flag.String("o", "bench/RESULTS.md", "where to write the results")
 	prebuilt    = flag.String("bin", "", "a fieldseal binary to measure instead of building this tree's (for A/B runs)")
 	withPgbench = flag.Bool("pgbench", true, "also run the pgbench rows (false: only the service, for quick A/B runs)")
+	withHot     = flag.Bool("hot", true, "also run the hot-subject rows: reads and creates of one subject against as many subjects as clients, with 2 ms commits")
 )
 
 // sample is what one measured phase saw; a row's rounds add up.
@@ -163,7 +164,7 @@ func main() {
 		scripts []string
 	}
 	var service, pg []result
-	for _, w := range []struct {
+	workloads := []struct {
 		name, method, path, body string
 		same, bare               pgPhase
 	}{
@@ -171,7 +172,8 @@ func main() {
 		{"create", "POST", "/v1/records", `{"collection":"bench","public":{"kind":"bench"},"secret":` + secret + `}`,
 			pgPhase{"create statements", []string{create}}, pgPhase{"bare encrypt-insert", []string{bareInsertScript}}},
 		{"list 50", "GET", "/v1/records?limit=50", "", pgPhase{"list statements", []string{list}}, pgPhase{}},
-	} {
+	}
+	for _, w := range workloads {
 		// A workload's rows take turns, round after round, so that a slow
 		// spell of a shared machine weighs on the service and its
 		// references alike.
@@ -200,7 +202,43 @@ func main() {
 			pg = append(pg, refs[name].result("pgbench "+name))
 		}
 	}
-	report(append(service, pg...), srv.peakRSS())
+
+	// One busy subject (a backend signed in with client credentials has
+	// one sub for all its traffic) against as many subjects as clients,
+	// with every commit made to wait 2 ms, as on a cloud disk.
+	var hot []result
+	if *withHot {
+		log.Print("bench: commits made to wait 2 ms (commit_delay = 2000, commit_siblings = 0)")
+		commitDelay(ctx, admin, "2000")
+		for _, w := range workloads[:2] {
+			var many, one sample
+			for range *rounds {
+				log.Printf("bench: service %s, %d clients of %d subjects, 2 ms commits, %s", w.name, *concurrency, *concurrency, phase)
+				many.add(load(srv, tokens, key, ids, w.method, w.path, w.body, phase))
+				log.Printf("bench: service %s, %d clients of 1 subject, 2 ms commits, %s", w.name, *concurrency, phase)
+				one.add(load(srv, tokens[:1], key, ids, w.method, w.path, w.body, phase))
+			}
+			hot = append(hot, many.result(fmt.Sprintf("%s, %d subjects", w.name, *concurrency)), one.result(w.name+", 1 subject"))
+		}
+		commitDelay(ctx, admin, "")
+	}
+	report(append(service, pg...), hot, srv.peakRSS())
+}
+
+// commitDelay sets commit_delay (with commit_siblings 0, so every commit
+// waits it out) on the running cluster; "" resets both.
+func commitDelay(ctx context.Context, admin, micros string) {
+	conn, err := pgx.Connect(ctx, admin)
+	check(err)
+	defer conn.Close(ctx)
+	stmts := []string{`ALTER SYSTEM RESET commit_delay`, `ALTER SYSTEM RESET commit_siblings`}
+	if micros != "" {
+		stmts = []string{`ALTER SYSTEM SET commit_delay = ` + micros, `ALTER SYSTEM SET commit_siblings = 0`}
+	}
+	for _, stmt := range append(stmts, `SELECT pg_reload_conf()`) {
+		_, err := conn.Exec(ctx, stmt)
+		check(err)
+	}
 }
 
 // secret is every record's secret: about 200 bytes of JSON.
@@ -540,7 +578,7 @@ func pgbench(work, url, name string, scripts []string, vars map[string]string, d
 		client: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), pgs: pg}
 }
 
-func report(results []result, peakRSS float64) {
+func report(results, hot []result, peakRSS float64) {
 	by := map[string]result{}
 	for _, r := range results {
 		by[strings.TrimPrefix(r.name, "pgbench ")] = r
@@ -561,6 +599,17 @@ func report(results []result, peakRSS float64) {
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.2f | %s | %.3f | %.3f | %s | %s |\n", r.name, r.rps, r.p50, r.p99, cpu, r.clientCPUPerReq, r.pgCPUPerReq, ratio(r.bare), ratio(r.statements))
 	}
+	if len(hot) > 0 {
+		fmt.Fprintf(&b, "\nOne busy subject, every commit made to wait 2 ms (`commit_delay = 2000`, `commit_siblings = 0`), %d clients:\n\n", *concurrency)
+		fmt.Fprintf(&b, "| workload | req/s | p50 ms | p99 ms | PostgreSQL CPU ms/req | 1 subject / %d subjects |\n|---|---|---|---|---|---|\n", *concurrency)
+		for i, r := range hot {
+			ratio := ""
+			if i%2 == 1 && hot[i-1].rps > 0 {
+				ratio = fmt.Sprintf("%.0f %%", 100*r.rps/hot[i-1].rps)
+			}
+			fmt.Fprintf(&b, "| service %s | %.0f | %.2f | %.2f | %.3f | %s |\n", r.name, r.rps, r.p50, r.p99, r.pgCPUPerReq, ratio)
+		}
+	}
 	fmt.Fprintf(&b, "\nServer peak RSS: %.1f MiB.\n", peakRSS)
 	table := b.String()
 	fmt.Print("\n" + table)
@@ -574,6 +623,7 @@ func report(results []result, peakRSS float64) {
 		"- **pgbench bare**: only the crypto: one `pgp_sym_decrypt` select by primary key, or one `pgp_sym_encrypt` insert.\n" +
 		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check and the request's queries), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
 		"- *fieldseal CPU* is `fieldseal serve`'s own (user+system, /proc); *client CPU* is the load generator's (a Go program keeping one HTTP/1.1 connection per client) or pgbench's (C); *PostgreSQL CPU* is every PostgreSQL process's, background ones included (autovacuum, which each create phase sets off, lands in the phases after it). All three share the same 2 cores, so a row's rate is bounded by about 2 / (their sum) requests per ms.\n" +
+		"- **one busy subject**: the same service reads and creates with every commit made to wait 2 ms (`commit_delay`, `commit_siblings = 0`, set on the running cluster), by all clients as one subject against each client as a subject of its own, the two taking turns; a subject's audit entries spread over lanes (migration 00012), so the first should stay close to the second.\n" +
 		"- Order: a workload's service row and its pgbench rows take turns, round after round, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())

@@ -454,6 +454,16 @@ func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
 	if len(stored) != len(acknowledged) {
 		t.Errorf("%d keys stored, %d acknowledged", len(stored), len(acknowledged))
 	}
+	// Every record that exists has its audit entry: none was answered
+	// (or committed) without it, crashes included.
+	var unaudited int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM fieldseal.records r WHERE NOT EXISTS (
+		SELECT FROM fieldseal.audit_events a WHERE a.subject = r.subject AND a.record_id = r.id AND a.action = 'record.create' AND a.outcome = 'ok')`).Scan(&unaudited); err != nil {
+		t.Fatal(err)
+	}
+	if unaudited != 0 {
+		t.Errorf("%d records without their create's audit entry after the crashes", unaudited)
+	}
 	if logLines(srv.Log.String(), `"level":"ERROR"`) != 0 {
 		t.Errorf("errors logged:\n%s", srv.Log.String())
 	}
