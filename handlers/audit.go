@@ -38,8 +38,15 @@ type auditPage struct {
 // events lists the trail in time order: ?subject=&action=&since=&until=
 // (RFC 3339) &limit= (1–500, default 100) &after= (a previous page's next).
 func (h *Audit) events(c echo.Context) error {
-	f := fieldseal.AuditFilter{Subject: c.QueryParam("subject"), Action: c.QueryParam("action"), Limit: 100}
-	var err error
+	subject, err := textParam(c, "subject")
+	if err != nil {
+		return err
+	}
+	action, err := textParam(c, "action")
+	if err != nil {
+		return err
+	}
+	f := fieldseal.AuditFilter{Subject: subject, Action: action, Limit: 100}
 	if f.Since, err = queryTime(c, "since"); err != nil {
 		return err
 	}

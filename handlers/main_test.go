@@ -33,7 +33,7 @@ const (
 // api is a running fieldseal API on its own database, trusting one
 // identity provider served over HTTP.
 type api struct {
-	t      *testing.T
+	t      testing.TB
 	URL    string
 	db     pgtest.DB
 	idp    *devissuer.Issuer
@@ -60,7 +60,7 @@ func newAPI(t *testing.T) *api {
 }
 
 // startAPI starts the API on database with o (the zero value: defaults).
-func startAPI(t *testing.T, database pgtest.DB, o apitest.Options) *api {
+func startAPI(t testing.TB, database pgtest.DB, o apitest.Options) *api {
 	t.Helper()
 	srv := apitest.Start(t, database, loadKey(t, "signing-key.pem"), o)
 	return &api{t: t, URL: srv.URL, db: database, idp: srv.IdP, logBuf: srv.Log}

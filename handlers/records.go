@@ -86,7 +86,11 @@ func (h *Records) get(c echo.Context) error {
 }
 
 func (h *Records) list(c echo.Context) error {
-	opts := fieldseal.ListOptions{Collection: c.QueryParam("collection"), Limit: DefaultPageSize}
+	collection, err := textParam(c, "collection")
+	if err != nil {
+		return err
+	}
+	opts := fieldseal.ListOptions{Collection: collection, Limit: DefaultPageSize}
 	if v := c.QueryParam("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageSize {
@@ -165,6 +169,9 @@ func readRecord(c echo.Context) (fieldseal.RecordInput, error) {
 	if hasNULEscape(public) {
 		return fieldseal.RecordInput{}, fieldseal.Errorf(fieldseal.EINVALID, `public may not contain the character \u0000`)
 	}
+	if err := checkJSONB("public", public); err != nil {
+		return fieldseal.RecordInput{}, err
+	}
 	secret, err := jsonObject("secret", req.Secret, false)
 	if err != nil {
 		return fieldseal.RecordInput{}, err
@@ -199,6 +206,9 @@ func jsonObject(field string, raw json.RawMessage, optional bool) (json.RawMessa
 	}
 	if raw[0] != '{' {
 		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s must be a JSON object", field)
+	}
+	if !utf8.Valid(raw) {
+		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is not valid UTF-8", field)
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, raw); err != nil {

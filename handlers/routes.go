@@ -43,6 +43,19 @@ type Options struct {
 	RequestTimeout, LongRequestTimeout time.Duration
 }
 
+// router is what registers routes: the echo instance or a group.
+type router interface {
+	GET(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route
+	HEAD(path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) *echo.Route
+}
+
+// get registers a GET route and its HEAD twin: the same handler, whose
+// body net/http drops (RFC 9110 section 9.3.2).
+func get(r router, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
+	r.GET(path, h, m...)
+	r.HEAD(path, h, m...)
+}
+
 // New returns the HTTP API. Every route is listed here; each handler
 // struct holds only what its routes need.
 func New(o Options) *echo.Echo {
@@ -61,17 +74,17 @@ func New(o Options) *echo.Echo {
 	e.Use(requestIDs, accessLog(o.Log, o.Observe), recoverPanics(o.Log))
 
 	health := &Health{db: o.Health, schemaHead: o.SchemaHead}
-	e.GET("/healthz", health.healthz)
-	e.GET("/readyz", health.readyz)
-	e.GET("/.well-known/jwks.json", func(c echo.Context) error {
+	get(e, "/healthz", health.healthz)
+	get(e, "/readyz", health.readyz)
+	get(e, "/.well-known/jwks.json", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
 		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS)
 	})
-	e.GET("/openapi.json", func(c echo.Context) error {
+	get(e, "/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi.Document)
 	})
 	if o.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(o.Metrics))
+		get(e, "/metrics", echo.WrapHandler(o.Metrics))
 	}
 
 	// Middleware is attached per route, not to the group: a group's
@@ -86,8 +99,8 @@ func New(o Options) *echo.Echo {
 	}
 	records := &Records{service: o.Records, now: time.Now}
 	v1.POST("/records", records.create, g.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
-	v1.GET("/records", records.list, g.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
-	v1.GET("/records/:id", records.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
+	get(v1, "/records", records.list, g.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
+	get(v1, "/records/:id", records.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
 	v1.PUT("/records/:id", records.replace, g.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
 	v1.DELETE("/records/:id", records.delete, g.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
 
@@ -96,11 +109,11 @@ func New(o Options) *echo.Echo {
 	v1.POST("/keys/rotate", keys.rotate, g.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
 
 	export := &Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}
-	v1.GET("/records/:id/ciphertext", export.ciphertext, g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
-	v1.GET("/export", export.export, g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
+	get(v1, "/records/:id/ciphertext", export.ciphertext, g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
+	get(v1, "/export", export.export, g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
 
 	audit := &Audit{service: o.Audit, grants: o.Grants}
-	v1.GET("/audit/events", audit.events, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
-	v1.GET("/audit/grants", audit.grantsReport, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
+	get(v1, "/audit/events", audit.events, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
+	get(v1, "/audit/grants", audit.grantsReport, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
 	return e
 }
