@@ -22,6 +22,7 @@ const (
 	EUNAVAILABLE  = "unavailable"        // the database cannot be reached, or not in time
 	EINTERNAL     = "internal"           // anything else; never shown in detail
 
+	ECORRUPT           = "corrupt_record"         // a stored record does not open under the verified key
 	EIDEMPOTENCYINUSE  = "idempotency_key_in_use" // the same Idempotency-Key is still running
 	EIDEMPOTENCYREUSED = "idempotency_key_reused" // the Idempotency-Key was used for another request
 )

@@ -16,6 +16,9 @@ type Record struct {
 	Version    int64           `json:"version"`
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
+	// Damaged, on a list page read with the key, marks a record that does
+	// not open under the subject's verified key; it has no Secret.
+	Damaged bool `json:"damaged,omitempty"`
 }
 
 // RecordInput is what a client writes: a new record or a replacement.

@@ -33,7 +33,7 @@ type auditNote struct {
 // auditedRefusals are the refusals that get an entry of their own.
 var auditedRefusals = map[string]bool{
 	fieldseal.EWRONGKEY: true, fieldseal.ENOTFOUND: true, fieldseal.ERATELIMITED: true,
-	fieldseal.ECONFLICT: true, fieldseal.EFORBIDDEN: true,
+	fieldseal.ECONFLICT: true, fieldseal.EFORBIDDEN: true, fieldseal.ECORRUPT: true,
 }
 
 // recordRefusal appends the audit entry of a refused request, in a

@@ -40,6 +40,24 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 		if n, err = q.ReencryptRecords(ctx, ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()}); err != nil {
 			return err
 		}
+		total, err := q.CountRecords(ctx)
+		if err != nil {
+			return err
+		}
+		if n != total {
+			// Some record does not open under the verified key: refuse
+			// (rolling back) and name them, rather than leave them under
+			// a key the subject no longer has.
+			rows, err := q.ListDamagedRecords(ctx, current.Passphrase())
+			if err != nil {
+				return err
+			}
+			ids := make([]fieldseal.ID, len(rows))
+			for i, r := range rows {
+				ids[i] = r.Bytes
+			}
+			return damaged(ids...)
+		}
 		return q.ReplaceKeyVerifier(ctx, next.Passphrase())
 	}})
 	return n, err

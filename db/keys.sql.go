@@ -12,6 +12,17 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const countRecords = `-- name: CountRecords :one
+SELECT count(*) FROM fieldseal.records
+`
+
+func (q *Queries) CountRecords(ctx context.Context) (int64, error) {
+	row := q.db.QueryRow(ctx, countRecords)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const exportRecords = `-- name: ExportRecords :many
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
@@ -75,6 +86,35 @@ func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (stri
 	return armored, err
 }
 
+const listDamagedRecords = `-- name: ListDamagedRecords :many
+SELECT id FROM fieldseal.records
+WHERE fieldseal.decrypt_or_null(secret, $1::text) IS NULL
+ORDER BY id
+LIMIT 20
+`
+
+// The records that do not open under a verified key: a rotation's refusal
+// names them.
+func (q *Queries) ListDamagedRecords(ctx context.Context, key string) ([]pgtype.UUID, error) {
+	rows, err := q.db.Query(ctx, listDamagedRecords, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []pgtype.UUID{}
+	for rows.Next() {
+		var id pgtype.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockKeyForRotation = `-- name: LockKeyForRotation :one
 
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
@@ -97,20 +137,23 @@ func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, err
 }
 
 const reencryptRecords = `-- name: ReencryptRecords :execrows
-UPDATE fieldseal.records
-SET secret = fieldseal.pgp_sym_encrypt(
-    fieldseal.pgp_sym_decrypt(secret, $1::text), $2::text, 'cipher-algo=aes256, s2k-mode=1')
+UPDATE fieldseal.records r
+SET secret = fieldseal.pgp_sym_encrypt(d.secret, $1::text, 'cipher-algo=aes256, s2k-mode=1')
+FROM (SELECT id, fieldseal.decrypt_or_null(secret, $2::text) AS secret FROM fieldseal.records) d
+WHERE r.id = d.id AND d.secret IS NOT NULL
 `
 
 type ReencryptRecordsParams struct {
-	OldKey string
 	NewKey string
+	OldKey string
 }
 
 // Decrypted and encrypted again inside PostgreSQL: the plaintext never
 // leaves the database. Versions do not change: the content is the same.
+// A damaged record (it does not open under the verified key) is left
+// out; the caller compares the count with CountRecords and refuses.
 func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, reencryptRecords, arg.OldKey, arg.NewKey)
+	result, err := q.db.Exec(ctx, reencryptRecords, arg.NewKey, arg.OldKey)
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -76,6 +77,8 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 			return err // no rows: not found
 		case !row.KeyMatches:
 			return errWrongKey
+		case row.Damaged:
+			return damaged(id)
 		}
 		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
 		return nil
@@ -129,6 +132,12 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 			}
 			rows, err := rows.get()
 			for _, r := range rows {
+				if r.Damaged {
+					rec := record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
+					rec.Damaged = true
+					page.Items = append(page.Items, rec)
+					continue
+				}
 				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
 			}
 			count = int64(len(page.Items))
@@ -194,6 +203,19 @@ func versionOrNotFound(ctx context.Context, q *Queries, id fieldseal.ID, err err
 }
 
 func uuid(id fieldseal.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: true} }
+
+// damaged is the answer for records that do not open under the subject's
+// verified key: the owner can delete them or restore them from a backup.
+func damaged(ids ...fieldseal.ID) error {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	if len(s) == 1 {
+		return fieldseal.Errorf(fieldseal.ECORRUPT, "record %s does not open under the subject's verified key: it is damaged; delete it or restore it from a backup", s[0])
+	}
+	return fieldseal.Errorf(fieldseal.ECORRUPT, "records %s do not open under the subject's verified key: they are damaged; delete them or restore them from a backup", strings.Join(s, ", "))
+}
 
 func record(id pgtype.UUID, collection string, public []byte, secret *string, version int64, created, updated time.Time) fieldseal.Record {
 	r := fieldseal.Record{

@@ -125,15 +125,19 @@ func (q *Queries) GetRecord(ctx context.Context, id pgtype.UUID) (GetRecordRow, 
 
 const getRecordDecrypted = `-- name: GetRecordDecrypted :one
 SELECT r.id, r.collection, r.public,
-       coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, $1::text) END, '')::text AS secret,
+       coalesce(d.secret, '')::text AS secret,
        k.matches::boolean AS key_matches,
+       (k.matches AND d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at,
        -- For AppendAuditEvent's if_decrypted, later in the transaction.
-       set_config('fieldseal.decrypted', CASE WHEN k.matches THEN 'yes' ELSE 'no' END, true)::text AS decrypted
+       set_config('fieldseal.decrypted', CASE WHEN d.secret IS NOT NULL THEN 'yes' ELSE 'no' END, true)::text AS decrypted
 FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, $1::text) AS matches FROM fieldseal.subjects s
 ) k
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN k.matches THEN fieldseal.decrypt_or_null(r.secret, $1::text) END AS secret
+) d
 WHERE r.id = $2 AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
 
@@ -148,6 +152,7 @@ type GetRecordDecryptedRow struct {
 	Public     []byte
 	Secret     string
 	KeyMatches bool
+	Damaged    bool
 	Version    int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
@@ -157,7 +162,8 @@ type GetRecordDecryptedRow struct {
 // No row: no such record (404), whatever the key (or key use not
 // admitted). key_matches false: the record exists but the key is not the
 // subject's (403), and nothing is decrypted. The verifier is checked once,
-// in the lateral subquery.
+// in the lateral subquery. damaged: the key is verified but the record
+// does not open (migration 00013).
 func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecryptedParams) (GetRecordDecryptedRow, error) {
 	row := q.db.QueryRow(ctx, getRecordDecrypted, arg.Key, arg.ID)
 	var i GetRecordDecryptedRow
@@ -167,6 +173,7 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 		&i.Public,
 		&i.Secret,
 		&i.KeyMatches,
+		&i.Damaged,
 		&i.Version,
 		&i.CreatedAt,
 		&i.UpdatedAt,
@@ -228,14 +235,15 @@ func (q *Queries) ListRecords(ctx context.Context, arg ListRecordsParams) ([]Lis
 }
 
 const listRecordsDecrypted = `-- name: ListRecordsDecrypted :many
-SELECT id, collection, public,
-       fieldseal.pgp_sym_decrypt(secret, $1::text)::text AS secret,
-       version, created_at, updated_at
-FROM fieldseal.records
-WHERE id > $2 AND ($3::text = '' OR collection = $3::text)
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
+WHERE r.id > $2 AND ($3::text = '' OR r.collection = $3::text)
   AND current_setting('fieldseal.key_use', true) = 'admitted'
   AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s)
-ORDER BY id
+ORDER BY r.id
 LIMIT $4
 `
 
@@ -251,6 +259,7 @@ type ListRecordsDecryptedRow struct {
 	Collection string
 	Public     []byte
 	Secret     string
+	Damaged    bool
 	Version    int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
@@ -258,8 +267,8 @@ type ListRecordsDecryptedRow struct {
 
 // Nothing unless key is the subject's: it can be sent in the same round
 // trip as CheckKey, whose answer tells a wrong key (403) from an empty
-// page, and a wrong key must not reach pgp_sym_decrypt (which raises, into
-// PostgreSQL's log). The verifier is checked once (an InitPlan).
+// page. The verifier is checked once (an InitPlan). A record that does not
+// open under the verified key is damaged: listed without its secret.
 func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecryptedParams) ([]ListRecordsDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, listRecordsDecrypted,
 		arg.Key,
@@ -279,6 +288,7 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 			&i.Collection,
 			&i.Public,
 			&i.Secret,
+			&i.Damaged,
 			&i.Version,
 			&i.CreatedAt,
 			&i.UpdatedAt,

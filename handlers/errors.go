@@ -28,6 +28,7 @@ var statusOf = map[string]int{
 	fieldseal.ERATELIMITED:  http.StatusTooManyRequests,
 	fieldseal.EUNAVAILABLE:  http.StatusServiceUnavailable,
 	fieldseal.EINTERNAL:     http.StatusInternalServerError,
+	fieldseal.ECORRUPT:      http.StatusInternalServerError,
 
 	fieldseal.EIDEMPOTENCYINUSE:  http.StatusConflict,
 	fieldseal.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
@@ -122,7 +123,7 @@ func classify(err error) (code string, status int, detail string) {
 	if !ok {
 		code, status = fieldseal.EINTERNAL, http.StatusInternalServerError
 	}
-	if status >= 500 {
+	if status >= 500 && code != fieldseal.ECORRUPT { // a damaged record's ids are the owner's to know
 		return code, status, http.StatusText(status)
 	}
 	return code, status, fieldseal.ErrorMessage(err)

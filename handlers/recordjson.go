@@ -83,6 +83,9 @@ func appendRecord(b []byte, rec fieldseal.Record) []byte {
 	b = appendTime(b, rec.CreatedAt)
 	b = append(b, `,"updated_at":`...)
 	b = appendTime(b, rec.UpdatedAt)
+	if rec.Damaged {
+		b = append(b, `,"damaged":true`...)
+	}
 	return append(b, '}')
 }
 

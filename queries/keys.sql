@@ -14,9 +14,23 @@ FOR UPDATE;
 -- name: ReencryptRecords :execrows
 -- Decrypted and encrypted again inside PostgreSQL: the plaintext never
 -- leaves the database. Versions do not change: the content is the same.
-UPDATE fieldseal.records
-SET secret = fieldseal.pgp_sym_encrypt(
-    fieldseal.pgp_sym_decrypt(secret, @old_key::text), @new_key::text, 'cipher-algo=aes256, s2k-mode=1');
+-- A damaged record (it does not open under the verified key) is left
+-- out; the caller compares the count with CountRecords and refuses.
+UPDATE fieldseal.records r
+SET secret = fieldseal.pgp_sym_encrypt(d.secret, @new_key::text, 'cipher-algo=aes256, s2k-mode=1')
+FROM (SELECT id, fieldseal.decrypt_or_null(secret, @old_key::text) AS secret FROM fieldseal.records) d
+WHERE r.id = d.id AND d.secret IS NOT NULL;
+
+-- name: CountRecords :one
+SELECT count(*) FROM fieldseal.records;
+
+-- name: ListDamagedRecords :many
+-- The records that do not open under a verified key: a rotation's refusal
+-- names them.
+SELECT id FROM fieldseal.records
+WHERE fieldseal.decrypt_or_null(secret, @key::text) IS NULL
+ORDER BY id
+LIMIT 20;
 
 -- name: ReplaceKeyVerifier :exec
 UPDATE fieldseal.subjects

@@ -55,17 +55,22 @@ WHERE id = @id;
 -- No row: no such record (404), whatever the key (or key use not
 -- admitted). key_matches false: the record exists but the key is not the
 -- subject's (403), and nothing is decrypted. The verifier is checked once,
--- in the lateral subquery.
+-- in the lateral subquery. damaged: the key is verified but the record
+-- does not open (migration 00013).
 SELECT r.id, r.collection, r.public,
-       coalesce(CASE WHEN k.matches THEN fieldseal.pgp_sym_decrypt(r.secret, @key::text) END, '')::text AS secret,
+       coalesce(d.secret, '')::text AS secret,
        k.matches::boolean AS key_matches,
+       (k.matches AND d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at,
        -- For AppendAuditEvent's if_decrypted, later in the transaction.
-       set_config('fieldseal.decrypted', CASE WHEN k.matches THEN 'yes' ELSE 'no' END, true)::text AS decrypted
+       set_config('fieldseal.decrypted', CASE WHEN d.secret IS NOT NULL THEN 'yes' ELSE 'no' END, true)::text AS decrypted
 FROM fieldseal.records r
 CROSS JOIN LATERAL (
     SELECT fieldseal.key_matches(s.key_verifier, @key::text) AS matches FROM fieldseal.subjects s
 ) k
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN k.matches THEN fieldseal.decrypt_or_null(r.secret, @key::text) END AS secret
+) d
 WHERE r.id = @id AND current_setting('fieldseal.key_use', true) = 'admitted';
 
 -- name: UseGenericPlans :exec
@@ -88,16 +93,17 @@ LIMIT @max_rows;
 -- name: ListRecordsDecrypted :many
 -- Nothing unless key is the subject's: it can be sent in the same round
 -- trip as CheckKey, whose answer tells a wrong key (403) from an empty
--- page, and a wrong key must not reach pgp_sym_decrypt (which raises, into
--- PostgreSQL's log). The verifier is checked once (an InitPlan).
-SELECT id, collection, public,
-       fieldseal.pgp_sym_decrypt(secret, @key::text)::text AS secret,
-       version, created_at, updated_at
-FROM fieldseal.records
-WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+-- page. The verifier is checked once (an InitPlan). A record that does not
+-- open under the verified key is damaged: listed without its secret.
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+WHERE r.id > @after AND (@collection::text = '' OR r.collection = @collection::text)
   AND current_setting('fieldseal.key_use', true) = 'admitted'
   AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
-ORDER BY id
+ORDER BY r.id
 LIMIT @max_rows;
 
 -- name: ReplaceRecord :one
