@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -19,6 +18,7 @@ import (
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/devissuer"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 // provider is an identity provider over HTTP that counts JWKS fetches.
@@ -212,7 +212,7 @@ func TestBackgroundRefresh(t *testing.T) {
 	t.Parallel()
 	p := newProvider(t)
 	refreshes := make(chan bool, 100)
-	var log syncBuffer
+	var log apitest.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	v, err := auth.NewVerifier(ctx, auth.Options{Issuer: p.URL, Audience: "aud", Log: slog.New(slog.NewJSONHandler(&log, nil)),
@@ -265,22 +265,4 @@ func TestBackgroundRefresh(t *testing.T) {
 	for !strings.Contains(log.String(), "JWKS refresh failed") {
 		next()
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -60,15 +60,9 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 				conn.Close(context.Background())
 			}
 			admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
-			code, out, errOut := runCmd(t, context.Background(), admin, "audit", "verify")
+			out := wantVerify(t, admin, tc.want, "audit trail intact: 8 entries, 2 subjects")
 			if tc.want == "" {
-				if code != 0 || !strings.Contains(out, "audit trail intact: 8 entries, 2 subjects") {
-					t.Errorf("intact trail: exit %d, %q %q", code, out, errOut)
-				}
 				return
-			}
-			if code != 1 || !strings.Contains(out, tc.want) {
-				t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, tc.want)
 			}
 			if strings.Contains(out, `"bob"`) {
 				t.Errorf("bob's untouched chain reported broken: %s", out)
@@ -121,17 +115,22 @@ func TestAuditVerifyAcrossLanes(t *testing.T) {
 					t.Fatalf("tampering: %v", err)
 				}
 			}
-			admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
-			code, out, errOut := runCmd(t, context.Background(), admin, "audit", "verify")
-			if tc.want == "" {
-				if code != 0 || !strings.Contains(out, "audit trail intact: 11 entries, 2 subjects") {
-					t.Errorf("intact trail: exit %d, %q %q", code, out, errOut)
-				}
-				return
-			}
-			if code != 1 || !strings.Contains(out, tc.want) {
-				t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, tc.want)
-			}
+			wantVerify(t, map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}, tc.want, "audit trail intact: 11 entries, 2 subjects")
 		})
 	}
+}
+
+// wantVerify runs `fieldseal audit verify` and checks its verdict: exit 1
+// naming broken, or exit 0 saying intact when broken is "". It returns
+// what verify printed.
+func wantVerify(t *testing.T, vars map[string]string, broken, intact string) string {
+	t.Helper()
+	code, out, errOut := runCmd(t, context.Background(), vars, "audit", "verify")
+	switch {
+	case broken == "" && (code != 0 || !strings.Contains(out, intact)):
+		t.Errorf("intact trail: exit %d, %q %q; want exit 0 saying %q", code, out, errOut, intact)
+	case broken != "" && (code != 1 || !strings.Contains(out, broken)):
+		t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, broken)
+	}
+	return out
 }
