@@ -124,6 +124,8 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
 		"client_addr": "'127.0.0.1'", "record_count": "NULL", "if_decrypted": "false",
 		"statement_timeout": "'15000ms'", "lock_timeout": "'5000ms'",
+		// Every measured transaction carries a key: generic plans (SetSubject).
+		"plan_cache_mode": "'force_generic_plan'",
 	}
 	with := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -159,12 +161,11 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	}
 
 	// Cursor and size are parameters, as the service sends them (a
-	// literal would let PostgreSQL plan for its value); the collection is
-	// '' (pgbench has no empty variables), which it may fold away.
+	// literal would let PostgreSQL plan for its value).
 	s = &script{queries: queries, args: with(map[string]string{
-		"after": ":after", "collection": "''", "max_rows": ":maxrows",
+		"after": ":after", "max_rows": ":maxrows",
 	})}
-	s.pipeline(append(open, "UseGenericPlans", "CheckKey", "ListRecordsDecrypted")...)
+	s.pipeline(append(open, "CheckKey", "ListRecordsDecrypted")...)
 	s.args = with(map[string]string{"action": "'record.list'", "record_id": "NULL", "record_count": "50", "token_id": ":jti"})
 	list, err = s.pipeline(closing...).text()
 	return reads, create, list, err

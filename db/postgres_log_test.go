@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -19,24 +18,36 @@ import (
 // TestPostgresLogHoldsNoKeys runs the store's operations, failures
 // included, against a cluster that logs every statement, its duration and
 // every failing statement, then searches PostgreSQL's log for the keys (as
-// sent and in hex) and the plaintext. It runs twice: with the session
-// settings fieldseal sends at connection start, and as behind a
-// transaction pooler, where only each transaction's own settings hold.
+// sent and in hex) and the plaintext. It runs with the session settings
+// fieldseal sends at connection start; as behind a transaction pooler,
+// where only each transaction's own settings hold; and with auto_explain
+// logging every plan verbosely with its actual values (custom plans fold
+// bind values into constants: key-bearing statements must not get one).
 func TestPostgresLogHoldsNoKeys(t *testing.T) {
 	t.Parallel()
-	for _, pooler := range []bool{false, true} {
-		t.Run(fmt.Sprintf("transaction-pooler=%v", pooler), func(t *testing.T) {
+	logAll := map[string]string{"log_statement": "all", "log_min_duration_statement": "0", "log_min_error_statement": "error"}
+	autoExplain := map[string]string{"shared_preload_libraries": "auto_explain", "auto_explain.log_min_duration": "0",
+		"auto_explain.log_analyze": "on", "auto_explain.log_verbose": "on"}
+	for _, tc := range []struct {
+		name     string
+		pooler   bool
+		settings map[string]string
+		mark     string // what the log must hold, or the test proves nothing
+	}{
+		{"log_statement=all", false, logAll, "pgp_sym_encrypt"},
+		{"transaction-pooler", true, logAll, "pgp_sym_encrypt"},
+		{"auto_explain verbose", false, autoExplain, "Output:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			postgresLogHoldsNoKeys(t, pooler)
+			postgresLogHoldsNoKeys(t, tc.pooler, tc.settings, tc.mark)
 		})
 	}
 }
 
-func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
+func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]string, mark string) {
 	ctx := context.Background()
-	database, cluster, _ := pgtest.NewCluster(t, map[string]string{
-		"log_statement": "all", "log_min_duration_statement": "0", "log_min_error_statement": "error",
-	})
+	database, cluster, _ := pgtest.NewCluster(t, settings)
 	store, err := db.Open(ctx, db.Config{URL: database.AppURL, TransactionPooler: pooler})
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +64,10 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	if _, err := store.GetRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, rec.ID, right); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.ListRecords(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, fieldseal.ListOptions{Limit: 10}); err != nil {
-		t.Fatal(err)
+	for _, collection := range []string{"", "c"} {
+		if _, err := store.ListRecords(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, fieldseal.ListOptions{Limit: 10, Collection: collection}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if _, err := store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, nil, in); err != nil {
 		t.Fatal(err)
@@ -64,7 +77,15 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in, nil)
 	_, _ = store.GetRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, rec.ID, wrong)
 	_, _ = store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, []int64{99}, in)
-	if !pooler {
+	// A rotation (to a key that is then rotated back), and a wrong one.
+	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, wrong, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, nil)
+	if !pooler && settings["log_statement"] == "all" {
 		// Without a pooler, the session's own settings hold outside
 		// fieldseal's transactions too.
 		if _, err := store.Pool().Exec(ctx, `SELECT fieldseal.pgp_sym_decrypt(fieldseal.pgp_sym_encrypt($1, $2), $3)`, plaintext, keyA, keyB); err == nil {
@@ -78,8 +99,8 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(log), "pgp_sym_encrypt") || !strings.Contains(string(log), "Wrong key or corrupt data") {
-		t.Fatal("the log does not hold the statements and the error: the test would prove nothing")
+	if !strings.Contains(string(log), mark) {
+		t.Fatalf("the log does not hold %q: the test would prove nothing", mark)
 	}
 	for _, k := range []string{keyA, keyB} {
 		raw, _ := base64.StdEncoding.DecodeString(k)

@@ -95,13 +95,14 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}, usesKey: !key.IsZero()}
 	// A page of every collection is a scan of the subject's records in id
 	// order, whatever the parameters: its cached generic plan is right,
-	// and planning each page anew cost more than reading it. A collection
-	// filter keeps custom plans, which use the (subject, collection, id)
-	// index.
-	if opts.Collection == "" {
-		exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
-	}
+	// and planning each page anew cost more than reading it. Without a
+	// key, a collection filter keeps custom plans, which use the (subject,
+	// collection, id) index; with the key every plan is generic (see
+	// SetSubject), and the filter has a statement of its own.
 	if key.IsZero() {
+		if opts.Collection == "" {
+			exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
+		}
 		t.commitFirst = true // nothing decrypted, nothing to audit
 		rows := query(&t.first, func(q *Queries) ([]ListRecordsRow, error) {
 			return q.ListRecords(ctx, ListRecordsParams{After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit)})
@@ -115,10 +116,20 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		}
 	} else {
 		matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+		// Key-bearing transactions run generic plans (SetSubject), so each
+		// filter has a statement, and so a plan, of its own.
 		rows := query(&t.first, func(q *Queries) ([]ListRecordsDecryptedRow, error) {
-			return q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{
-				Key: key.Passphrase(), After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit),
+			if opts.Collection == "" {
+				return q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{Key: key.Passphrase(), After: uuid(opts.After), MaxRows: int32(opts.Limit)})
+			}
+			rows, err := q.ListCollectionDecrypted(ctx, ListCollectionDecryptedParams{
+				Key: key.Passphrase(), Collection: opts.Collection, After: uuid(opts.After), MaxRows: int32(opts.Limit),
 			})
+			out := make([]ListRecordsDecryptedRow, len(rows))
+			for i, r := range rows {
+				out[i] = ListRecordsDecryptedRow(r)
+			}
+			return out, err
 		})
 		t.check = func() error {
 			ok, err := matches.get()

@@ -182,6 +182,73 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 	return i, err
 }
 
+const listCollectionDecrypted = `-- name: ListCollectionDecrypted :many
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
+WHERE r.collection = $2::text AND r.id > $3
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s)
+ORDER BY r.id
+LIMIT $4
+`
+
+type ListCollectionDecryptedParams struct {
+	Key        string
+	Collection string
+	After      pgtype.UUID
+	MaxRows    int32
+}
+
+type ListCollectionDecryptedRow struct {
+	ID         pgtype.UUID
+	Collection string
+	Public     []byte
+	Secret     string
+	Damaged    bool
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// ListRecordsDecrypted for one collection: its generic plan uses the
+// (subject, collection, id) index.
+func (q *Queries) ListCollectionDecrypted(ctx context.Context, arg ListCollectionDecryptedParams) ([]ListCollectionDecryptedRow, error) {
+	rows, err := q.db.Query(ctx, listCollectionDecrypted,
+		arg.Key,
+		arg.Collection,
+		arg.After,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListCollectionDecryptedRow{}
+	for rows.Next() {
+		var i ListCollectionDecryptedRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Collection,
+			&i.Public,
+			&i.Secret,
+			&i.Damaged,
+			&i.Version,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listRecords = `-- name: ListRecords :many
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
@@ -240,18 +307,17 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM fieldseal.records r
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
-WHERE r.id > $2 AND ($3::text = '' OR r.collection = $3::text)
+WHERE r.id > $2
   AND current_setting('fieldseal.key_use', true) = 'admitted'
   AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s)
 ORDER BY r.id
-LIMIT $4
+LIMIT $3
 `
 
 type ListRecordsDecryptedParams struct {
-	Key        string
-	After      pgtype.UUID
-	Collection string
-	MaxRows    int32
+	Key     string
+	After   pgtype.UUID
+	MaxRows int32
 }
 
 type ListRecordsDecryptedRow struct {
@@ -269,13 +335,10 @@ type ListRecordsDecryptedRow struct {
 // trip as CheckKey, whose answer tells a wrong key (403) from an empty
 // page. The verifier is checked once (an InitPlan). A record that does not
 // open under the verified key is damaged: listed without its secret.
+// Every collection; ListCollectionDecrypted is one collection's (key-
+// bearing statements run generic plans: each has a plan of its own).
 func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecryptedParams) ([]ListRecordsDecryptedRow, error) {
-	rows, err := q.db.Query(ctx, listRecordsDecrypted,
-		arg.Key,
-		arg.After,
-		arg.Collection,
-		arg.MaxRows,
-	)
+	rows, err := q.db.Query(ctx, listRecordsDecrypted, arg.Key, arg.After, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -378,13 +441,18 @@ SELECT set_config('fieldseal.subject', $1::text, true),
        set_config('statement_timeout', $2::text, true),
        set_config('lock_timeout', $3::text, true),
        set_config('log_parameter_max_length', '0', true),
-       set_config('log_parameter_max_length_on_error', '0', true)
+       set_config('log_parameter_max_length_on_error', '0', true),
+       -- force_generic_plan in transactions that carry a key: a custom plan
+       -- folds bind values into constants, which auto_explain (log_verbose)
+       -- would log; a generic plan shows $n.
+       set_config('plan_cache_mode', $4::text, true)
 `
 
 type SetSubjectParams struct {
 	Subject          string
 	StatementTimeout string
 	LockTimeout      string
+	PlanCacheMode    string
 }
 
 // Every query runs inside a transaction that has set fieldseal.subject
@@ -406,7 +474,12 @@ type SetSubjectParams struct {
 // transaction, not only at connection start, so that they hold behind a
 // transaction-mode pooler too (PgBouncer passes no such startup parameter).
 func (q *Queries) SetSubject(ctx context.Context, arg SetSubjectParams) error {
-	_, err := q.db.Exec(ctx, setSubject, arg.Subject, arg.StatementTimeout, arg.LockTimeout)
+	_, err := q.db.Exec(ctx, setSubject,
+		arg.Subject,
+		arg.StatementTimeout,
+		arg.LockTimeout,
+		arg.PlanCacheMode,
+	)
 	return err
 }
 

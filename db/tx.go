@@ -139,9 +139,17 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	if t.long {
 		statementTimeout = s.timeouts.Long
 	}
+	// A custom plan folds bind values into constants, which a verbose
+	// auto_explain would log: a transaction that carries a key plans
+	// generically.
+	planCacheMode := "auto"
+	if t.usesKey {
+		planCacheMode = "force_generic_plan"
+	}
 	exec(first, func(q *Queries) error {
 		return q.SetSubject(ctx, SetSubjectParams{
 			Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.timeouts.Lock),
+			PlanCacheMode: planCacheMode,
 		})
 	})
 	var admission *pending[AdmitKeyUseRow]

@@ -22,7 +22,11 @@ SELECT set_config('fieldseal.subject', @subject::text, true),
        set_config('statement_timeout', @statement_timeout::text, true),
        set_config('lock_timeout', @lock_timeout::text, true),
        set_config('log_parameter_max_length', '0', true),
-       set_config('log_parameter_max_length_on_error', '0', true);
+       set_config('log_parameter_max_length_on_error', '0', true),
+       -- force_generic_plan in transactions that carry a key: a custom plan
+       -- folds bind values into constants, which auto_explain (log_verbose)
+       -- would log; a generic plan shows $n.
+       set_config('plan_cache_mode', @plan_cache_mode::text, true);
 
 -- name: RegisterKeyVerifier :execrows
 -- The subject's first write registers its key; later ones change nothing.
@@ -95,12 +99,28 @@ LIMIT @max_rows;
 -- trip as CheckKey, whose answer tells a wrong key (403) from an empty
 -- page. The verifier is checked once (an InitPlan). A record that does not
 -- open under the verified key is damaged: listed without its secret.
+-- Every collection; ListCollectionDecrypted is one collection's (key-
+-- bearing statements run generic plans: each has a plan of its own).
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
 FROM fieldseal.records r
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
-WHERE r.id > @after AND (@collection::text = '' OR r.collection = @collection::text)
+WHERE r.id > @after
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
+ORDER BY r.id
+LIMIT @max_rows;
+
+-- name: ListCollectionDecrypted :many
+-- ListRecordsDecrypted for one collection: its generic plan uses the
+-- (subject, collection, id) index.
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM fieldseal.records r
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+WHERE r.collection = @collection::text AND r.id > @after
   AND current_setting('fieldseal.key_use', true) = 'admitted'
   AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
 ORDER BY r.id
