@@ -48,6 +48,22 @@ func grantsReport(ctx context.Context, q *Queries) (fieldseal.GrantsReport, erro
 		rep.Drift = append(rep.Drift, fieldseal.Drift{Problem: d.Problem, Role: d.Role, ObjectType: d.ObjectType,
 			Object: d.ObjectName, Column: d.ColumnName, Privilege: d.Privilege})
 	}
+	risks, err := q.ListLoggingRisks(ctx)
+	if err != nil {
+		return rep, err
+	}
+	for _, r := range risks {
+		d := fieldseal.Drift{Problem: "setting puts values into the log", Role: r.Role, ObjectType: "setting", Object: r.Name + " = " + r.Value}
+		switch {
+		case r.Role == "" && r.Database == "":
+			d.Role, d.Column = "(every role)", "server"
+		case r.Role == "":
+			d.Role, d.Column = "(every role)", "database "+r.Database
+		case r.Database != "":
+			d.Column = "database " + r.Database
+		}
+		rep.Drift = append(rep.Drift, d)
+	}
 	privs, err := q.ListPrivileges(ctx)
 	if err != nil {
 		return rep, err

@@ -87,6 +87,68 @@ func (q *Queries) ListGrantsDrift(ctx context.Context) ([]ListGrantsDriftRow, er
 	return items, nil
 }
 
+const listLoggingRisks = `-- name: ListLoggingRisks :many
+WITH s AS (
+    SELECT coalesce(r.rolname::text, '') AS role, coalesce(d.datname::text, '') AS database,
+           split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
+    FROM pg_catalog.pg_db_role_setting x
+    LEFT JOIN pg_catalog.pg_roles r ON r.oid = x.setrole
+    LEFT JOIN pg_catalog.pg_database d ON d.oid = x.setdatabase
+    CROSS JOIN LATERAL unnest(x.setconfig) c
+    WHERE (x.setdatabase = 0 OR d.datname = current_database())
+      AND (x.setrole = 0 OR pg_catalog.pg_has_role(x.setrole, 'fieldseal_app', 'MEMBER'))
+    UNION ALL
+    SELECT '', '', name::text, setting::text FROM pg_catalog.pg_settings
+    WHERE name IN ('auto_explain.log_verbose', 'auto_explain.log_min_duration', 'pgaudit.log_parameter') AND source <> 'default'
+)
+SELECT s.role::text AS role, s.database::text AS database, s.name::text AS name, s.value::text AS value FROM s
+WHERE (s.name = 'auto_explain.log_verbose' AND lower(s.value) IN ('on', 'true', 'yes', '1')
+       AND EXISTS (SELECT FROM s m WHERE m.name = 'auto_explain.log_min_duration' AND m.value !~ '^-'))
+   OR (s.name = 'pgaudit.log_parameter' AND lower(s.value) IN ('on', 'true', 'yes', '1'))
+   OR (s.name = 'log_parameter_max_length' AND s.value <> '0' AND s.role <> '')
+ORDER BY 3, 1, 2
+`
+
+type ListLoggingRisksRow struct {
+	Role     string
+	Database string
+	Name     string
+	Value    string
+}
+
+// Settings that would put bind values (keys, plaintext) into PostgreSQL's
+// log for fieldseal's sessions: auto_explain's verbose plans with a
+// non-negative log_min_duration (custom plans fold values in; fieldseal
+// plans key-bearing statements generically, but the setting is a trap for
+// any other session), pgaudit's log_parameter, and a
+// log_parameter_max_length other than 0 set for the app's roles. Read from
+// the server's own settings and from ALTER DATABASE / ALTER ROLE settings
+// of this database and of members of fieldseal_app.
+func (q *Queries) ListLoggingRisks(ctx context.Context) ([]ListLoggingRisksRow, error) {
+	rows, err := q.db.Query(ctx, listLoggingRisks)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListLoggingRisksRow{}
+	for rows.Next() {
+		var i ListLoggingRisksRow
+		if err := rows.Scan(
+			&i.Role,
+			&i.Database,
+			&i.Name,
+			&i.Value,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listPrivileges = `-- name: ListPrivileges :many
 SELECT grantee::text AS grantee, object_type::text AS object_type, object_name::text AS object_name,
        column_name::text AS column_name, privilege::text AS privilege

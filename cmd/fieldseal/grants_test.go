@@ -91,6 +91,15 @@ func TestGrantsReportDetectsDrift(t *testing.T) {
 			fieldseal.Drift{Problem: "default privileges", Role: "fieldseal_owner", ObjectType: "default", Object: "fieldseal", Privilege: "r"}},
 		{"a new table", `CREATE TABLE fieldseal.stash (x int)`, `DROP TABLE fieldseal.stash`,
 			fieldseal.Drift{Problem: "table not in the policy", Role: "postgres", ObjectType: "table", Object: "fieldseal.stash"}},
+		// Settings that would put keys and plaintext into PostgreSQL's log.
+		{"auto_explain verbose for the database", `ALTER DATABASE postgres SET auto_explain.log_verbose = on; ALTER DATABASE postgres SET auto_explain.log_min_duration = 0`,
+			`ALTER DATABASE postgres RESET auto_explain.log_verbose; ALTER DATABASE postgres RESET auto_explain.log_min_duration`,
+			fieldseal.Drift{Problem: "setting puts values into the log", Role: "(every role)", ObjectType: "setting", Object: "auto_explain.log_verbose = on", Column: "database postgres"}},
+		{"pgaudit parameters for the app's role", `ALTER ROLE cluster_app SET pgaudit.log_parameter = on`, `ALTER ROLE cluster_app RESET pgaudit.log_parameter`,
+			fieldseal.Drift{Problem: "setting puts values into the log", Role: "cluster_app", ObjectType: "setting", Object: "pgaudit.log_parameter = on"}},
+		{"parameter logging for the app's role", `ALTER ROLE cluster_app IN DATABASE postgres SET log_parameter_max_length = 100`,
+			`ALTER ROLE cluster_app IN DATABASE postgres RESET log_parameter_max_length`,
+			fieldseal.Drift{Problem: "setting puts values into the log", Role: "cluster_app", ObjectType: "setting", Object: "log_parameter_max_length = 100", Column: "database postgres"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			exec(tc.change)
