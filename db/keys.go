@@ -3,6 +3,7 @@ package db
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -58,7 +59,11 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 			}
 			return damaged(ids...)
 		}
-		return q.ReplaceKeyVerifier(ctx, next.Passphrase())
+		replaced, err := q.ReplaceKeyVerifier(ctx, ReplaceKeyVerifierParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
+		if err == nil && !replaced {
+			return fmt.Errorf("db: the verifier was not replaced although the current key was checked")
+		}
+		return err
 	}})
 	return n, err
 }

@@ -160,12 +160,20 @@ func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsPara
 	return result.RowsAffected(), nil
 }
 
-const replaceKeyVerifier = `-- name: ReplaceKeyVerifier :exec
-UPDATE fieldseal.subjects
-SET key_verifier = fieldseal.new_key_verifier($1::text), updated_at = now()
+const replaceKeyVerifier = `-- name: ReplaceKeyVerifier :one
+SELECT fieldseal.replace_key_verifier($1::text, $2::text)::boolean AS replaced
 `
 
-func (q *Queries) ReplaceKeyVerifier(ctx context.Context, newKey string) error {
-	_, err := q.db.Exec(ctx, replaceKeyVerifier, newKey)
-	return err
+type ReplaceKeyVerifierParams struct {
+	OldKey string
+	NewKey string
+}
+
+// The app role cannot write a verifier itself (migration 00014): the
+// function proves the old key first. False: it is not the subject's key.
+func (q *Queries) ReplaceKeyVerifier(ctx context.Context, arg ReplaceKeyVerifierParams) (bool, error) {
+	row := q.db.QueryRow(ctx, replaceKeyVerifier, arg.OldKey, arg.NewKey)
+	var replaced bool
+	err := row.Scan(&replaced)
+	return replaced, err
 }

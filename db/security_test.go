@@ -175,6 +175,8 @@ func TestAppRoleCannot(t *testing.T) {
 		`UPDATE fieldseal.audit_heads SET seq = 1`,
 		`DELETE FROM fieldseal.audit_heads`,
 		`INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ('x', now())`,
+		`UPDATE fieldseal.subjects SET key_verifier = fieldseal.new_key_verifier('` + keyB + `')`,
+		`UPDATE fieldseal.revocations SET expires_at = now()`,
 	} {
 		t.Run(stmt, func(t *testing.T) {
 			appTx(t, database, "alice", func(tx pgx.Tx) {
@@ -451,5 +453,68 @@ func TestReadEntryOnlyIfDecrypted(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// The app role's remaining powers are narrow: it deletes only expired
+// revocations, and replaces a subject's verifier only by proving the old
+// key inside PostgreSQL, for its transaction's subject only.
+func TestAppRoleNarrowPowers(t *testing.T) {
+	t.Parallel()
+	database, _ := seed(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, database.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, `INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ('live', now() + interval '1 hour'), ('old', now() - interval '1 hour')`); err != nil {
+		t.Fatal(err)
+	}
+	appTx(t, database, "", func(tx pgx.Tx) {
+		tag, err := tx.Exec(ctx, `DELETE FROM fieldseal.revocations`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag.RowsAffected() != 1 {
+			t.Errorf("the app role deleted %d revocations; want only the expired one", tag.RowsAffected())
+		}
+		var live int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM fieldseal.revocations WHERE jti = 'live'`).Scan(&live); err != nil || live != 1 {
+			t.Errorf("the unexpired revocation is gone (%d, %v)", live, err)
+		}
+	})
+	verifierOpens := func(subject, k string) bool {
+		var ok bool
+		if err := admin.QueryRow(ctx, `SELECT fieldseal.key_matches(key_verifier, $2) FROM fieldseal.subjects WHERE subject = $1`, subject, k).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	const keyC = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M="
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		var replaced bool
+		// Without alice's key: refused. With bob's key: bob's row is not
+		// alice's transaction's to touch.
+		for _, k := range []string{keyC, keyB} {
+			if err := tx.QueryRow(ctx, `SELECT fieldseal.replace_key_verifier($1, $2)`, k, keyC).Scan(&replaced); err != nil || replaced {
+				t.Errorf("replace_key_verifier without alice's key: %v, %v; want false", replaced, err)
+			}
+		}
+	})
+	if !verifierOpens("alice", keyA) || !verifierOpens("bob", keyB) {
+		t.Fatal("a verifier changed without its key")
+	}
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		var replaced bool
+		if err := tx.QueryRow(ctx, `SELECT fieldseal.replace_key_verifier($1, $2)`, keyA, keyC).Scan(&replaced); err != nil || !replaced {
+			t.Errorf("replace_key_verifier with alice's key: %v, %v; want true", replaced, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if !verifierOpens("alice", keyC) || !verifierOpens("bob", keyB) {
+		t.Error("with alice's key, alice's verifier (and only hers) should have moved to the new key")
 	}
 }

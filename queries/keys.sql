@@ -32,9 +32,10 @@ WHERE fieldseal.decrypt_or_null(secret, @key::text) IS NULL
 ORDER BY id
 LIMIT 20;
 
--- name: ReplaceKeyVerifier :exec
-UPDATE fieldseal.subjects
-SET key_verifier = fieldseal.new_key_verifier(@new_key::text), updated_at = now();
+-- name: ReplaceKeyVerifier :one
+-- The app role cannot write a verifier itself (migration 00014): the
+-- function proves the old key first. False: it is not the subject's key.
+SELECT fieldseal.replace_key_verifier(@old_key::text, @new_key::text)::boolean AS replaced;
 
 -- name: GetRecordCiphertext :one
 SELECT fieldseal.armor(secret)::text AS armored
