@@ -517,4 +517,47 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 	if !verifierOpens("alice", keyC) || !verifierOpens("bob", keyB) {
 		t.Error("with alice's key, alice's verifier (and only hers) should have moved to the new key")
 	}
+
+	// Wrong-key counters: within their window they only grow.
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		q := db.New(tx)
+		for range 3 {
+			if err := q.RecordKeyFailure(ctx, db.RecordKeyFailureParams{TokenID: "jti:t", WindowSeconds: 60}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+	for _, stmt := range []string{
+		`UPDATE fieldseal.key_failures SET failures = 0`,
+		`UPDATE fieldseal.key_failures SET window_start = now() - interval '1 day'`,
+		`UPDATE fieldseal.key_failures SET window_seconds = 1`,
+	} {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			if _, err := tx.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "only grow") {
+				t.Errorf("the app role could run %q (%v)", stmt, err)
+			}
+		})
+	}
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		tag, err := tx.Exec(ctx, `DELETE FROM fieldseal.key_failures`)
+		if err != nil || tag.RowsAffected() != 0 {
+			t.Errorf("the app role deleted %d live counters (%v); want none", tag.RowsAffected(), err)
+		}
+	})
+	// Once the window has passed, pruning works.
+	if _, err := admin.Exec(ctx, `SET session_replication_role = replica; UPDATE fieldseal.key_failures SET window_start = now() - interval '2 minutes'; RESET session_replication_role`); err != nil {
+		t.Fatal(err)
+	}
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		if err := db.New(tx).PruneKeyFailures(ctx, 60); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM fieldseal.key_failures`).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%d counters after pruning an expired window (%v); want 0", n, err)
+		}
+	})
 }

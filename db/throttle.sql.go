@@ -82,11 +82,12 @@ func (q *Queries) PruneKeyFailures(ctx context.Context, windowSeconds int32) err
 }
 
 const recordKeyFailure = `-- name: RecordKeyFailure :exec
-INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures)
-VALUES ($1::text, now(), 1)
+INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
+VALUES ($1::text, now(), 1, $2::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET
-    failures = CASE WHEN k.window_start > now() - make_interval(secs => $2::int) THEN k.failures + 1 ELSE 1 END,
-    window_start = CASE WHEN k.window_start > now() - make_interval(secs => $2::int) THEN k.window_start ELSE now() END
+    failures = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.failures + 1 ELSE 1 END,
+    window_start = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_start ELSE now() END,
+    window_seconds = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_seconds ELSE excluded.window_seconds END
 `
 
 type RecordKeyFailureParams struct {
@@ -94,6 +95,8 @@ type RecordKeyFailureParams struct {
 	WindowSeconds int32
 }
 
+// A row keeps its own window's length (migration 00015): within it the
+// count only grows; once it has passed, a new window starts.
 func (q *Queries) RecordKeyFailure(ctx context.Context, arg RecordKeyFailureParams) error {
 	_, err := q.db.Exec(ctx, recordKeyFailure, arg.TokenID, arg.WindowSeconds)
 	return err

@@ -26,11 +26,14 @@ SELECT f.token_failures, f.subject_failures, f.token_window_start, f.subject_win
 FROM f;
 
 -- name: RecordKeyFailure :exec
-INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures)
-VALUES (@token_id::text, now(), 1)
+-- A row keeps its own window's length (migration 00015): within it the
+-- count only grows; once it has passed, a new window starts.
+INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
+VALUES (@token_id::text, now(), 1, @window_seconds::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET
-    failures = CASE WHEN k.window_start > now() - make_interval(secs => @window_seconds::int) THEN k.failures + 1 ELSE 1 END,
-    window_start = CASE WHEN k.window_start > now() - make_interval(secs => @window_seconds::int) THEN k.window_start ELSE now() END;
+    failures = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.failures + 1 ELSE 1 END,
+    window_start = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_start ELSE now() END,
+    window_seconds = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_seconds ELSE excluded.window_seconds END;
 
 -- name: PruneKeyFailures :exec
 DELETE FROM fieldseal.key_failures
