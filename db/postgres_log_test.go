@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
@@ -33,21 +35,36 @@ func TestPostgresLogHoldsNoKeys(t *testing.T) {
 		pooler   bool
 		settings map[string]string
 		mark     string // what the log must hold, or the test proves nothing
+		roleAsks bool   // the app's login role is set to log parameters in full
 	}{
-		{"log_statement=all", false, logAll, "pgp_sym_encrypt"},
-		{"transaction-pooler", true, logAll, "pgp_sym_encrypt"},
-		{"auto_explain verbose", false, autoExplain, "Output:"},
+		{"log_statement=all", false, logAll, "pgp_sym_encrypt", false},
+		{"transaction-pooler", true, logAll, "pgp_sym_encrypt", false},
+		{"auto_explain verbose", false, autoExplain, "Output:", false},
+		// A DBA's role setting asking for every parameter in full, on the
+		// app's login role: the transactions' own settings win.
+		{"role asks for parameters", true, logAll, "pgp_sym_encrypt", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			postgresLogHoldsNoKeys(t, tc.pooler, tc.settings, tc.mark)
+			postgresLogHoldsNoKeys(t, tc.pooler, tc.settings, tc.mark, tc.roleAsks)
 		})
 	}
 }
 
-func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]string, mark string) {
+func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]string, mark string, roleAsks bool) {
 	ctx := context.Background()
 	database, cluster, _ := pgtest.NewCluster(t, settings)
+	if roleAsks {
+		conn, err := pgx.Connect(ctx, database.AdminURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, `ALTER ROLE cluster_app SET log_parameter_max_length = -1; ALTER ROLE cluster_app SET log_parameter_max_length_on_error = -1`)
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	store, err := db.Open(ctx, db.Config{URL: database.AppURL, TransactionPooler: pooler})
 	if err != nil {
 		t.Fatal(err)
