@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strconv"
@@ -282,4 +283,74 @@ func auditHash(prev []byte, r ListAuditChainPageRow) []byte {
 	h.Write(prev)
 	h.Write([]byte(strings.Join(fields, "\x1f")))
 	return h.Sum(nil)
+}
+
+// AuditCheckpoint reads every lane's head, and the database's name and
+// clock, in one snapshot over an admin (or auditor) connection:
+// `fieldseal audit checkpoint`.
+func AuditCheckpoint(ctx context.Context, adminURL string) (fieldseal.Checkpoint, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fieldseal.Checkpoint{}, fmt.Errorf("connect to the admin database: %w", err)
+	}
+	defer conn.Close(ctx)
+	rows, err := New(conn).ListAuditHeadsForCheckpoint(ctx)
+	if err != nil {
+		return fieldseal.Checkpoint{}, err
+	}
+	cp := fieldseal.Checkpoint{Version: 1, Heads: []fieldseal.CheckpointHead{}}
+	var at time.Time
+	if len(rows) == 0 {
+		// An empty trail: no row to carry the name and the time.
+		if err := conn.QueryRow(ctx, `SELECT current_database(), now()`).Scan(&cp.Database, &at); err != nil {
+			return cp, err
+		}
+	}
+	for _, r := range rows {
+		cp.Database, at = r.Database, r.At
+		cp.Heads = append(cp.Heads, fieldseal.CheckpointHead{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, Hash: hex.EncodeToString(r.Hash)})
+	}
+	cp.At = at.UTC().Format(time.RFC3339Nano)
+	return cp, nil
+}
+
+// CheckCheckpoint reports every entry cp names that is no longer in its
+// chain as it was: gone (a tail cut after the checkpoint, even with its
+// head moved back to match) or with another hash (rewritten).
+func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoint) ([]fieldseal.AuditBreak, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect to the admin database: %w", err)
+	}
+	defer conn.Close(ctx)
+	var database string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
+		return nil, err
+	}
+	if cp.Database != database {
+		return nil, fmt.Errorf("the checkpoint is of database %q, not %q", cp.Database, database)
+	}
+	var p ListCheckpointedEntriesParams
+	want := map[[2]string]string{}
+	for _, h := range cp.Heads {
+		p.Subjects, p.Lanes, p.Seqs = append(p.Subjects, h.Subject), append(p.Lanes, h.Lane), append(p.Seqs, h.Seq)
+		want[[2]string{h.Subject, strconv.Itoa(int(h.Lane))}] = h.Hash
+	}
+	rows, err := New(conn).ListCheckpointedEntries(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var breaks []fieldseal.AuditBreak
+	for _, r := range rows {
+		wantHash := want[[2]string{r.Subject, strconv.Itoa(int(r.Lane))}]
+		switch got := hex.EncodeToString(r.Hash); {
+		case r.Hash == nil:
+			breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,
+				Problem: fmt.Sprintf("the entry checkpointed at %s is gone: the chain was cut after the checkpoint", cp.At)})
+		case got != wantHash:
+			breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,
+				Problem: fmt.Sprintf("the entry's hash is not the one checkpointed at %s: it was rewritten", cp.At)})
+		}
+	}
+	return breaks, nil
 }

@@ -290,3 +290,100 @@ func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject strin
 	}
 	return items, nil
 }
+
+const listAuditHeadsForCheckpoint = `-- name: ListAuditHeadsForCheckpoint :many
+SELECT current_database()::text AS database, now()::timestamptz AS at,
+       subject, lane, seq, hash
+FROM fieldseal.audit_heads
+ORDER BY subject, lane
+`
+
+type ListAuditHeadsForCheckpointRow struct {
+	Database string
+	At       time.Time
+	Subject  string
+	Lane     int16
+	Seq      int64
+	Hash     []byte
+}
+
+// For `fieldseal audit checkpoint`: every lane's head, and the moment, in
+// one snapshot.
+func (q *Queries) ListAuditHeadsForCheckpoint(ctx context.Context) ([]ListAuditHeadsForCheckpointRow, error) {
+	rows, err := q.db.Query(ctx, listAuditHeadsForCheckpoint)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAuditHeadsForCheckpointRow{}
+	for rows.Next() {
+		var i ListAuditHeadsForCheckpointRow
+		if err := rows.Scan(
+			&i.Database,
+			&i.At,
+			&i.Subject,
+			&i.Lane,
+			&i.Seq,
+			&i.Hash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listCheckpointedEntries = `-- name: ListCheckpointedEntries :many
+SELECT c.subject::text AS subject, c.lane::smallint AS lane, c.seq::bigint AS seq, e.hash
+FROM (
+    SELECT s.subject, l.lane, q.seq
+    FROM unnest($1::text[]) WITH ORDINALITY AS s(subject, i)
+    JOIN unnest($2::smallint[]) WITH ORDINALITY AS l(lane, i) ON l.i = s.i
+    JOIN unnest($3::bigint[]) WITH ORDINALITY AS q(seq, i) ON q.i = s.i
+) c
+LEFT JOIN fieldseal.audit_events e ON e.subject = c.subject AND e.lane = c.lane AND e.seq = c.seq
+ORDER BY 1, 2
+`
+
+type ListCheckpointedEntriesParams struct {
+	Subjects []string
+	Lanes    []int16
+	Seqs     []int64
+}
+
+type ListCheckpointedEntriesRow struct {
+	Subject string
+	Lane    int16
+	Seq     int64
+	Hash    []byte
+}
+
+// For `fieldseal audit verify --checkpoint`: the entry each checkpointed
+// head names, if it is still there.
+func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpointedEntriesParams) ([]ListCheckpointedEntriesRow, error) {
+	rows, err := q.db.Query(ctx, listCheckpointedEntries, arg.Subjects, arg.Lanes, arg.Seqs)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListCheckpointedEntriesRow{}
+	for rows.Next() {
+		var i ListCheckpointedEntriesRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Lane,
+			&i.Seq,
+			&i.Hash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -68,3 +68,24 @@ FULL JOIN e ON e.subject = h.subject AND e.lane = h.lane
 FULL JOIN lanes l ON l.subject = coalesce(h.subject, e.subject) AND l.lane = coalesce(h.lane, e.lane)
 WHERE h.subject IS NULL OR e.subject IS NULL OR h.seq <> e.seq OR h.hash <> e.hash
 ORDER BY 1, 2;
+
+-- name: ListAuditHeadsForCheckpoint :many
+-- For `fieldseal audit checkpoint`: every lane's head, and the moment, in
+-- one snapshot.
+SELECT current_database()::text AS database, now()::timestamptz AS at,
+       subject, lane, seq, hash
+FROM fieldseal.audit_heads
+ORDER BY subject, lane;
+
+-- name: ListCheckpointedEntries :many
+-- For `fieldseal audit verify --checkpoint`: the entry each checkpointed
+-- head names, if it is still there.
+SELECT c.subject::text AS subject, c.lane::smallint AS lane, c.seq::bigint AS seq, e.hash
+FROM (
+    SELECT s.subject, l.lane, q.seq
+    FROM unnest(@subjects::text[]) WITH ORDINALITY AS s(subject, i)
+    JOIN unnest(@lanes::smallint[]) WITH ORDINALITY AS l(lane, i) ON l.i = s.i
+    JOIN unnest(@seqs::bigint[]) WITH ORDINALITY AS q(seq, i) ON q.i = s.i
+) c
+LEFT JOIN fieldseal.audit_events e ON e.subject = c.subject AND e.lane = c.lane AND e.seq = c.seq
+ORDER BY 1, 2;

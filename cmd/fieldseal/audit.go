@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/fieldseal/fieldseal"
@@ -20,18 +25,31 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if len(args) > 0 && args[0] == "grants" {
 		return grantsCmd(ctx, args[1:], stdout, stderr, env)
 	}
+	if len(args) > 0 && args[0] == "checkpoint" {
+		return checkpointCmd(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] | fieldseal audit grants [--format table|json]")
+		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F] | fieldseal audit checkpoint [--out F] [--signing-key F] | fieldseal audit grants [--format table|json]")
 		return errUsage
 	}
-	f := newFlags("audit verify", "Recompute the audit trail's hash chains (one per subject) and name the first broken entry of each.\nExit 0 when every chain is intact, 1 when one is broken.", stderr, env)
+	f := newFlags("audit verify", "Recompute the audit trail's hash chains (each subject's lanes) and name the first broken entry of each,\nand check that every entry each checkpoint names is still in its chain.\nExit 0 when every chain is intact, 1 when one is broken.", stderr, env)
 	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (or a member of fieldseal_auditor)")
 	subject := f.fs.String("subject", "", "verify only this subject's chain")
+	var checkpoints fileList
+	f.fs.Var(&checkpoints, "checkpoint", "a file written by `fieldseal audit checkpoint` (repeatable)")
+	publicKey := f.fs.String("public-key", "", "PEM Ed25519 public key: every checkpoint must be signed by it")
 	if err := f.parse(args[1:]); err != nil {
 		return err
 	}
 	if *adminURL == "" {
 		return errors.New("FIELDSEAL_ADMIN_DATABASE_URL is required")
+	}
+	var want ed25519.PublicKey
+	if *publicKey != "" {
+		var err error
+		if want, err = readPublicKey(*publicKey); err != nil {
+			return fmt.Errorf("--public-key: %w", err)
+		}
 	}
 	rep, err := db.VerifyAuditTrail(ctx, *adminURL, *subject, func(n int64) {
 		fmt.Fprintf(stderr, "verified %d entries…\n", n)
@@ -39,15 +57,142 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if err != nil {
 		return err
 	}
-	if len(rep.Breaks) == 0 {
-		fmt.Fprintf(stdout, "audit trail intact: %d entries, %d subjects\n", rep.Entries, rep.Subjects)
-		return nil
-	}
+	broken := len(rep.Breaks) > 0
 	for _, b := range rep.Breaks {
 		fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
 	}
-	fmt.Fprintf(stdout, "audit trail broken in %d of %d subjects (%d entries read)\n", len(rep.Breaks), rep.Subjects, rep.Entries)
+	for _, file := range checkpoints {
+		breaks, err := verifyCheckpoint(ctx, *adminURL, file, want)
+		if err != nil {
+			fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
+			broken = true
+			continue
+		}
+		for _, b := range breaks {
+			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s (checkpoint %s)\n", b.Subject, b.Lane, b.Seq, b.Problem, file)
+		}
+		if len(breaks) > 0 {
+			broken = true
+		} else {
+			fmt.Fprintf(stdout, "checkpoint %s: every entry it names is still in its chain\n", file)
+		}
+	}
+	if !broken {
+		fmt.Fprintf(stdout, "audit trail intact: %d entries, %d subjects\n", rep.Entries, rep.Subjects)
+		return nil
+	}
+	fmt.Fprintf(stdout, "audit trail broken (%d entries read, %d subjects)\n", rep.Entries, rep.Subjects)
 	return errDrift
+}
+
+// verifyCheckpoint reads a checkpoint file, checks its signature (by want
+// if given, else by the key it names, if it is signed), and returns the
+// entries it names that are no longer in their chains.
+func verifyCheckpoint(ctx context.Context, adminURL, file string, want ed25519.PublicKey) ([]fieldseal.AuditBreak, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var cp fieldseal.Checkpoint
+	if err := json.Unmarshal(raw, &cp); err != nil || cp.Version != 1 {
+		return nil, errors.New("not a checkpoint written by fieldseal audit checkpoint")
+	}
+	if want != nil || cp.Signature != nil {
+		if err := cp.VerifySignature(want); err != nil {
+			return nil, err
+		}
+	}
+	return db.CheckCheckpoint(ctx, adminURL, cp)
+}
+
+// checkpointCmd writes every chain head now, signed when a key is given.
+func checkpointCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	f := newFlags("audit checkpoint", "Write every audit chain head (each subject's lanes) as one JSON document, signed with Ed25519 when a key is given.\nKeep it outside the database: `fieldseal audit verify --checkpoint` proves against it later.", stderr, env)
+	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (or a member of fieldseal_auditor)")
+	out := f.fs.String("out", "", "write to this file instead of stdout")
+	signingKey := f.fs.String("signing-key", "", "PEM (PKCS #8) Ed25519 private key to sign the checkpoint with")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	if *adminURL == "" {
+		return errors.New("FIELDSEAL_ADMIN_DATABASE_URL is required")
+	}
+	var key ed25519.PrivateKey
+	if *signingKey != "" {
+		var err error
+		if key, err = readPrivateKey(*signingKey); err != nil {
+			return fmt.Errorf("--signing-key: %w", err)
+		}
+	}
+	cp, err := db.AuditCheckpoint(ctx, *adminURL)
+	if err != nil {
+		return err
+	}
+	if key != nil {
+		if err := cp.Sign(key); err != nil {
+			return err
+		}
+	}
+	b, err := json.MarshalIndent(cp, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if *out == "" {
+		_, err = stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(*out, b, 0o644)
+}
+
+// fileList is a repeatable flag.
+type fileList []string
+
+func (l *fileList) String() string     { return strings.Join(*l, ",") }
+func (l *fileList) Set(v string) error { *l = append(*l, v); return nil }
+
+func readPrivateKey(file string) (ed25519.PrivateKey, error) {
+	block, err := readPEM(file)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return nil, errors.New("not a PKCS #8 private key (openssl genpkey -algorithm ed25519 writes one)")
+	}
+	key, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, errors.New("not an Ed25519 key")
+	}
+	return key, nil
+}
+
+func readPublicKey(file string) (ed25519.PublicKey, error) {
+	block, err := readPEM(file)
+	if err != nil {
+		return nil, err
+	}
+	k, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, errors.New("not a PKIX public key (openssl pkey -pubout writes one)")
+	}
+	key, ok := k.(ed25519.PublicKey)
+	if !ok {
+		return nil, errors.New("not an Ed25519 key")
+	}
+	return key, nil
+}
+
+func readPEM(file string) (*pem.Block, error) {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	return block, nil
 }
 
 func grantsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {

@@ -2,11 +2,18 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
 
@@ -133,4 +140,78 @@ func wantVerify(t *testing.T, vars map[string]string, broken, intact string) str
 		t.Errorf("exit %d, stdout %q; want exit 1 naming %q", code, out, broken)
 	}
 	return out
+}
+
+// A tail cut together with its head passes verify alone, but not against
+// a checkpoint taken before: the checkpoint names the entry that is gone.
+// A checkpoint altered after signing, signed by another key, or unsigned
+// where a key is required, fails too.
+func TestAuditCheckpoints(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database := pgtest.NewDB(t)
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 5)
+	pgtest.AppendAuditLanes(t, database.AdminURL, "bob", 2, 2)
+	dir := t.TempDir()
+	priv, pub := ed25519Key(t, dir, "signer"), filepath.Join(dir, "signer.pub.pem")
+	otherPub := filepath.Join(dir, "other.pub.pem")
+	ed25519Key(t, dir, "other")
+	admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+	signed, unsigned := filepath.Join(dir, "signed.json"), filepath.Join(dir, "unsigned.json")
+	for _, args := range [][]string{{"--out", signed, "--signing-key", priv}, {"--out", unsigned}} {
+		if code, out, errOut := runCmd(t, ctx, admin, append([]string{"audit", "checkpoint"}, args...)...); code != 0 {
+			t.Fatalf("audit checkpoint %v: exit %d %s %s", args, code, out, errOut)
+		}
+	}
+	var cp fieldseal.Checkpoint
+	raw, _ := os.ReadFile(signed)
+	if err := json.Unmarshal(raw, &cp); err != nil || len(cp.Heads) != 3 || cp.Signature == nil {
+		t.Fatalf("the checkpoint: %v %s; want 3 heads (alice's lane, bob's two) and a signature", err, raw)
+	}
+	wantVerify(t, admin, "", "audit trail intact") // and with the checkpoints:
+	if code, out, _ := runCmd(t, ctx, admin, "audit", "verify", "--checkpoint", signed, "--checkpoint", unsigned, "--public-key", pub); code != 1 ||
+		!strings.Contains(out, "checkpoint "+signed+": every entry it names is still in its chain") || !strings.Contains(out, "BROKEN checkpoint "+unsigned+": the checkpoint is not signed") {
+		t.Errorf("verify with a signed and an unsigned checkpoint and a required key: exit %d\n%s", code, out)
+	}
+	if code, out, _ := runCmd(t, ctx, admin, "audit", "verify", "--checkpoint", signed, "--public-key", otherPub); code != 1 || !strings.Contains(out, "signed by another key") {
+		t.Errorf("verify with another key: exit %d\n%s", code, out)
+	}
+	altered := filepath.Join(dir, "altered.json")
+	_ = os.WriteFile(altered, []byte(strings.Replace(string(raw), `"seq": 5`, `"seq": 4`, 1)), 0o600)
+	if code, out, _ := runCmd(t, ctx, admin, "audit", "verify", "--checkpoint", altered); code != 1 || !strings.Contains(out, "altered after signing") {
+		t.Errorf("verify with an altered checkpoint: exit %d\n%s", code, out)
+	}
+
+	// Alice's two newest entries are cut, and her head moved back to match.
+	conn := adminConn(t, database.AdminURL)
+	if _, err := conn.Exec(ctx, `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq > 3;
+		UPDATE fieldseal.audit_heads h SET seq = 3, hash = e.hash FROM fieldseal.audit_events e
+		 WHERE h.subject = 'alice' AND e.subject = 'alice' AND e.lane = 0 AND e.seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	wantVerify(t, admin, "", "audit trail intact") // the gap a checkpoint closes
+	if code, out, _ := runCmd(t, ctx, admin, "audit", "verify", "--checkpoint", signed, "--public-key", pub); code != 1 ||
+		!strings.Contains(out, `BROKEN subject "alice" lane 0 at entry 5: the entry checkpointed at`) || !strings.Contains(out, "is gone") || strings.Contains(out, `"bob"`) {
+		t.Errorf("verify against the checkpoint after the cut: exit %d\n%s", code, out)
+	}
+}
+
+// ed25519Key writes name.pem (PKCS #8) and name.pub.pem (PKIX) in dir and
+// returns the private key's file.
+func ed25519Key(t *testing.T, dir, name string) string {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, _ := x509.MarshalPKCS8PrivateKey(priv)
+	pkix, _ := x509.MarshalPKIXPublicKey(pub)
+	file := filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".pub.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

@@ -22,8 +22,11 @@ Usage:
   fieldseal serve                 run the API server
   fieldseal migrate up|down|status  apply, roll back (one step, or --to N) or list migrations
   fieldseal dev                   a working local service in one command
-  fieldseal audit verify [--subject S]
-                                  verify the audit trail's hash chains; exit 1 naming the first broken entry
+  fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F]
+                                  verify the audit trail's hash chains and each checkpoint against them;
+                                  exit 1 naming the first broken entry
+  fieldseal audit checkpoint [--out F] [--signing-key F]
+                                  every chain head now, as one JSON document, signed with an Ed25519 key
   fieldseal audit grants [--format table|json]
                                   compare every privilege with the least-privilege policy; exit 1 on drift
   fieldseal token revoke --jti ID | --subject SUB
