@@ -43,9 +43,9 @@ const (
 	numericMaxFractionDigits = 16383  // after it
 )
 
-// checkJSONB refuses, in compact valid JSON, what jsonb cannot store: a
-// UTF-16 surrogate escape not in a high-low pair, and a number outside
-// numeric's range. (\u0000 is refused by its caller.)
+// checkJSONB refuses, in compact valid JSON, what jsonb cannot store: the
+// escape \u0000, a UTF-16 surrogate escape not in a high-low pair, and a
+// number outside numeric's range. One pass over the value.
 func checkJSONB(field string, b []byte) error {
 	for i := 0; i < len(b); i++ {
 		switch c := b[i]; {
@@ -60,6 +60,8 @@ func checkJSONB(field string, b []byte) error {
 				}
 				r := hex4(b[i+1 : i+5])
 				switch {
+				case r == 0:
+					return fieldseal.Errorf(fieldseal.EINVALID, `%s may not contain the character \u0000`, field)
 				case r >= 0xDC00 && r <= 0xDFFF:
 					return fieldseal.Errorf(fieldseal.EINVALID, `%s holds a lone low surrogate escape (\u%04x): not valid Unicode`, field, r)
 				case r >= 0xD800 && r <= 0xDBFF:

@@ -166,9 +166,6 @@ func readRecord(c echo.Context) (fieldseal.RecordInput, error) {
 	if err != nil {
 		return fieldseal.RecordInput{}, err
 	}
-	if hasNULEscape(public) {
-		return fieldseal.RecordInput{}, fieldseal.Errorf(fieldseal.EINVALID, `public may not contain the character \u0000`)
-	}
 	if err := checkJSONB("public", public); err != nil {
 		return fieldseal.RecordInput{}, err
 	}
@@ -215,18 +212,4 @@ func jsonObject(field string, raw json.RawMessage, optional bool) (json.RawMessa
 		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is not valid JSON", field)
 	}
 	return buf.Bytes(), nil
-}
-
-// hasNULEscape reports whether compact JSON holds the escape \u0000, which
-// PostgreSQL's jsonb cannot store.
-func hasNULEscape(b []byte) bool {
-	for i := 0; i < len(b); i++ {
-		if b[i] == '\\' {
-			if bytes.HasPrefix(b[i:], []byte(`\u0000`)) {
-				return true
-			}
-			i++ // skip the escaped character
-		}
-	}
-	return false
 }
