@@ -44,9 +44,9 @@ func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note
 	t := &tx{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
 	if outcome == fieldseal.EWRONGKEY {
 		exec(&t.first, func(q *Queries) error {
-			return q.RecordKeyFailure(ctx, RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.throttle.windowSeconds()})
+			return q.RecordKeyFailure(ctx, RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds()})
 		})
-		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.throttle.windowSeconds()) })
+		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.cfg.Throttle.windowSeconds()) })
 	}
 	appended := query(&t.first, s.appendEntry(ctx, caller, note, outcome))
 	t.check = func() error {
@@ -132,6 +132,12 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 
 var _ fieldseal.AuditService = (*Store)(nil)
 
+// chain names one hash chain of the trail: a subject's lane.
+type chain struct {
+	subject string
+	lane    int16
+}
+
 // verifyPageSize bounds the entries held in memory while verifying.
 const verifyPageSize = 5000
 
@@ -154,10 +160,6 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 	}
 	defer conn.Close(ctx)
 	q := New(conn)
-	type chain struct {
-		subject string
-		lane    int16
-	}
 	var (
 		rep      fieldseal.AuditReport
 		cur      = chain{lane: -1} // the chain being walked
@@ -211,10 +213,6 @@ func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.
 	mismatches, err := q.ListAuditHeadMismatches(ctx, subject)
 	if err != nil {
 		return err
-	}
-	type chain struct {
-		subject string
-		lane    int16
 	}
 	broken := map[chain]bool{}
 	for _, b := range rep.Breaks {
@@ -331,10 +329,10 @@ func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoi
 		return nil, fmt.Errorf("the checkpoint is of database %q, not %q", cp.Database, database)
 	}
 	var p ListCheckpointedEntriesParams
-	want := map[[2]string]string{}
+	want := map[chain]string{}
 	for _, h := range cp.Heads {
 		p.Subjects, p.Lanes, p.Seqs = append(p.Subjects, h.Subject), append(p.Lanes, h.Lane), append(p.Seqs, h.Seq)
-		want[[2]string{h.Subject, strconv.Itoa(int(h.Lane))}] = h.Hash
+		want[chain{h.Subject, h.Lane}] = h.Hash
 	}
 	rows, err := New(conn).ListCheckpointedEntries(ctx, p)
 	if err != nil {
@@ -342,7 +340,7 @@ func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoi
 	}
 	var breaks []fieldseal.AuditBreak
 	for _, r := range rows {
-		wantHash := want[[2]string{r.Subject, strconv.Itoa(int(r.Lane))}]
+		wantHash := want[chain{r.Subject, r.Lane}]
 		switch got := hex.EncodeToString(r.Hash); {
 		case r.Hash == nil:
 			breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,

@@ -120,11 +120,11 @@ func newPools(ctx context.Context, c Config) (pool, health *pgxpool.Pool, err er
 // one to be free: then EUNAVAILABLE with Retry-After, rather than a
 // request that waits as long as the others hold theirs.
 func (s *Store) acquire(ctx context.Context) (*pgxpool.Conn, error) {
-	actx, cancel := context.WithTimeout(ctx, s.timeouts.PoolWait)
+	actx, cancel := context.WithTimeout(ctx, s.cfg.Timeouts.PoolWait)
 	defer cancel()
 	conn, err := s.pool.Acquire(actx)
 	if err != nil && ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded) {
-		return nil, &unavailableError{fmt.Errorf("no free database connection within %s: %w", s.timeouts.PoolWait, err)}
+		return nil, &unavailableError{fmt.Errorf("no free database connection within %s: %w", s.cfg.Timeouts.PoolWait, err)}
 	}
 	return conn, err
 }

@@ -59,7 +59,7 @@ func (s *Store) WatchRevocations(ctx context.Context, interval time.Duration, ap
 	if s.cfg.DirectURL != "" {
 		url = s.cfg.DirectURL
 	}
-	cfg, err := connConfig(url, false, s.timeouts)
+	cfg, err := connConfig(url, false, s.cfg.Timeouts)
 	if err != nil {
 		log.Error("revocation listener: the database URL is not valid; revocations reach this instance only at restart")
 		return

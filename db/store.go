@@ -10,11 +10,9 @@ import (
 
 // Store runs fieldseal's queries over a connection pool of the app role.
 type Store struct {
-	pool     *pgxpool.Pool
-	health   *pgxpool.Pool // one connection for /readyz and revocation polls
-	cfg      Config
-	throttle Throttle
-	timeouts Timeouts
+	pool   *pgxpool.Pool
+	health *pgxpool.Pool // one connection for /readyz and revocation polls
+	cfg    Config        // with its defaults filled in
 	// exports holds a token per export running: at most a quarter of the
 	// pool's connections stream exports at once (see Export).
 	exports chan struct{}
@@ -48,7 +46,7 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 		return nil, err
 	}
 	return &Store{
-		pool: pool, health: health, cfg: c, throttle: c.Throttle, timeouts: c.Timeouts,
+		pool: pool, health: health, cfg: c,
 		exports: make(chan struct{}, max(1, pool.Config().MaxConns/4)),
 	}, nil
 }

@@ -39,9 +39,9 @@ func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
 // throttled is the refusal of a caller whose key use AdmitKeyUse refused:
 // Retry-After is the end of the window whose limit was reached.
 func (s *Store) throttled(a AdmitKeyUseRow) error {
-	until := a.SubjectWindowStart.Add(s.throttle.Window)
-	if int(a.TokenFailures) >= s.throttle.TokenLimit {
-		until = a.TokenWindowStart.Add(s.throttle.Window)
+	until := a.SubjectWindowStart.Add(s.cfg.Throttle.Window)
+	if int(a.TokenFailures) >= s.cfg.Throttle.TokenLimit {
+		until = a.TokenWindowStart.Add(s.cfg.Throttle.Window)
 	}
 	return &fieldseal.Error{
 		Code:       fieldseal.ERATELIMITED,

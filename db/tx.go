@@ -135,9 +135,9 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	// commitFirst, the audit entry and COMMIT.
 	first := &pgx.Batch{}
 	first.Queue(beginStatement(t.readOnly))
-	statementTimeout := s.timeouts.Statement
+	statementTimeout := s.cfg.Timeouts.Statement
 	if t.long {
-		statementTimeout = s.timeouts.Long
+		statementTimeout = s.cfg.Timeouts.Long
 	}
 	// A custom plan folds bind values into constants, which a verbose
 	// auto_explain would log: a transaction that carries a key plans
@@ -148,7 +148,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	}
 	exec(first, func(q *Queries) error {
 		return q.SetSubject(ctx, SetSubjectParams{
-			Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.timeouts.Lock),
+			Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.cfg.Timeouts.Lock),
 			PlanCacheMode: planCacheMode,
 		})
 	})
@@ -156,8 +156,8 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	if t.usesKey {
 		admission = query(first, func(q *Queries) (AdmitKeyUseRow, error) {
 			return q.AdmitKeyUse(ctx, AdmitKeyUseParams{
-				TokenID: t.caller.TokenID, WindowSeconds: s.throttle.windowSeconds(),
-				TokenLimit: int32(s.throttle.TokenLimit), SubjectLimit: int32(s.throttle.SubjectLimit),
+				TokenID: t.caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds(),
+				TokenLimit: int32(s.cfg.Throttle.TokenLimit), SubjectLimit: int32(s.cfg.Throttle.SubjectLimit),
 			})
 		})
 	}
