@@ -16,14 +16,8 @@ import (
 // WWW-Authenticate header.
 func status(t *testing.T, url, token string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest("GET", url+"/v1/records", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	code, h, _ := call(t, "GET", url+"/v1/records", token, "", "", nil)
+	return code, h.Get("WWW-Authenticate")
 }
 
 // refusedWithin waits until every server refuses token as revoked.
