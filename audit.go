@@ -14,8 +14,15 @@ const (
 	ActionDelete     = "record.delete"
 	ActionCiphertext = "record.ciphertext"
 	ActionExport     = "records.export"
-	ActionRotate     = "key.rotate"
-	ActionVerify     = "key.verify"
+	ActionImport     = "records.import"
+	// ActionCollection is setting a collection's searchable fields (which
+	// decrypts its records to index them).
+	ActionCollection = "collection.update"
+	// ActionCollectionRead is reading a collection's settings (only its
+	// refusals are recorded: nothing is decrypted).
+	ActionCollectionRead = "collection.read"
+	ActionRotate         = "key.rotate"
+	ActionVerify         = "key.verify"
 	// ActionAuditRead is reading the trail or the grants report (their
 	// refusals are recorded under it).
 	ActionAuditRead = "audit.read"

@@ -15,6 +15,29 @@ type ExportService interface {
 	// Export calls fn with every record of the subject, in creation order,
 	// from one consistent snapshot; an error from fn stops it.
 	Export(ctx context.Context, caller Caller, fn func(ExportedRecord) error) error
+	// Import restores exported records under key, in one transaction:
+	// every ciphertext must open under key (EWRONGKEY and nothing written
+	// otherwise; a subject's first write registers key); records whose id
+	// the subject has are skipped. EUNAVAILABLE; with idem as CreateRecord.
+	Import(ctx context.Context, caller Caller, key Key, recs []ImportedRecord, idem *Idempotent[ImportResult]) (ImportResult, error)
+}
+
+// ImportedRecord is one line of an export read back: Ciphertext is the
+// binary OpenPGP message (dearmored).
+type ImportedRecord struct {
+	ID         ID
+	Collection string
+	Public     json.RawMessage
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	Ciphertext []byte
+}
+
+// ImportResult counts what an import did.
+type ImportResult struct {
+	Imported int64 `json:"imported"`
+	Skipped  int64 `json:"skipped"`
 }
 
 // ExportedRecord is one line of an export: a record with its secret as

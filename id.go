@@ -1,9 +1,11 @@
 package fieldseal
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 	"time"
 )
 
@@ -23,6 +25,17 @@ func NewID(now time.Time) ID {
 	id[6] = 0x70 | id[6]&0x0f // version 7
 	id[8] = 0x80 | id[8]&0x3f // variant 10
 	return id
+}
+
+// NewIDs returns n new UUIDv7s for time now, in ascending order: records
+// created together list in the order given.
+func NewIDs(now time.Time, n int) []ID {
+	ids := make([]ID, n)
+	for i := range ids {
+		ids[i] = NewID(now)
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return bytes.Compare(a[:], b[:]) })
+	return ids
 }
 
 // ParseID parses the canonical 36-character form. It returns an *Error with

@@ -33,6 +33,17 @@ type ListOptions struct {
 	Collection string // "" for every collection
 	After      ID     // the zero ID for the first page
 	Limit      int
+	// Secret filters compare searchable fields of secret (blind index;
+	// they need the key and Collection); Public filters compare top-level
+	// fields of public. All must match.
+	Secret, Public []Filter
+}
+
+// Filter is one equality filter of a list: a top-level field equals
+// Value, compared as a string, and as the number or boolean Value spells
+// if it spells one.
+type Filter struct {
+	Field, Value string
 }
 
 // Page is one page of records; Next is the zero ID on the last page.
@@ -56,8 +67,13 @@ type RecordService interface {
 	// ENOTFOUND, EWRONGKEY, EUNAVAILABLE.
 	GetRecord(ctx context.Context, caller Caller, id ID, key Key) (Record, error)
 	// ListRecords returns one page in creation order; decrypted when key is
-	// not zero. EWRONGKEY, EUNAVAILABLE.
+	// not zero. With Secret filters, the key and Collection are required
+	// and every filtered field must be searchable in the collection
+	// (EINVALID, naming it). EWRONGKEY, EUNAVAILABLE.
 	ListRecords(ctx context.Context, caller Caller, key Key, opts ListOptions) (Page, error)
+	// CreateRecords stores a batch of new records, in one transaction:
+	// all or none. Errors as CreateRecord.
+	CreateRecords(ctx context.Context, caller Caller, key Key, ids []ID, in []RecordInput, idem *Idempotent[[]Record]) ([]Record, error)
 	// ReplaceRecord replaces a record under key. If match is not nil, the
 	// record's current version must be one of match. ENOTFOUND, EWRONGKEY,
 	// ECONFLICT, EUNAVAILABLE; nothing is written on error.

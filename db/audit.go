@@ -21,7 +21,9 @@ import (
 type auditNote struct {
 	action   string
 	recordID *fieldseal.ID
-	count    *int64 // read when the entry is appended, after the work
+	// recordIDs, for a batch: one entry per record, in order.
+	recordIDs []fieldseal.ID
+	count     *int64 // read when the entry is appended, after the work
 	// quiet skips the entry when the work succeeds: reads without a key
 	// decrypt nothing and are not audited (their refusals are).
 	quiet bool
@@ -71,6 +73,20 @@ func (s *Store) audited(action, outcome string) {
 // appendEntry is the append of note's entry with outcome, for query.
 func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) func(q *Queries) (int64, error) {
 	return func(q *Queries) (int64, error) {
+		if note.recordIDs != nil {
+			ids := make([]pgtype.UUID, len(note.recordIDs))
+			for i, id := range note.recordIDs {
+				ids[i] = uuid(id)
+			}
+			n, err := q.AppendAuditEvents(ctx, AppendAuditEventsParams{
+				Action: note.action, Outcome: outcome, RecordIds: ids,
+				TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
+			})
+			if err == nil && n != int64(len(ids)) {
+				return n, fmt.Errorf("db: %d audit entries appended for a batch of %d", n, len(ids))
+			}
+			return n, err
+		}
 		p := AppendAuditEventParams{
 			Action: note.action, Outcome: outcome, IfDecrypted: note.ifDecrypted && outcome == "ok",
 			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,

@@ -56,6 +56,41 @@ func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventPara
 	return result.RowsAffected(), nil
 }
 
+const appendAuditEvents = `-- name: AppendAuditEvents :execrows
+INSERT INTO fieldseal.audit_events (action, outcome, record_id, token_id, client_id, request_id, client_addr)
+SELECT $1, $2, ($3::uuid[])[i],
+       nullif($4::text, ''), nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, '')
+FROM generate_series(1, cardinality($3::uuid[])) AS i
+ORDER BY i
+`
+
+type AppendAuditEventsParams struct {
+	Action     string
+	Outcome    string
+	RecordIds  []pgtype.UUID
+	TokenID    string
+	ClientID   string
+	RequestID  string
+	ClientAddr string
+}
+
+// One entry per record of a batch, in the order given.
+func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, appendAuditEvents,
+		arg.Action,
+		arg.Outcome,
+		arg.RecordIds,
+		arg.TokenID,
+		arg.ClientID,
+		arg.RequestID,
+		arg.ClientAddr,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const enableAuditReading = `-- name: EnableAuditReading :exec
 SELECT set_config('fieldseal.audit_reader', 'on', true)
 `

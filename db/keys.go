@@ -23,8 +23,9 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 }
 
 // RotateKey implements fieldseal.KeyService. It is one transaction: a
-// crash, a kill or a lost connection before COMMIT leaves every record and
-// the verifier under the current key; after it, all under next.
+// crash, a kill or a lost connection before COMMIT leaves every record,
+// search tag and the verifier under the current key; after it, all under
+// next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
 	var n int64
 	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionRotate, count: &n}, usesKey: true, long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
@@ -58,6 +59,13 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 				ids[i] = r.Bytes
 			}
 			return damaged(ids...)
+		}
+		// Tags are keyed by the client's key: every one is computed again.
+		if err := q.DeleteAllTags(ctx); err != nil {
+			return err
+		}
+		if err := q.ReindexAllTags(ctx, next.Passphrase()); err != nil {
+			return err
 		}
 		replaced, err := q.ReplaceKeyVerifier(ctx, ReplaceKeyVerifierParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
 		if err == nil && !replaced {

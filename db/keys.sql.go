@@ -128,7 +128,9 @@ FOR UPDATE
 // the rest. Encryption options: cipher-algo=aes256, s2k-mode=1 (see there).
 // FOR UPDATE: writes hold the verifier FOR SHARE, so a rotation waits for
 // writes in flight, and writes that come after it wait for it, then find
-// the new verifier and refuse the old key.
+// the new verifier and refuse the old key. Reindexing a collection
+// (search.sql) locks it the same way, so that no write commits a record
+// untagged while it runs.
 func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, error) {
 	row := q.db.QueryRow(ctx, lockKeyForRotation, key)
 	var matches bool

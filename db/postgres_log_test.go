@@ -89,6 +89,37 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 	if _, err := store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, nil, in); err != nil {
 		t.Fatal(err)
 	}
+	// Search: the collection indexed, searched (right and wrong key), a
+	// batch and an import of what an export wrote, a public filter.
+	alice := fieldseal.Caller{Subject: "alice", TokenID: "t"}
+	if _, err := store.SetCollection(ctx, alice, right, fieldseal.Collection{Collection: "c", Searchable: map[string]fieldseal.SearchableField{"s": {CaseInsensitive: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	search := fieldseal.ListOptions{Limit: 10, Collection: "c", Secret: []fieldseal.Filter{{Field: "s", Value: plaintext}}, Public: []fieldseal.Filter{{Field: "p", Value: "1"}}}
+	if _, err := store.ListRecords(ctx, alice, right, search); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = store.ListRecords(ctx, alice, wrong, search)
+	search.Secret = nil
+	if _, err := store.ListRecords(ctx, alice, right, search); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.CreateRecords(ctx, alice, right, fieldseal.NewIDs(time.Now(), 2), []fieldseal.RecordInput{in, in}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var exported []fieldseal.ImportedRecord
+	if err := store.Export(ctx, alice, func(r fieldseal.ExportedRecord) error {
+		exported = append(exported, fieldseal.ImportedRecord{ID: fieldseal.NewID(time.Now()), Collection: r.Collection, Public: r.Public,
+			Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: must(fieldseal.Dearmor(r.Ciphertext))})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Import(ctx, alice, right, exported, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = store.Import(ctx, alice, wrong, exported, nil)
+	_, _ = store.Import(ctx, fieldseal.Caller{Subject: "bob", TokenID: "t"}, wrong, exported, nil) // bob's key is wrong, so none opens
 	// Failures: wrong keys, a conflict, and a statement PostgreSQL rejects
 	// with the key among its parameters (decrypting under the wrong key).
 	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in, nil)
@@ -127,4 +158,11 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 			}
 		}
 	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

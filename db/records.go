@@ -3,21 +3,18 @@ package db
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 )
 
 // CreateRecord implements fieldseal.RecordService. Registering the key (a
-// subject's first write does), checking it and inserting go in the first
-// round trip with BEGIN and the throttle check; the audit entry and COMMIT
-// in the second. The insert runs even when the key turns out wrong or the
+// subject's first write does), checking it, inserting and tagging (for a
+// collection with searchable fields) go in the first round trip with
+// BEGIN and the throttle check; the audit entry and COMMIT in the second. The insert runs even when the key turns out wrong or the
 // caller throttled (it tries no key: encrypting with any key raises
 // nothing in PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
@@ -33,9 +30,15 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 		})
 	})
+	tagged := exec(&t.first, func(q *Queries) error {
+		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
+	})
 	t.check = func() error {
 		if ok, err := matches.get(); err != nil || !ok {
 			return errWrongKey // the verifier was registered in this transaction: no row means no admission
+		}
+		if _, err := tagged.get(); err != nil {
+			return err
 		}
 		row, err := created.get()
 		if err != nil {
@@ -99,7 +102,15 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	// key, a collection filter keeps custom plans, which use the (subject,
 	// collection, id) index; with the key every plan is generic (see
 	// SetSubject), and the filter has a statement of its own.
-	if key.IsZero() {
+	switch {
+	case len(opts.Secret) > 0:
+		if key.IsZero() || opts.Collection == "" {
+			return fieldseal.Page{}, fmt.Errorf("db: secret filters need the key and a collection")
+		}
+		s.search(ctx, t, key, opts, &page)
+	case len(opts.Public) > 0:
+		s.filter(ctx, t, key, opts, &page)
+	case key.IsZero():
 		if opts.Collection == "" {
 			exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
 		}
@@ -114,7 +125,7 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 			}
 			return err
 		}
-	} else {
+	default:
 		matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
 		// Key-bearing transactions run generic plans (SetSubject), so each
 		// filter has a statement, and so a plan, of its own.
@@ -132,25 +143,20 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 			return out, err
 		})
 		t.check = func() error {
-			ok, err := matches.get()
-			switch {
-			case errors.Is(err, pgx.ErrNoRows):
-				return nil // no verifier: a subject that never wrote has no records
-			case err != nil:
+			if err := readKeyCheck(matches); err != nil {
 				return err
-			case !ok:
-				return errWrongKey
 			}
 			rows, err := rows.get()
 			for _, r := range rows {
-				if r.Damaged {
-					rec := record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
-					rec.Damaged = true
-					page.Items = append(page.Items, rec)
-					continue
-				}
-				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt))
+				page.Items = append(page.Items, decrypted(r))
 			}
+			return err
+		}
+	}
+	if !key.IsZero() {
+		check := t.check
+		t.check = func() error {
+			err := check()
 			count = int64(len(page.Items))
 			return err
 		}
@@ -183,7 +189,10 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 			return versionOrNotFound(ctx, q, id, err)
 		}
 		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		return nil
+		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
+			return err
+		}
+		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	}})
 	return rec, err
 }
@@ -218,14 +227,10 @@ func uuid(id fieldseal.ID) pgtype.UUID { return pgtype.UUID{Bytes: id, Valid: tr
 // damaged is the answer for records that do not open under the subject's
 // verified key: the owner can delete them or restore them from a backup.
 func damaged(ids ...fieldseal.ID) error {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = id.String()
+	if len(ids) == 1 {
+		return fieldseal.Errorf(fieldseal.ECORRUPT, "record %s does not open under the subject's verified key: it is damaged; delete it or restore it from a backup", ids[0])
 	}
-	if len(s) == 1 {
-		return fieldseal.Errorf(fieldseal.ECORRUPT, "record %s does not open under the subject's verified key: it is damaged; delete it or restore it from a backup", s[0])
-	}
-	return fieldseal.Errorf(fieldseal.ECORRUPT, "records %s do not open under the subject's verified key: they are damaged; delete them or restore them from a backup", strings.Join(s, ", "))
+	return fieldseal.Errorf(fieldseal.ECORRUPT, "records %s do not open under the subject's verified key: they are damaged; delete them or restore them from a backup", joinIDs(ids))
 }
 
 func record(id pgtype.UUID, collection string, public []byte, secret *string, version int64, created, updated time.Time) fieldseal.Record {

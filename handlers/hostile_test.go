@@ -30,6 +30,10 @@ func TestHostileInputIs400(t *testing.T) {
 		{"overlong NUL in public", "{\"collection\":\"c\",\"public\":{\"p\":\"\xc0\x80\"},\"secret\":{}}", "public is not valid UTF-8"},
 		{"invalid UTF-8 in collection", "{\"collection\":\"c\xff\",\"secret\":{}}", "collection"},
 		{"lone high surrogate in public", `{"collection":"c","public":{"p":"\ud800"},"secret":{}}`, "lone high surrogate"},
+		// A secret's fields may be made searchable, which reads it as jsonb.
+		{"lone high surrogate in secret", `{"collection":"c","secret":{"s":"\ud800 secret"}}`, "secret holds a lone high surrogate"},
+		{"NUL escape in secret", `{"collection":"c","secret":{"s":"a\u0000b"}}`, `secret may not contain the character \\u0000`},
+		{"huge exponent in secret", `{"collection":"c","secret":{"n":1e1000000}}`, "secret holds a number whose exponent"},
 		{"lone low surrogate in public", `{"collection":"c","public":{"p":"\udc00x"},"secret":{}}`, "lone low surrogate"},
 		{"reversed surrogates in public", `{"collection":"c","public":{"p":"\udc00\ud800"},"secret":{}}`, "lone low surrogate"},
 		{"huge exponent", `{"collection":"c","public":{"n":1e131072},"secret":{}}`, "exponent"},
@@ -51,7 +55,7 @@ func TestHostileInputIs400(t *testing.T) {
 	}
 	// What jsonb and numeric do hold still goes through.
 	for _, ok := range []string{
-		`{"collection":"c","public":{"p":"\ud83d\ude00 ok","q":"\\ud800 is text here"},"secret":{"s":"\ud800 secret is text"}}`,
+		`{"collection":"c","public":{"p":"\ud83d\ude00 ok","q":"\\ud800 is text here"},"secret":{"s":"\ud83d\ude00 secret","t":"\\u0000 is text here"}}`,
 		`{"collection":"c","public":{"n":1e1000,"m":-1.5e-900,"z":0.000001,"big":` + strings.Repeat("9", 1000) + `},"secret":{}}`,
 	} {
 		if r := a.do(req{method: "POST", path: "/v1/records", token: tok, key: key, body: ok}); r.status != http.StatusCreated {

@@ -134,29 +134,35 @@ func authenticate(v TokenVerifier) echo.MiddlewareFunc {
 }
 
 // routeGuard builds each /v1 route's middleware: the request's deadline,
-// the body limit and token check shared by all, then the route's scope,
-// whose refusal is recorded in the audit trail under the route's action.
+// the body limit, the token check, then the route's scope, whose refusal
+// is recorded in the audit trail under the route's action.
 type routeGuard struct {
-	authed               []echo.MiddlewareFunc
+	authenticate         echo.MiddlewareFunc
+	maxBody              int64
 	audit                fieldseal.AuditService
 	timeout, longTimeout time.Duration
 }
 
 // need returns the middleware of a route requiring scope.
 func (g routeGuard) need(scope, action string) []echo.MiddlewareFunc {
-	return g.chain(g.timeout, scope, action)
+	return g.chain(g.timeout, g.maxBody, scope, action)
 }
 
 // needLong is need for a route over all of a subject's records (rotation,
-// export), whose deadline is the long one.
+// export, reindexing), whose deadline is the long one.
 func (g routeGuard) needLong(scope, action string) []echo.MiddlewareFunc {
-	return g.chain(g.longTimeout, scope, action)
+	return g.chain(g.longTimeout, g.maxBody, scope, action)
 }
 
-func (g routeGuard) chain(timeout time.Duration, scope, action string) []echo.MiddlewareFunc {
-	m := []echo.MiddlewareFunc{deadline(timeout)}
-	m = append(m, g.authed...)
-	return append(m, g.requireScope(scope, action))
+// needBulk is needLong for a route that takes many records at once (a
+// batch, an import), whose body may be up to maxBody, or the server's
+// limit if that is larger.
+func (g routeGuard) needBulk(maxBody int64, scope, action string) []echo.MiddlewareFunc {
+	return g.chain(g.longTimeout, max(maxBody, g.maxBody), scope, action)
+}
+
+func (g routeGuard) chain(timeout time.Duration, maxBody int64, scope, action string) []echo.MiddlewareFunc {
+	return []echo.MiddlewareFunc{deadline(timeout), bodyLimit(maxBody), g.authenticate, g.requireScope(scope, action)}
 }
 
 // deadline bounds the request's work: past d its database work is

@@ -3,8 +3,11 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -105,7 +108,17 @@ func (h *Records) list(c echo.Context) error {
 		}
 		opts.After = after
 	}
-	key, err := optionalKey(c)
+	if opts.Secret, opts.Public, err = listFilters(c); err != nil {
+		return err
+	}
+	getKey := optionalKey
+	if len(opts.Secret) > 0 {
+		if opts.Collection == "" {
+			return fieldseal.Errorf(fieldseal.EINVALID, "secret. filters search one collection's searchable fields: give collection")
+		}
+		getKey = requiredKey
+	}
+	key, err := getKey(c)
 	if err != nil {
 		return err
 	}
@@ -115,6 +128,104 @@ func (h *Records) list(c echo.Context) error {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return writePage(c, page)
+}
+
+// MaxFilters is the most secret. and public. filters one list may have.
+const MaxFilters = 16
+
+// listFilters reads the secret.F=V and public.F=V parameters of a list.
+// Each field may be given once (two values of one field match nothing).
+func listFilters(c echo.Context) (secret, public []fieldseal.Filter, err error) {
+	for name, values := range c.QueryParams() {
+		prefix, field, ok := strings.Cut(name, ".")
+		if !ok || prefix != "secret" && prefix != "public" {
+			continue
+		}
+		switch {
+		case field == "":
+			return nil, nil, fieldseal.Errorf(fieldseal.EINVALID, "%s. must be followed by a field name, as in %s.email=…", prefix, prefix)
+		case utf8.RuneCountInString(field) > fieldseal.MaxFieldNameLength:
+			return nil, nil, fieldseal.Errorf(fieldseal.EINVALID, "a filtered field name is at most %d characters", fieldseal.MaxFieldNameLength)
+		case len(values) > 1:
+			return nil, nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is given %d times; give each filter once", name, len(values))
+		}
+		if err := checkText("the filter's field name", field); err != nil {
+			return nil, nil, err
+		}
+		if err := checkText(name, values[0]); err != nil {
+			return nil, nil, err
+		}
+		f := fieldseal.Filter{Field: field, Value: values[0]}
+		if prefix == "secret" {
+			secret = append(secret, f)
+		} else {
+			public = append(public, f)
+		}
+	}
+	if len(secret)+len(public) > MaxFilters {
+		return nil, nil, fieldseal.Errorf(fieldseal.EINVALID, "at most %d filters", MaxFilters)
+	}
+	// Map order is random: sort, so that equal requests send equal statements.
+	byField := func(a, b fieldseal.Filter) int { return strings.Compare(a.Field, b.Field) }
+	slices.SortFunc(secret, byField)
+	slices.SortFunc(public, byField)
+	return secret, public, nil
+}
+
+// MaxBatchRecords is the most records of one POST /v1/records/batch.
+const MaxBatchRecords = 1000
+
+// batch creates up to MaxBatchRecords records in one transaction.
+func (h *Records) batch(c echo.Context) error {
+	key, err := requiredKey(c)
+	if err != nil {
+		return err
+	}
+	idem, err := idempotent(c, key, batchAnswer)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		Records []recordRequest `json:"records"`
+	}
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if len(req.Records) == 0 || len(req.Records) > MaxBatchRecords {
+		return fieldseal.Errorf(fieldseal.EINVALID, "records must hold 1 to %d records", MaxBatchRecords)
+	}
+	in := make([]fieldseal.RecordInput, len(req.Records))
+	for i, r := range req.Records {
+		if in[i], err = r.input(); err != nil {
+			var fe *fieldseal.Error
+			if errors.As(err, &fe) {
+				return fieldseal.Errorf(fe.Code, "records[%d]: %s; nothing was written", i, fe.Message)
+			}
+			return err
+		}
+	}
+	recs, err := h.service.CreateRecords(c.Request().Context(), caller(c), key, fieldseal.NewIDs(h.now(), len(in)), in, idem)
+	if err != nil {
+		return err
+	}
+	return writeAnswer(c, batchAnswer(recs))
+}
+
+// batchAnswer is the answer to a batch: its records without secrets.
+func batchAnswer(recs []fieldseal.Record) fieldseal.Answer {
+	b := []byte(`{"items":[`)
+	for i, rec := range recs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		rec.Secret = nil
+		b = appendRecord(b, rec)
+	}
+	return fieldseal.Answer{
+		Status: http.StatusCreated,
+		Header: map[string]string{echo.HeaderContentType: echo.MIMEApplicationJSON},
+		Body:   append(b, "]}\n"...),
+	}
 }
 
 func (h *Records) replace(c echo.Context) error {
@@ -149,13 +260,19 @@ func (h *Records) delete(c echo.Context) error {
 	return c.NoContent(http.StatusNoContent)
 }
 
-// readRecord decodes and validates a record body. public defaults to {};
-// collection and secret are required; both JSON values must be objects.
+// readRecord decodes and validates a record body.
 func readRecord(c echo.Context) (fieldseal.RecordInput, error) {
 	var req recordRequest
 	if err := decodeJSON(c, &req); err != nil {
 		return fieldseal.RecordInput{}, err
 	}
+	return req.input()
+}
+
+// input validates a record as a client wrote it. public defaults to {};
+// collection and secret are required; both JSON values must be objects
+// that jsonb can hold (secret too: searchable fields are read as jsonb).
+func (req recordRequest) input() (fieldseal.RecordInput, error) {
 	if req.Collection == nil {
 		return fieldseal.RecordInput{}, fieldseal.Errorf(fieldseal.EINVALID, "collection is required")
 	}
@@ -171,6 +288,9 @@ func readRecord(c echo.Context) (fieldseal.RecordInput, error) {
 	}
 	secret, err := jsonObject("secret", req.Secret, false)
 	if err != nil {
+		return fieldseal.RecordInput{}, err
+	}
+	if err := checkJSONB("secret", secret); err != nil {
 		return fieldseal.RecordInput{}, err
 	}
 	return fieldseal.RecordInput{Collection: *req.Collection, Public: public, Secret: secret}, nil

@@ -17,13 +17,14 @@ const DefaultMaxBodyBytes = 1 << 20
 
 // Options are what the API is built from.
 type Options struct {
-	Records  fieldseal.RecordService
-	Keys     fieldseal.KeyService
-	Export   fieldseal.ExportService
-	Audit    fieldseal.AuditService
-	Grants   fieldseal.GrantsService
-	Health   HealthChecker
-	Verifier TokenVerifier
+	Records     fieldseal.RecordService
+	Collections fieldseal.CollectionService
+	Keys        fieldseal.KeyService
+	Export      fieldseal.ExportService
+	Audit       fieldseal.AuditService
+	Grants      fieldseal.GrantsService
+	Health      HealthChecker
+	Verifier    TokenVerifier
 	// EncJWKS is served at /.well-known/jwks.json: the public half of the
 	// token decryption key, for providers that encrypt access tokens.
 	EncJWKS []byte
@@ -94,7 +95,7 @@ func New(o Options) *echo.Echo {
 	// same with the long deadline.
 	v1 := e.Group("/v1")
 	g := routeGuard{
-		authed: []echo.MiddlewareFunc{bodyLimit(o.MaxBody), authenticate(o.Verifier)}, audit: o.Audit,
+		authenticate: authenticate(o.Verifier), maxBody: o.MaxBody, audit: o.Audit,
 		timeout: o.RequestTimeout, longTimeout: o.LongRequestTimeout,
 	}
 	records := &Records{service: o.Records, now: time.Now}
@@ -103,6 +104,11 @@ func New(o Options) *echo.Echo {
 	get(v1, "/records/:id", records.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
 	v1.PUT("/records/:id", records.replace, g.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
 	v1.DELETE("/records/:id", records.delete, g.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
+	v1.POST("/records/batch", records.batch, g.needBulk(MaxBatchBytes, auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+
+	collections := &Collections{service: o.Collections}
+	v1.PUT("/collections/:collection", collections.put, g.needLong(auth.ScopeRecordsWrite, fieldseal.ActionCollection)...)
+	get(v1, "/collections/:collection", collections.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionCollectionRead)...)
 
 	keys := &Keys{service: o.Keys}
 	v1.POST("/keys/verify", keys.verify, g.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
@@ -111,6 +117,7 @@ func New(o Options) *echo.Echo {
 	export := &Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}
 	get(v1, "/records/:id/ciphertext", export.ciphertext, g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
 	get(v1, "/export", export.export, g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
+	v1.POST("/import", export.importRecords, g.needBulk(MaxImportBytes, auth.ScopeRecordsWrite, fieldseal.ActionImport)...)
 
 	audit := &Audit{service: o.Audit, grants: o.Grants}
 	get(v1, "/audit/events", audit.events, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)

@@ -89,3 +89,11 @@ FROM (
 ) c
 LEFT JOIN fieldseal.audit_events e ON e.subject = c.subject AND e.lane = c.lane AND e.seq = c.seq
 ORDER BY 1, 2;
+
+-- name: AppendAuditEvents :execrows
+-- One entry per record of a batch, in the order given.
+INSERT INTO fieldseal.audit_events (action, outcome, record_id, token_id, client_id, request_id, client_addr)
+SELECT @action, @outcome, (@record_ids::uuid[])[i],
+       nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
+FROM generate_series(1, cardinality(@record_ids::uuid[])) AS i
+ORDER BY i;

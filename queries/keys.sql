@@ -5,7 +5,9 @@
 -- name: LockKeyForRotation :one
 -- FOR UPDATE: writes hold the verifier FOR SHARE, so a rotation waits for
 -- writes in flight, and writes that come after it wait for it, then find
--- the new verifier and refuse the old key.
+-- the new verifier and refuse the old key. Reindexing a collection
+-- (search.sql) locks it the same way, so that no write commits a record
+-- untagged while it runs.
 SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
 FROM fieldseal.subjects
 WHERE current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql

@@ -67,7 +67,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 		t = db.DefaultTimeouts
 	}
 	h := handlers.New(handlers.Options{
-		Records: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
+		Records: store, Collections: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
 		EncJWKS: c.Tokens.Decrypter.PublicJWKS(), Metrics: c.Metrics, Observe: c.Observe, Log: c.Log,
 		MaxBody: c.MaxBody, SchemaHead: migrations.Head(),
 		RequestTimeout: t.Statement, LongRequestTimeout: t.Long,

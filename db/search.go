@@ -1,0 +1,354 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// SetCollection implements fieldseal.CollectionService. The subject's
+// verifier is locked as for a rotation: writes in flight finish first,
+// and later ones wait, so none commits a record of the collection
+// untagged while it is reindexed.
+func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (int64, error) {
+	searchable, err := json.Marshal(c.Searchable)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &n}, usesKey: true, long: true, then: func(q *Queries) error {
+		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
+			return err
+		}
+		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil || !ok {
+			return errors.Join(err, errWrongKey)
+		}
+		if err := q.SetCollection(ctx, SetCollectionParams{Collection: c.Collection, Searchable: searchable}); err != nil {
+			return err
+		}
+		if err := q.DeleteCollectionTags(ctx, c.Collection); err != nil {
+			return err
+		}
+		if len(c.Searchable) == 0 {
+			return nil // nothing to index, nothing decrypted
+		}
+		row, err := q.IndexCollection(ctx, IndexCollectionParams{Key: key.Passphrase(), Collection: c.Collection})
+		switch {
+		case err != nil:
+			return err
+		case len(row.Damaged) > 0:
+			return damaged(ids(row.Damaged)...)
+		case len(row.Unreadable) > 0:
+			return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
+				"fieldseal accepted such secrets before it could search them): replace or delete them, then try again", joinIDs(ids(row.Unreadable)))
+		}
+		n = row.Records
+		return nil
+	}})
+	if fieldseal.ErrorCode(err) == fieldseal.EWRONGKEY {
+		return 0, errWrongKey
+	}
+	return n, err
+}
+
+// GetCollection implements fieldseal.CollectionService.
+func (s *Store) GetCollection(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Collection, error) {
+	c := fieldseal.Collection{Collection: collection, Searchable: map[string]fieldseal.SearchableField{}}
+	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, commitFirst: true}
+	row := query(&t.first, func(q *Queries) (GetCollectionRow, error) { return q.GetCollection(ctx, collection) })
+	t.check = func() error {
+		r, err := row.get()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // never set: nothing searchable
+		}
+		if err != nil {
+			return err
+		}
+		c.UpdatedAt = r.UpdatedAt
+		return json.Unmarshal(r.Searchable, &c.Searchable)
+	}
+	return c, s.run(ctx, t)
+}
+
+var _ fieldseal.CollectionService = (*Store)(nil)
+
+// CreateRecords implements fieldseal.RecordService: the batch's inserts,
+// its tags and its key check in the first round trip; one audit entry per
+// record and COMMIT in the second.
+func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, idem *fieldseal.Idempotent[[]fieldseal.Record]) ([]fieldseal.Record, error) {
+	if len(recIDs) != len(in) {
+		return nil, fmt.Errorf("db: %d ids for %d records", len(recIDs), len(in))
+	}
+	recs := make([]fieldseal.Record, 0, len(in))
+	batch := batchParams(recIDs, in)
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idempotent(idem, &recs)}
+	exec(&t.first, func(q *Queries) error {
+		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
+		return err
+	})
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	created := query(&t.first, func(q *Queries) ([]CreateRecordsRow, error) {
+		return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
+	})
+	tagged := exec(&t.first, func(q *Queries) error { return q.IndexRecords(ctx, batch.index(key)) })
+	t.check = func() error {
+		if ok, err := matches.get(); err != nil || !ok {
+			return errWrongKey
+		}
+		rows, err := created.get()
+		if err != nil {
+			return err
+		}
+		if _, err := tagged.get(); err != nil {
+			return err
+		}
+		if len(rows) != len(in) {
+			return fmt.Errorf("db: %d records inserted for a batch of %d", len(rows), len(in))
+		}
+		byID := make(map[pgtype.UUID]CreateRecordsRow, len(rows))
+		for _, r := range rows {
+			byID[r.ID] = r
+		}
+		for _, id := range recIDs {
+			r := byID[uuid(id)]
+			recs = append(recs, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+		}
+		return nil
+	}
+	if err := s.run(ctx, t); err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// recordBatch is records as the batch statements take them.
+type recordBatch struct {
+	ids         []pgtype.UUID
+	collections []string
+	publics     [][]byte
+	secrets     []string
+}
+
+func batchParams(recIDs []fieldseal.ID, in []fieldseal.RecordInput) recordBatch {
+	b := recordBatch{ids: make([]pgtype.UUID, len(in)), collections: make([]string, len(in)), publics: make([][]byte, len(in)), secrets: make([]string, len(in))}
+	for i, r := range in {
+		b.ids[i], b.collections[i], b.publics[i], b.secrets[i] = uuid(recIDs[i]), r.Collection, r.Public, string(r.Secret)
+	}
+	return b
+}
+
+// index is the batch's tagging under key.
+func (b recordBatch) index(key fieldseal.Key) IndexRecordsParams {
+	return IndexRecordsParams{Ids: b.ids, Collections: b.collections, Secrets: b.secrets, Key: key.Passphrase()}
+}
+
+// Import implements fieldseal.ExportService: one statement opens every
+// ciphertext under the verified key and, only if all open, inserts the
+// records the subject does not have and tags them.
+func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
+	var res fieldseal.ImportResult
+	p := ImportRecordsParams{
+		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),
+		Secrets: make([][]byte, len(recs)), Versions: make([]int64, len(recs)),
+		Created: make([]time.Time, len(recs)), Updated: make([]time.Time, len(recs)), Key: key.Passphrase(),
+	}
+	for i, r := range recs {
+		p.Ids[i], p.Collections[i], p.Publics[i], p.Secrets[i] = uuid(r.ID), r.Collection, r.Public, r.Ciphertext
+		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
+	}
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
+	exec(&t.first, func(q *Queries) error {
+		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
+		return err
+	})
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	imported := query(&t.first, func(q *Queries) (ImportRecordsRow, error) { return q.ImportRecords(ctx, p) })
+	t.check = func() error {
+		if ok, err := matches.get(); err != nil || !ok {
+			return errWrongKey
+		}
+		row, err := imported.get()
+		switch {
+		case err != nil:
+			return err
+		case len(row.Unopened) > 0:
+			return fieldseal.Errorf(fieldseal.EWRONGKEY, "the ciphertext of line %s does not open under this key (the subject's current key): nothing was imported; "+
+				"records exported before a key rotation open only under the key of their time", joinInts(row.Unopened))
+		case len(row.Unreadable) > 0:
+			return fieldseal.Errorf(fieldseal.EINVALID, "the secret of line %s cannot be indexed for search: PostgreSQL's jsonb cannot read it "+
+				"(\\u0000, a lone surrogate escape or a number beyond its range); nothing was imported", joinInts(row.Unreadable))
+		}
+		if row.OpenedCount != int64(len(recs)) {
+			return fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(recs))
+		}
+		res = fieldseal.ImportResult{Imported: row.Imported, Skipped: int64(len(recs)) - row.Imported}
+		return nil
+	}
+	if err := s.run(ctx, t); err != nil {
+		return fieldseal.ImportResult{}, err
+	}
+	return res, nil
+}
+
+// search is ListRecords with secret filters: the collection's settings,
+// the key check and the page in one round trip.
+func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts fieldseal.ListOptions, page *fieldseal.Page) {
+	settings := query(&t.first, func(q *Queries) (GetCollectionRow, error) { return q.GetCollection(ctx, opts.Collection) })
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	p := SearchRecordsDecryptedParams{Collection: opts.Collection, After: uuid(opts.After), Key: key.Passphrase(), MaxRows: int32(opts.Limit)}
+	for _, f := range opts.Secret {
+		p.Fields, p.Values = append(p.Fields, f.Field), append(p.Values, f.Value)
+	}
+	if len(opts.Public) > 0 {
+		p.PublicFilter = publicFilter(opts.Public)
+	}
+	rows := query(&t.first, func(q *Queries) ([]SearchRecordsDecryptedRow, error) { return q.SearchRecordsDecrypted(ctx, p) })
+	t.check = func() error {
+		if err := readKeyCheck(matches); err != nil {
+			return err
+		}
+		var searchable map[string]json.RawMessage
+		if r, err := settings.get(); err == nil {
+			if err := json.Unmarshal(r.Searchable, &searchable); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		for _, f := range opts.Secret {
+			if _, ok := searchable[f.Field]; !ok {
+				return fieldseal.Errorf(fieldseal.EINVALID, "secret.%s is not a searchable field of collection %q: make it searchable with PUT /v1/collections/{collection}", f.Field, opts.Collection)
+			}
+		}
+		rows, err := rows.get()
+		for _, r := range rows {
+			page.Items = append(page.Items, decrypted(ListRecordsDecryptedRow(r)))
+		}
+		return err
+	}
+}
+
+// filter is ListRecords with public filters only: the GIN index finds
+// the matches; with the key, only the page is decrypted.
+func (s *Store) filter(ctx context.Context, t *tx, key fieldseal.Key, opts fieldseal.ListOptions, page *fieldseal.Page) {
+	path := publicFilter(opts.Public)
+	if key.IsZero() {
+		t.commitFirst = true // nothing decrypted, nothing to audit
+		rows := query(&t.first, func(q *Queries) ([]ListRecordsFilteredRow, error) {
+			return q.ListRecordsFiltered(ctx, ListRecordsFilteredParams{After: uuid(opts.After), Collection: opts.Collection, PublicFilter: path, MaxRows: int32(opts.Limit)})
+		})
+		t.check = func() error {
+			rows, err := rows.get()
+			for _, r := range rows {
+				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			}
+			return err
+		}
+		return
+	}
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	rows := query(&t.first, func(q *Queries) ([]ListRecordsFilteredDecryptedRow, error) {
+		return q.ListRecordsFilteredDecrypted(ctx, ListRecordsFilteredDecryptedParams{
+			After: uuid(opts.After), Collection: opts.Collection, PublicFilter: path, Key: key.Passphrase(), MaxRows: int32(opts.Limit),
+		})
+	})
+	t.check = func() error {
+		if err := readKeyCheck(matches); err != nil {
+			return err
+		}
+		rows, err := rows.get()
+		for _, r := range rows {
+			page.Items = append(page.Items, decrypted(ListRecordsDecryptedRow(r)))
+		}
+		return err
+	}
+}
+
+// readKeyCheck judges CheckKey's answer for a read: a subject with no
+// verifier never wrote, so has nothing to read (not an error).
+func readKeyCheck(matches *pending[bool]) error {
+	ok, err := matches.get()
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	case !ok:
+		return errWrongKey
+	}
+	return nil
+}
+
+// decrypted is a row read with the key: a damaged one without secret.
+func decrypted(r ListRecordsDecryptedRow) fieldseal.Record {
+	if r.Damaged {
+		rec := record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
+		rec.Damaged = true
+		return rec
+	}
+	return record(r.ID, r.Collection, r.Public, &r.Secret, r.Version, r.CreatedAt, r.UpdatedAt)
+}
+
+// jsonNumber matches what both JSON and jsonpath read as a number, short
+// enough that numeric holds it (a longer one equals no stored number).
+var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]{0,999})(\.[0-9]{1,1000})?([eE][+-]?[0-9]{1,3})?$`)
+
+// publicFilter is the jsonpath predicate of public filters: each field,
+// at the top level of public, equals the value as a string, or as the
+// number or boolean it spells. strict: a field that is absent, or an
+// array holding the value, does not match. Served by the records_public
+// GIN index (jsonb_path_ops supports == with && and ||).
+func publicFilter(filters []fieldseal.Filter) string {
+	var b strings.Builder
+	b.WriteString("strict ")
+	for i, f := range filters {
+		if i > 0 {
+			b.WriteString(" && ")
+		}
+		field, _ := json.Marshal(f.Field) // a JSON string is a jsonpath string
+		value, _ := json.Marshal(f.Value)
+		path := "$." + string(field)
+		fmt.Fprintf(&b, "(%s == %s", path, value)
+		switch {
+		case f.Value == "true" || f.Value == "false":
+			fmt.Fprintf(&b, " || %s == %s", path, f.Value)
+		case jsonNumber.MatchString(f.Value):
+			fmt.Fprintf(&b, " || %s == %s", path, f.Value)
+		}
+		b.WriteString(")")
+	}
+	return b.String()
+}
+
+func joinInts(ns []int64) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinIDs(ids []fieldseal.ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func ids(uuids []pgtype.UUID) []fieldseal.ID {
+	out := make([]fieldseal.ID, len(uuids))
+	for i, u := range uuids {
+		out[i] = u.Bytes
+	}
+	return out
+}

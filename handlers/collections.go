@@ -1,0 +1,106 @@
+package handlers
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Collections serves /v1/collections/{collection}: which fields of a
+// collection's secrets are searchable.
+type Collections struct {
+	service fieldseal.CollectionService
+}
+
+// collectionRequest is the body of PUT.
+type collectionRequest struct {
+	Searchable map[string]json.RawMessage `json:"searchable"`
+}
+
+// collectionAnswer is the answer to PUT.
+type collectionAnswer struct {
+	Collection string                               `json:"collection"`
+	Searchable map[string]fieldseal.SearchableField `json:"searchable"`
+	Indexed    int64                                `json:"indexed"`
+}
+
+func (h *Collections) put(c echo.Context) error {
+	name, err := collectionParam(c)
+	if err != nil {
+		return err
+	}
+	key, err := requiredKey(c)
+	if err != nil {
+		return err
+	}
+	var req collectionRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Searchable == nil {
+		return fieldseal.Errorf(fieldseal.EINVALID, `searchable is required: an object of field names, as in {"searchable":{"email":{"case_insensitive":true}}}; {} makes no field searchable`)
+	}
+	if len(req.Searchable) > fieldseal.MaxSearchableFields {
+		return fieldseal.Errorf(fieldseal.EINVALID, "at most %d searchable fields per collection", fieldseal.MaxSearchableFields)
+	}
+	settings := fieldseal.Collection{Collection: name, Searchable: make(map[string]fieldseal.SearchableField, len(req.Searchable))}
+	for field, raw := range req.Searchable {
+		if err := checkFieldName(field); err != nil {
+			return err
+		}
+		var opts fieldseal.SearchableField
+		if err := decodeStrict(raw, &opts); err != nil {
+			return fieldseal.Errorf(fieldseal.EINVALID, `searchable.%s must be an object whose only option is "case_insensitive" (true or false)`, field)
+		}
+		settings.Searchable[field] = opts
+	}
+	n, err := h.service.SetCollection(c.Request().Context(), caller(c), key, settings)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, collectionAnswer{Collection: name, Searchable: settings.Searchable, Indexed: n})
+}
+
+func (h *Collections) get(c echo.Context) error {
+	name, err := collectionParam(c)
+	if err != nil {
+		return err
+	}
+	settings, err := h.service.GetCollection(c.Request().Context(), caller(c), name)
+	if err != nil {
+		return err
+	}
+	return writeJSON(c, http.StatusOK, settings)
+}
+
+// collectionParam is the path's collection name, percent-decoded.
+func collectionParam(c echo.Context) (string, error) {
+	name, err := url.PathUnescape(c.Param("collection"))
+	if err != nil {
+		return "", fieldseal.Errorf(fieldseal.EINVALID, "the collection in the path is not validly percent-encoded")
+	}
+	if err := checkText("collection", name); err != nil {
+		return "", err
+	}
+	return name, checkCollection(name)
+}
+
+// checkFieldName refuses a searchable field name that is empty, too long
+// or holds control characters.
+func checkFieldName(field string) error {
+	if field == "" || utf8.RuneCountInString(field) > fieldseal.MaxFieldNameLength {
+		return fieldseal.Errorf(fieldseal.EINVALID, "a searchable field name is 1 to %d characters", fieldseal.MaxFieldNameLength)
+	}
+	for _, r := range field {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			return fieldseal.Errorf(fieldseal.EINVALID, "a searchable field name may not contain control characters")
+		}
+	}
+	return nil
+}

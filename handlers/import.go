@@ -1,0 +1,156 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// Limits of POST /v1/import: one transaction per request, so a request
+// is bounded; a larger export is imported in parts (each line stands
+// alone, and lines already imported are skipped).
+const (
+	MaxImportRecords = 20000
+	MaxImportBytes   = 64 << 20
+	// MaxBatchBytes bounds a POST /v1/records/batch body.
+	MaxBatchBytes = 16 << 20
+)
+
+// importLine is one line of an export, as GET /v1/export writes it.
+type importLine struct {
+	ID         *fieldseal.ID   `json:"id"`
+	Collection *string         `json:"collection"`
+	Public     json.RawMessage `json:"public"`
+	Version    *int64          `json:"version"`
+	CreatedAt  *time.Time      `json:"created_at"`
+	UpdatedAt  *time.Time      `json:"updated_at"`
+	Ciphertext *string         `json:"ciphertext"`
+}
+
+// importRecords restores an export (NDJSON) under the request's key.
+func (h *Export) importRecords(c echo.Context) error {
+	key, err := requiredKey(c)
+	if err != nil {
+		return err
+	}
+	idem, err := idempotent(c, key, importAnswer)
+	if err != nil {
+		return err
+	}
+	recs, err := readImport(c)
+	if err != nil {
+		return err
+	}
+	res, err := h.service.Import(c.Request().Context(), caller(c), key, recs, idem)
+	if err != nil {
+		return err
+	}
+	return writeAnswer(c, importAnswer(res))
+}
+
+func importAnswer(res fieldseal.ImportResult) fieldseal.Answer {
+	body, _ := json.Marshal(res)
+	return fieldseal.Answer{Status: http.StatusOK, Header: map[string]string{echo.HeaderContentType: echo.MIMEApplicationJSON}, Body: append(body, '\n')}
+}
+
+// readImport reads and checks every line; an error names the line
+// (1-based) and quotes nothing of it.
+func readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
+	sc := bufio.NewScanner(c.Request().Body)
+	sc.Buffer(make([]byte, 0, 64<<10), MaxImportBytes)
+	var recs []fieldseal.ImportedRecord
+	seen := map[fieldseal.ID]int{}
+	for n := 1; sc.Scan(); n++ {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		if len(recs) == MaxImportRecords {
+			return nil, fieldseal.Errorf(fieldseal.ETOOLARGE, "an import holds at most %d records; import the rest in another request (records already imported are skipped)", MaxImportRecords)
+		}
+		rec, err := importRecord(line)
+		if err != nil {
+			var fe *fieldseal.Error
+			if errors.As(err, &fe) {
+				return nil, fieldseal.Errorf(fe.Code, "line %d: %s; nothing was imported", n, fe.Message)
+			}
+			return nil, err
+		}
+		if first, ok := seen[rec.ID]; ok {
+			return nil, fieldseal.Errorf(fieldseal.EINVALID, "line %d: id %s is also on line %d; nothing was imported", n, rec.ID, first)
+		}
+		seen[rec.ID] = n
+		recs = append(recs, rec)
+	}
+	if err := sc.Err(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) || errors.Is(err, bufio.ErrTooLong) {
+			return nil, fieldseal.Errorf(fieldseal.ETOOLARGE, "the import is larger than %d bytes; import it in parts", MaxImportBytes)
+		}
+		return nil, jsonError(err)
+	}
+	if len(recs) == 0 {
+		return nil, fieldseal.Errorf(fieldseal.EINVALID, "the body holds no records: send the NDJSON that GET /v1/export wrote")
+	}
+	return recs, nil
+}
+
+// importRecord checks one line.
+func importRecord(line []byte) (fieldseal.ImportedRecord, error) {
+	var l importLine
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&l); err != nil {
+		return fieldseal.ImportedRecord{}, jsonError(err)
+	}
+	if dec.More() {
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "a line holds exactly one JSON object")
+	}
+	missing := ""
+	switch {
+	case l.ID == nil:
+		missing = "id"
+	case l.Collection == nil:
+		missing = "collection"
+	case l.Version == nil:
+		missing = "version"
+	case l.CreatedAt == nil:
+		missing = "created_at"
+	case l.UpdatedAt == nil:
+		missing = "updated_at"
+	case l.Ciphertext == nil:
+		missing = "ciphertext"
+	}
+	if missing != "" {
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "%s is required", missing)
+	}
+	if err := checkCollection(*l.Collection); err != nil {
+		return fieldseal.ImportedRecord{}, err
+	}
+	public, err := jsonObject("public", l.Public, false)
+	if err != nil {
+		return fieldseal.ImportedRecord{}, err
+	}
+	if err := checkJSONB("public", public); err != nil {
+		return fieldseal.ImportedRecord{}, err
+	}
+	if *l.Version < 1 {
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "version must be 1 or more")
+	}
+	message, err := fieldseal.Dearmor(*l.Ciphertext)
+	if err != nil {
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "ciphertext is not an ASCII-armored OpenPGP message: %v", err)
+	}
+	return fieldseal.ImportedRecord{
+		ID: *l.ID, Collection: *l.Collection, Public: public, Version: *l.Version,
+		CreatedAt: *l.CreatedAt, UpdatedAt: *l.UpdatedAt, Ciphertext: message,
+	}, nil
+}

@@ -1,0 +1,176 @@
+-- Collections' searchable fields, blind-index tags, batch writes and
+-- import (migration 00016). Same rules as records.sql: every query runs
+-- in a transaction that has set fieldseal.subject, and a statement that
+-- tries a key requires fieldseal.key_use = 'admitted'.
+
+-- name: GetCollection :one
+SELECT searchable, updated_at FROM fieldseal.collections WHERE collection = @collection;
+
+-- name: SetCollection :exec
+INSERT INTO fieldseal.collections (collection, searchable)
+VALUES (@collection, @searchable)
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now();
+
+-- name: DeleteCollectionTags :exec
+DELETE FROM fieldseal.search_tags t
+USING fieldseal.records r
+WHERE r.id = t.record_id AND r.collection = @collection::text;
+
+-- name: IndexCollection :one
+-- Every record of the collection decrypted once, inside PostgreSQL, and
+-- its tags written (after DeleteCollectionTags). damaged: the first
+-- records that do not open under the verified key; unreadable: the first
+-- whose secret jsonb refuses (the caller refuses either).
+WITH d AS MATERIALIZED (
+    SELECT id, fieldseal.decrypt_or_null(secret, @key::text) AS secret
+    FROM fieldseal.records
+    WHERE collection = @collection::text AND current_setting('fieldseal.key_use', true) = 'admitted'
+), j AS MATERIALIZED (
+    SELECT id, secret IS NULL AS damaged, fieldseal.jsonb_or_null(secret) AS doc FROM d
+), tagged AS (
+    INSERT INTO fieldseal.search_tags (record_id, field, tag)
+    SELECT j.id, t.field, t.tag
+    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, @collection::text, j.doc) t
+)
+SELECT count(*)::bigint AS records,
+       coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
+       coalesce((array_agg(id ORDER BY id) FILTER (WHERE doc IS NULL AND NOT damaged))[1:20], '{}')::uuid[] AS unreadable
+FROM j;
+
+-- name: IndexRecords :exec
+-- The tags of records just written with their plaintext secrets: nothing
+-- for a collection without searchable fields.
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+-- (sqlc knows unnest of one array only: the arrays are read by subscript.)
+SELECT (@ids::uuid[])[i], t.field, t.tag
+FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
+
+-- name: DeleteRecordTags :exec
+DELETE FROM fieldseal.search_tags WHERE record_id = @id;
+
+-- name: ReindexAllTags :exec
+-- After a rotation: every tag again, under the new key (DeleteAllTags
+-- first). Only records of collections with searchable fields are
+-- decrypted.
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+SELECT r.id, t.field, t.tag
+FROM fieldseal.records r
+JOIN fieldseal.collections c ON c.collection = r.collection AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, r.collection,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
+WHERE current_setting('fieldseal.key_use', true) = 'admitted';
+
+-- name: DeleteAllTags :exec
+DELETE FROM fieldseal.search_tags;
+
+-- name: SearchRecordsDecrypted :many
+-- The records of one collection whose tags match every secret filter
+-- (fields[i] = values[i]) and, if given, the public filter; a page of
+-- them in id order, and only that page decrypted. Nothing unless key is
+-- the subject's (as ListRecordsDecrypted).
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM (
+    SELECT m.id FROM fieldseal.records m
+    WHERE m.collection = @collection::text AND m.id > @after
+      AND m.id IN (
+          SELECT t.record_id
+          FROM fieldseal.search_tags t
+          JOIN (SELECT f.field, q.tag
+                FROM (SELECT (@fields::text[])[i] AS field, (@values::text[])[i] AS value
+                      FROM generate_series(1, cardinality(@fields::text[])) AS i) f
+                CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, f.value) q) w
+            ON t.tag = w.tag AND t.field = w.field
+          GROUP BY t.record_id
+          HAVING count(DISTINCT t.field) = cardinality(@fields::text[]))
+      AND (sqlc.narg(public_filter)::jsonpath IS NULL OR m.public @@ sqlc.narg(public_filter)::jsonpath)
+      AND current_setting('fieldseal.key_use', true) = 'admitted'
+      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
+    ORDER BY m.id
+    LIMIT @max_rows
+) page
+JOIN fieldseal.records r ON r.id = page.id
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+ORDER BY r.id;
+
+-- name: ListRecordsFiltered :many
+-- A page of the records whose public fields match the filter (a
+-- jsonpath predicate, served by the records_public GIN index); no key.
+SELECT id, collection, public, version, created_at, updated_at
+FROM fieldseal.records
+WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+  AND public @@ @public_filter::jsonpath
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: ListRecordsFilteredDecrypted :many
+-- ListRecordsFiltered with the key: only the page is decrypted.
+SELECT r.id, r.collection, r.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       r.version, r.created_at, r.updated_at
+FROM (
+    SELECT m.id FROM fieldseal.records m
+    WHERE m.id > @after AND (@collection::text = '' OR m.collection = @collection::text)
+      AND m.public @@ @public_filter::jsonpath
+      AND current_setting('fieldseal.key_use', true) = 'admitted'
+      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
+    ORDER BY m.id
+    LIMIT @max_rows
+) page
+JOIN fieldseal.records r ON r.id = page.id
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+ORDER BY r.id;
+
+-- name: CreateRecords :many
+-- A batch: every record in one statement, in the order given.
+INSERT INTO fieldseal.records (id, collection, public, secret)
+SELECT (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
+       fieldseal.pgp_sym_encrypt((@secrets::text[])[i], @key::text, 'cipher-algo=aes256, s2k-mode=1')
+FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+ORDER BY i
+RETURNING id, collection, public, version, created_at, updated_at;
+
+-- name: ImportRecords :one
+-- An import: every ciphertext is opened under the verified key first; if
+-- any does not open (unopened: the first such lines, 1-based), or holds a
+-- secret jsonb refuses in a collection with searchable fields
+-- (unreadable), nothing is written. Else every record whose id the
+-- subject does not have yet is inserted as it was exported, and tagged.
+WITH given AS MATERIALIZED (
+    SELECT i AS n, (@ids::uuid[])[i] AS id, (@collections::text[])[i] AS collection,
+           (@publics::jsonb[])[i] AS public, (@secrets::bytea[])[i] AS secret,
+           (@versions::bigint[])[i] AS version, (@created::timestamptz[])[i] AS created_at,
+           (@updated::timestamptz[])[i] AS updated_at,
+           fieldseal.decrypt_or_null((@secrets::bytea[])[i], @key::text) AS plain
+    FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+    WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+), opened AS MATERIALIZED (
+    SELECT g.*, CASE WHEN g.plain IS NOT NULL AND EXISTS (
+                    SELECT FROM fieldseal.collections c WHERE c.collection = g.collection AND c.searchable <> '{}')
+                THEN fieldseal.jsonb_or_null(g.plain) END AS doc,
+           EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable
+    FROM given g
+), bad AS (
+    SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
+           array_agg(n ORDER BY n) FILTER (WHERE plain IS NOT NULL AND searchable AND doc IS NULL) AS unreadable
+    FROM opened
+), inserted AS (
+    INSERT INTO fieldseal.records (id, collection, public, secret, version, created_at, updated_at)
+    SELECT o.id, o.collection, o.public, o.secret, o.version, o.created_at, o.updated_at
+    FROM opened o, bad
+    WHERE bad.unopened IS NULL AND bad.unreadable IS NULL
+    ORDER BY o.n
+    ON CONFLICT (subject, id) DO NOTHING
+    RETURNING id
+), tagged AS (
+    INSERT INTO fieldseal.search_tags (record_id, field, tag)
+    SELECT o.id, t.field, t.tag
+    FROM opened o JOIN inserted i ON i.id = o.id
+    CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, o.collection, o.doc) t
+)
+SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
+       (SELECT count(*) FROM inserted)::bigint AS imported,
+       coalesce((SELECT unopened FROM bad)[1:20], '{}')::bigint[] AS unopened,
+       coalesce((SELECT unreadable FROM bad)[1:20], '{}')::bigint[] AS unreadable;
