@@ -60,6 +60,7 @@ var (
 	prebuilt    = flag.String("bin", "", "a fieldseal binary to measure instead of building this tree's (for A/B runs)")
 	withPgbench = flag.Bool("pgbench", true, "also run the pgbench rows (false: only the service, for quick A/B runs)")
 	withHot     = flag.Bool("hot", true, "also run the hot-subject rows: reads and creates of one subject against as many subjects as clients, with 2 ms commits")
+	withBulk    = flag.Bool("bulk", true, "also run the search, batch and import rows")
 )
 
 // sample is what one measured phase saw; a row's rounds add up.
@@ -222,7 +223,11 @@ func main() {
 		}
 		commitDelay(ctx, admin, "")
 	}
-	report(append(service, pg...), hot, srv.peakRSS())
+	var bulkRows []bulkRow
+	if *withBulk {
+		bulkRows = bulk(ctx, admin, srv, iss, key, phase)
+	}
+	report(append(service, pg...), hot, bulkRows, srv.peakRSS())
 }
 
 // commitDelay sets commit_delay (with commit_siblings 0, so every commit
@@ -578,7 +583,7 @@ func pgbench(work, url, name string, scripts []string, vars map[string]string, d
 		client: (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds(), pgs: pg}
 }
 
-func report(results, hot []result, peakRSS float64) {
+func report(results, hot []result, bulk []bulkRow, peakRSS float64) {
 	by := map[string]result{}
 	for _, r := range results {
 		by[strings.TrimPrefix(r.name, "pgbench ")] = r
@@ -610,6 +615,12 @@ func report(results, hot []result, peakRSS float64) {
 			fmt.Fprintf(&b, "| service %s | %.0f | %.2f | %.2f | %.3f | %s |\n", r.name, r.rps, r.p50, r.p99, r.pgCPUPerReq, ratio)
 		}
 	}
+	if len(bulk) > 0 {
+		fmt.Fprintf(&b, "\nSearch, batch and import (ordinary commits):\n\n| figure | measured |\n|---|---|\n")
+		for _, r := range bulk {
+			fmt.Fprintf(&b, "| %s | %s |\n", r.name, r.value)
+		}
+	}
 	fmt.Fprintf(&b, "\nServer peak RSS: %.1f MiB.\n", peakRSS)
 	table := b.String()
 	fmt.Print("\n" + table)
@@ -624,6 +635,7 @@ func report(results, hot []result, peakRSS float64) {
 		"- **pgbench statements**: exactly the statements fieldseal issues per request, their SQL read from `queries/*.sql` (what sqlc generates the service's code from), in the same round trips: one pipeline (BEGIN, subject, throttle check and the request's queries), one pipeline (audit entry, COMMIT); prepared, as the app role. The record id is a literal in the read scripts (pgbench cannot draw a random UUID parameter).\n" +
 		"- *fieldseal CPU* is `fieldseal serve`'s own (user+system, /proc); *client CPU* is the load generator's (a Go program keeping one HTTP/1.1 connection per client) or pgbench's (C); *PostgreSQL CPU* is every PostgreSQL process's, background ones included (autovacuum, which each create phase sets off, lands in the phases after it). All three share the same 2 cores, so a row's rate is bounded by about 2 / (their sum) requests per ms.\n" +
 		"- **one busy subject**: the same service reads and creates with every commit made to wait 2 ms (`commit_delay`, `commit_siblings = 0`, set on the running cluster), by all clients as one subject against each client as a subject of its own, the two taking turns; a subject's audit entries spread over lanes (migration 00012), so the first should stay close to the second.\n" +
+		"- **search, batch, import**: one subject's collection of 100,000 records made searchable (`PUT /v1/collections`, timed), then searched by `secret.email` (case-insensitive) by all clients, each search finding one record among 100,000 and decrypting it only; 1,000 single creates one after another against one `POST /v1/records/batch` of 1,000, by one client; an export of 10,000 records deleted and imported back with `POST /v1/import` (one request).\n" +
 		"- Order: a workload's service row and its pgbench rows take turns, round after round, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())

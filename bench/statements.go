@@ -153,8 +153,10 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 	}
 	s := &script{queries: queries, args: with(map[string]string{
 		"id": "gen_random_uuid()", "collection": "'bench'", "public": `'{"kind":"bench"}'`, "secret": ":secret",
+		// Tags: none, 'bench' has no searchable field (the statement still runs).
+		"ids": "ARRAY[gen_random_uuid()]", "collections": "ARRAY['bench']", "secrets": "ARRAY[:secret]",
 	})}
-	s.pipeline(append(open, "RegisterKeyVerifier", "CheckKey", "CreateRecord")...)
+	s.pipeline(append(open, "RegisterKeyVerifier", "CheckKey", "CreateRecord", "IndexRecords")...)
 	s.args = with(map[string]string{"action": "'record.create'", "record_id": "gen_random_uuid()", "token_id": ":jti"})
 	if create, err = s.pipeline(closing...).text(); err != nil {
 		return nil, "", "", err

@@ -71,6 +71,10 @@ type ListOptions struct {
 	Collection string
 	Limit      int    // 0: the server's default (50)
 	After      string // a previous page's Next
+	// Secret filters searchable fields of the collection's secrets (needs
+	// the key and Collection); Public filters top-level fields of public.
+	// All must match.
+	Secret, Public map[string]string
 }
 
 // Page is a page of records.
@@ -97,7 +101,9 @@ type AuditPage struct {
 // 2xx answer.
 func (c *Client) call(ctx context.Context, method, path string, header map[string]string, in, out any) (*http.Response, error) {
 	var body io.Reader
-	if in != nil {
+	if r, ok := in.(io.Reader); ok {
+		body = r // sent as it is, with the caller's Content-Type
+	} else if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
 			return nil, err
@@ -110,7 +116,7 @@ func (c *Client) call(ctx context.Context, method, path string, header map[strin
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", "application/json") // header may say otherwise
 	}
 	for k, v := range header {
 		if v != "" {
@@ -181,9 +187,50 @@ func (c *Client) ListRecords(ctx context.Context, key string, o ListOptions) (Pa
 	if o.After != "" {
 		q.Set("after", o.After)
 	}
+	for f, v := range o.Secret {
+		q.Set("secret."+f, v)
+	}
+	for f, v := range o.Public {
+		q.Set("public."+f, v)
+	}
 	var p Page
 	_, err := c.call(ctx, http.MethodGet, "/v1/records?"+q.Encode(), map[string]string{"Encryption-Key": key}, nil, &p)
 	return p, err
+}
+
+// CreateRecords stores up to 1,000 records in one transaction, all or
+// none, and returns them (without secrets) in the order given.
+func (c *Client) CreateRecords(ctx context.Context, key string, in []RecordInput) ([]fieldseal.Record, error) {
+	var r struct {
+		Items []fieldseal.Record `json:"items"`
+	}
+	_, err := c.call(ctx, http.MethodPost, "/v1/records/batch", map[string]string{"Encryption-Key": key}, map[string]any{"records": in}, &r)
+	return r.Items, err
+}
+
+// SetCollection makes fields of the collection's secrets searchable (and
+// no others), indexing its records; it returns how many were indexed.
+func (c *Client) SetCollection(ctx context.Context, key, collection string, searchable map[string]fieldseal.SearchableField) (int64, error) {
+	var r struct {
+		Indexed int64 `json:"indexed"`
+	}
+	_, err := c.call(ctx, http.MethodPut, "/v1/collections/"+url.PathEscape(collection), map[string]string{"Encryption-Key": key},
+		map[string]any{"searchable": searchable}, &r)
+	return r.Indexed, err
+}
+
+// GetCollection returns the collection's settings.
+func (c *Client) GetCollection(ctx context.Context, collection string) (fieldseal.Collection, error) {
+	var r fieldseal.Collection
+	_, err := c.call(ctx, http.MethodGet, "/v1/collections/"+url.PathEscape(collection), nil, nil, &r)
+	return r, err
+}
+
+// Import restores an export (the NDJSON GET /v1/export wrote) under key.
+func (c *Client) Import(ctx context.Context, key string, ndjson io.Reader) (fieldseal.ImportResult, error) {
+	var r fieldseal.ImportResult
+	_, err := c.call(ctx, http.MethodPost, "/v1/import", map[string]string{"Encryption-Key": key, "Content-Type": "application/x-ndjson"}, ndjson, &r)
+	return r, err
 }
 
 // ReplaceRecord replaces a record; with version > 0 only that version

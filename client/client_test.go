@@ -1,9 +1,11 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
@@ -94,6 +96,38 @@ func TestEveryEndpoint(t *testing.T) {
 	}
 	if got, err := c.GetRecord(ctx, id, next); err != nil || string(got.Secret) != `{"s":"y"}` {
 		t.Errorf("get after rotation: %s %v", got.Secret, err)
+	}
+	// Search, batch, import.
+	if n, err := c.SetCollection(ctx, next, "notes", map[string]fieldseal.SearchableField{"s": {CaseInsensitive: true}}); err != nil || n != 1 {
+		t.Errorf("set collection: %d %v", n, err)
+	}
+	if got, err := c.GetCollection(ctx, "notes"); err != nil || !got.Searchable["s"].CaseInsensitive {
+		t.Errorf("get collection: %+v %v", got, err)
+	}
+	batch, err := c.CreateRecords(ctx, next, []client.RecordInput{
+		{Collection: "notes", Public: map[string]any{"t": 2}, Secret: map[string]string{"s": "Z"}},
+		{Collection: "notes", Public: map[string]any{"t": 2}, Secret: map[string]string{"s": "w"}},
+	})
+	if err != nil || len(batch) != 2 {
+		t.Errorf("batch: %d records, %v", len(batch), err)
+	}
+	found, err := c.ListRecords(ctx, next, client.ListOptions{Collection: "notes", Secret: map[string]string{"s": "z"}, Public: map[string]string{"t": "2"}})
+	if err != nil || len(found.Items) != 1 || string(found.Items[0].Secret) != `{"s":"Z"}` {
+		t.Errorf("search: %+v %v", found, err)
+	}
+	var ndjson bytes.Buffer
+	for _, r := range exported {
+		_ = json.NewEncoder(&ndjson).Encode(r)
+	}
+	if _, err := c.Import(ctx, next, bytes.NewReader(ndjson.Bytes())); client.Code(err) != fieldseal.EWRONGKEY {
+		t.Errorf("import of an export from before the rotation: %v; want wrong_key (it opens only under the old key)", err)
+	}
+	ndjson.Reset()
+	if err := c.Export(ctx, func(r fieldseal.ExportedRecord) error { return json.NewEncoder(&ndjson).Encode(r) }); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Import(ctx, next, &ndjson); err != nil || res != (fieldseal.ImportResult{Imported: 0, Skipped: 3}) {
+		t.Errorf("import of what exists: %+v %v; want 3 skipped", res, err)
 	}
 	if err := c.DeleteRecord(ctx, id, 0); err != nil {
 		t.Errorf("delete: %v", err)

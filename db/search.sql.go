@@ -430,23 +430,25 @@ FROM (
     SELECT m.id FROM fieldseal.records m
     WHERE m.collection = $1::text AND m.id > $2
       AND m.id IN (
+          -- The filters' tags, computed once (an InitPlan), found through
+          -- the (subject, tag) index. A tag is bound to its field by its
+          -- key, so a record matching every filter has one per field.
           SELECT t.record_id
           FROM fieldseal.search_tags t
-          JOIN (SELECT f.field, q.tag
-                FROM (SELECT ($3::text[])[i] AS field, ($4::text[])[i] AS value
-                      FROM generate_series(1, cardinality($3::text[])) AS i) f
-                CROSS JOIN LATERAL fieldseal.search_query_tags($5::text, $1::text, f.field, f.value) q) w
-            ON t.tag = w.tag AND t.field = w.field
+          WHERE t.tag = ANY (ARRAY(
+              SELECT q.tag
+              FROM unnest($3::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags($4::text, $1::text, f.field, ($5::text[])[f.i]) q))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality($3::text[]))
       AND ($6::jsonpath IS NULL OR m.public @@ $6::jsonpath)
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $5::text) FROM fieldseal.subjects s)
+      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s)
     ORDER BY m.id
     LIMIT $7
 ) page
 JOIN fieldseal.records r ON r.id = page.id
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $5::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $4::text) AS secret) d
 ORDER BY r.id
 `
 
@@ -454,8 +456,8 @@ type SearchRecordsDecryptedParams struct {
 	Collection   string
 	After        pgtype.UUID
 	Fields       []string
-	Values       []string
 	Key          string
+	Values       []string
 	PublicFilter interface{}
 	MaxRows      int32
 }
@@ -480,8 +482,8 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 		arg.Collection,
 		arg.After,
 		arg.Fields,
-		arg.Values,
 		arg.Key,
+		arg.Values,
 		arg.PublicFilter,
 		arg.MaxRows,
 	)

@@ -121,12 +121,18 @@ func FuzzAPI(f *testing.F) {
 		{`{"collection":"c","public":{"n":1e131072},"secret":{}}`, "a%20b"},
 		{`{"collection":"","public":[],"secret":null}`, ""},
 		{`[]`, "%"},
+		{`{"records":[{"collection":"c","secret":{"email":"a"}}]}`, "a@example.org"},
+		{`{"searchable":{"email":{"case_insensitive":true}}}`, "1e999999"},
+		{`{"id":"0192f3a4-5b6c-7d8e-9f01-23456789abcd","collection":"c","public":{},"version":1,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","ciphertext":"-----BEGIN PGP MESSAGE-----\n\nwx4=\n-----END PGP MESSAGE-----"}`, "-0.0"},
 	} {
 		f.Add([]byte(seed.body), seed.query)
 	}
 	a := startAPI(f, pgtest.NewDB(f), apitest.Options{})
 	tok, key := a.token("alice", allScopes), newKey(f)
-	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{}})
+	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{"email": "a@example.org"}})
+	if r := a.setSearchable(tok, key, "c", `{"searchable":{"email":{"case_insensitive":true}}}`); r.status != http.StatusOK {
+		f.Fatalf("PUT collection: %d %s", r.status, r.body)
+	}
 	f.Fuzz(func(t *testing.T, body []byte, query string) {
 		requests := []struct {
 			method, target string
@@ -136,6 +142,11 @@ func FuzzAPI(f *testing.F) {
 			{"GET", "/v1/records?collection=" + query, nil},
 			{"GET", "/v1/records?limit=" + query + "&after=" + query, nil},
 			{"GET", "/v1/audit/events?subject=" + query + "&action=" + query + "&since=" + query, nil},
+			{"GET", "/v1/records?collection=c&secret.email=" + query + "&public." + query + "=" + query, nil},
+			{"POST", "/v1/records/batch", body},
+			{"PUT", "/v1/collections/" + query, body},
+			{"GET", "/v1/collections/" + query, nil},
+			{"POST", "/v1/import", body},
 		}
 		for _, r := range requests {
 			req, err := http.NewRequest(r.method, a.URL+r.target, bytes.NewReader(r.body))

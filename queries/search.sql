@@ -76,13 +76,15 @@ FROM (
     SELECT m.id FROM fieldseal.records m
     WHERE m.collection = @collection::text AND m.id > @after
       AND m.id IN (
+          -- The filters' tags, computed once (an InitPlan), found through
+          -- the (subject, tag) index. A tag is bound to its field by its
+          -- key, so a record matching every filter has one per field.
           SELECT t.record_id
           FROM fieldseal.search_tags t
-          JOIN (SELECT f.field, q.tag
-                FROM (SELECT (@fields::text[])[i] AS field, (@values::text[])[i] AS value
-                      FROM generate_series(1, cardinality(@fields::text[])) AS i) f
-                CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, f.value) q) w
-            ON t.tag = w.tag AND t.field = w.field
+          WHERE t.tag = ANY (ARRAY(
+              SELECT q.tag
+              FROM unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, (@values::text[])[f.i]) q))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality(@fields::text[]))
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR m.public @@ sqlc.narg(public_filter)::jsonpath)
