@@ -250,6 +250,7 @@ INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
 CROSS JOIN LATERAL fieldseal.search_tags_of($2::text, ($3::text[])[i], fieldseal.jsonb_or_null(($4::text[])[i])) t
+WHERE EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
 `
 
 type IndexRecordsParams struct {
@@ -260,8 +261,12 @@ type IndexRecordsParams struct {
 }
 
 // The tags of records just written with their plaintext secrets: nothing
-// for a collection without searchable fields.
-// (sqlc knows unnest of one array only: the arrays are read by subscript.)
+// for a collection without searchable fields. The EXISTS is a one-time
+// filter: when no collection written to has a searchable field,
+// search_tags_of is not called at all (a statement that calls it plans
+// its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
+// with nothing to tag). sqlc knows unnest of one array only: the arrays
+// are read by subscript.
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
 	_, err := q.db.Exec(ctx, indexRecords,
 		arg.Ids,

@@ -39,12 +39,17 @@ FROM j;
 
 -- name: IndexRecords :exec
 -- The tags of records just written with their plaintext secrets: nothing
--- for a collection without searchable fields.
+-- for a collection without searchable fields. The EXISTS is a one-time
+-- filter: when no collection written to has a searchable field,
+-- search_tags_of is not called at all (a statement that calls it plans
+-- its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
+-- with nothing to tag). sqlc knows unnest of one array only: the arrays
+-- are read by subscript.
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
--- (sqlc knows unnest of one array only: the arrays are read by subscript.)
 SELECT (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
-CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
+CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t
+WHERE EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
 DELETE FROM fieldseal.search_tags WHERE record_id = @id;
