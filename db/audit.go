@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -176,6 +175,10 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 	}
 	defer conn.Close(ctx)
 	q := New(conn)
+	starts, err := chainStarts(ctx, q, subject)
+	if err != nil {
+		return fieldseal.AuditReport{}, err
+	}
 	var (
 		rep      fieldseal.AuditReport
 		cur      = chain{lane: -1} // the chain being walked
@@ -196,6 +199,9 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 			rep.Entries++
 			if (chain{r.Subject, r.Lane}) != cur {
 				cur, next, prev, broken = chain{r.Subject, r.Lane}, 1, zero, false
+				if st, ok := starts[cur]; ok { // archived up to there
+					next, prev = st.Seq, st.PrevHash
+				}
 				if !subjects[r.Subject] {
 					subjects[r.Subject] = true
 					rep.Subjects++
@@ -218,6 +224,16 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 		}
 	}
 	return rep, checkHeads(ctx, q, subject, &rep, subjects)
+}
+
+// chainStarts is where each archived chain now starts (migration 00017).
+func chainStarts(ctx context.Context, q *Queries, subject string) (map[chain]ListAuditChainStartsRow, error) {
+	rows, err := q.ListAuditChainStarts(ctx, subject)
+	starts := make(map[chain]ListAuditChainStartsRow, len(rows))
+	for _, r := range rows {
+		starts[chain{r.Subject, r.Lane}] = r
+	}
+	return starts, err
 }
 
 // checkHeads compares each lane's newest entry with its head (migrations
@@ -281,22 +297,24 @@ func checkLink(r ListAuditChainPageRow, wantSeq int64, prev []byte) string {
 	return ""
 }
 
-// auditHash is fieldseal.audit_hash (migration 00007) in Go: SHA-256 of the
-// previous hash and the entry's fields joined by the unit separator.
+// auditHash is fieldseal.audit_hash (migration 00007) of a row.
 func auditHash(prev []byte, r ListAuditChainPageRow) []byte {
-	recordID, count := "", ""
+	return fieldseal.AuditEntryHash(prev, auditEvent(ListChainEntriesRow(r)))
+}
+
+// auditEvent is an entry as the API and archives show it.
+func auditEvent(r ListChainEntriesRow) fieldseal.AuditEvent {
+	e := fieldseal.AuditEvent{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
+		TokenJTI: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr}
 	if r.RecordID.Valid {
-		recordID = fieldseal.ID(r.RecordID.Bytes).String()
+		id := fieldseal.ID(r.RecordID.Bytes)
+		e.RecordID = &id
 	}
 	if r.RecordCount.Valid {
-		count = strconv.FormatInt(r.RecordCount.Int64, 10)
+		n := r.RecordCount.Int64
+		e.RecordCount = &n
 	}
-	fields := []string{r.Subject, strconv.FormatInt(r.Seq, 10), strconv.FormatInt(r.At.UnixMicro(), 10),
-		r.Action, r.Outcome, recordID, count, r.TokenID, r.ClientID, r.RequestID, r.ClientAddr}
-	h := sha256.New()
-	h.Write(prev)
-	h.Write([]byte(strings.Join(fields, "\x1f")))
-	return h.Sum(nil)
+	return e
 }
 
 // AuditCheckpoint reads every lane's head, and the database's name and
@@ -330,8 +348,11 @@ func AuditCheckpoint(ctx context.Context, adminURL string) (fieldseal.Checkpoint
 
 // CheckCheckpoint reports every entry cp names that is no longer in its
 // chain as it was: gone (a tail cut after the checkpoint, even with its
-// head moved back to match) or with another hash (rewritten).
-func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoint) ([]fieldseal.AuditBreak, error) {
+// head moved back to match) or with another hash (rewritten). An entry
+// archived since is looked up with archived (the archives given to
+// verify); one archived in none of them cannot be checked, and is
+// reported as such.
+func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoint, archived func(subject string, lane int16, seq int64) (hash string, ok bool)) ([]fieldseal.AuditBreak, error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return nil, fmt.Errorf("connect to the admin database: %w", err)
@@ -354,9 +375,27 @@ func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoi
 	if err != nil {
 		return nil, err
 	}
+	starts, err := chainStarts(ctx, New(conn), "")
+	if err != nil {
+		return nil, err
+	}
 	var breaks []fieldseal.AuditBreak
 	for _, r := range rows {
 		wantHash := want[chain{r.Subject, r.Lane}]
+		start, wasArchived := starts[chain{r.Subject, r.Lane}]
+		wasArchived = wasArchived && r.Seq < start.Seq
+		if r.Hash == nil && wasArchived {
+			got, ok := archived(r.Subject, r.Lane, r.Seq)
+			switch {
+			case !ok:
+				breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,
+					Problem: fmt.Sprintf("the entry checkpointed at %s has been archived (the chain starts at entry %d in the database): give its archive with --archive to check it", cp.At, start.Seq)})
+			case got != wantHash:
+				breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,
+					Problem: fmt.Sprintf("the archived entry's hash is not the one checkpointed at %s: it was rewritten", cp.At)})
+			}
+			continue
+		}
 		switch got := hex.EncodeToString(r.Hash); {
 		case r.Hash == nil:
 			breaks = append(breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq,

@@ -91,6 +91,36 @@ func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsPa
 	return result.RowsAffected(), nil
 }
 
+const deleteArchivedEntries = `-- name: DeleteArchivedEntries :execrows
+DELETE FROM fieldseal.audit_events
+WHERE subject = $1 AND lane = $2 AND seq <= $3
+`
+
+type DeleteArchivedEntriesParams struct {
+	Subject string
+	Lane    int16
+	LastSeq int64
+}
+
+func (q *Queries) DeleteArchivedEntries(ctx context.Context, arg DeleteArchivedEntriesParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteArchivedEntries, arg.Subject, arg.Lane, arg.LastSeq)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const enableAuditArchiving = `-- name: EnableAuditArchiving :exec
+SELECT set_config('fieldseal.audit_reader', 'on', true), set_config('fieldseal.audit_archive', 'on', true)
+`
+
+// For `fieldseal audit archive`: lets this transaction read every entry
+// and delete the archived ones (as a fieldseal_owner member; migration 00017).
+func (q *Queries) EnableAuditArchiving(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, enableAuditArchiving)
+	return err
+}
+
 const enableAuditReading = `-- name: EnableAuditReading :exec
 SELECT set_config('fieldseal.audit_reader', 'on', true)
 `
@@ -99,6 +129,56 @@ SELECT set_config('fieldseal.audit_reader', 'on', true)
 func (q *Queries) EnableAuditReading(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, enableAuditReading)
 	return err
+}
+
+const listArchiveCuts = `-- name: ListArchiveCuts :many
+SELECT DISTINCT ON (e.subject, e.lane) e.subject, e.lane, e.seq AS last_seq, e.hash AS last_hash,
+       coalesce(s.seq, 1)::bigint AS first_seq,
+       coalesce(s.prev_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)::bytea AS first_prev_hash
+FROM fieldseal.audit_events e
+LEFT JOIN fieldseal.audit_chain_starts s ON s.subject = e.subject AND s.lane = e.lane
+WHERE e.at < $1
+ORDER BY e.subject, e.lane, e.seq DESC
+`
+
+type ListArchiveCutsRow struct {
+	Subject       string
+	Lane          int16
+	LastSeq       int64
+	LastHash      []byte
+	FirstSeq      int64
+	FirstPrevHash []byte
+}
+
+// For `fieldseal audit archive`: each chain's newest entry older than
+// @before. The archive takes every entry up to it, so what leaves is a
+// prefix of each chain (an entry older than @before after a newer one,
+// the clock having stepped back, goes too).
+func (q *Queries) ListArchiveCuts(ctx context.Context, before time.Time) ([]ListArchiveCutsRow, error) {
+	rows, err := q.db.Query(ctx, listArchiveCuts, before)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListArchiveCutsRow{}
+	for rows.Next() {
+		var i ListArchiveCutsRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Lane,
+			&i.LastSeq,
+			&i.LastHash,
+			&i.FirstSeq,
+			&i.FirstPrevHash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const listAuditChainPage = `-- name: ListAuditChainPage :many
@@ -171,6 +251,45 @@ func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPage
 			&i.ClientAddr,
 			&i.PrevHash,
 			&i.Hash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const listAuditChainStarts = `-- name: ListAuditChainStarts :many
+SELECT subject, lane, seq, prev_hash FROM fieldseal.audit_chain_starts
+WHERE $1::text = '' OR subject = $1::text
+ORDER BY subject, lane
+`
+
+type ListAuditChainStartsRow struct {
+	Subject  string
+	Lane     int16
+	Seq      int64
+	PrevHash []byte
+}
+
+// For `fieldseal audit verify`: where each archived chain now starts.
+func (q *Queries) ListAuditChainStarts(ctx context.Context, onlySubject string) ([]ListAuditChainStartsRow, error) {
+	rows, err := q.db.Query(ctx, listAuditChainStarts, onlySubject)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListAuditChainStartsRow{}
+	for rows.Next() {
+		var i ListAuditChainStartsRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Lane,
+			&i.Seq,
+			&i.PrevHash,
 		); err != nil {
 			return nil, err
 		}
@@ -268,8 +387,13 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 
 const listAuditHeadMismatches = `-- name: ListAuditHeadMismatches :many
 WITH e AS (
-    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM fieldseal.audit_events
-    WHERE $1::text = '' OR subject = $1::text
+    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM (
+        SELECT subject, lane, seq, hash FROM fieldseal.audit_events
+        WHERE $1::text = '' OR subject = $1::text
+        UNION ALL
+        SELECT subject, lane, seq - 1, prev_hash FROM fieldseal.audit_chain_starts
+        WHERE $1::text = '' OR subject = $1::text
+    ) x
     ORDER BY subject, lane, seq DESC
 ), h AS (
     SELECT subject, lane, seq, hash FROM fieldseal.audit_heads
@@ -301,6 +425,8 @@ type ListAuditHeadMismatchesRow struct {
 // lane missing below a subject's highest (lanes are opened in order from
 // 0, so a gap is a lane deleted with its head). One statement, so one
 // snapshot: an entry and its head are written in one transaction.
+// A chain archived to its end (migration 00017) ends, here, at the entry
+// before its recorded start.
 func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject string) ([]ListAuditHeadMismatchesRow, error) {
 	rows, err := q.db.Query(ctx, listAuditHeadMismatches, onlySubject)
 	if err != nil {
@@ -371,6 +497,84 @@ func (q *Queries) ListAuditHeadsForCheckpoint(ctx context.Context) ([]ListAuditH
 	return items, nil
 }
 
+const listChainEntries = `-- name: ListChainEntries :many
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
+       coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
+       coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
+       prev_hash, hash
+FROM fieldseal.audit_events
+WHERE subject = $1 AND lane = $2 AND seq > $3 AND seq <= $4
+ORDER BY seq
+LIMIT $5
+`
+
+type ListChainEntriesParams struct {
+	Subject  string
+	Lane     int16
+	AfterSeq int64
+	LastSeq  int64
+	MaxRows  int32
+}
+
+type ListChainEntriesRow struct {
+	Subject     string
+	Lane        int16
+	Seq         int64
+	At          time.Time
+	Action      string
+	Outcome     string
+	RecordID    pgtype.UUID
+	RecordCount pgtype.Int8
+	TokenID     string
+	ClientID    string
+	RequestID   string
+	ClientAddr  string
+	PrevHash    []byte
+	Hash        []byte
+}
+
+// For `fieldseal audit archive`: a page of one chain's entries up to a seq.
+func (q *Queries) ListChainEntries(ctx context.Context, arg ListChainEntriesParams) ([]ListChainEntriesRow, error) {
+	rows, err := q.db.Query(ctx, listChainEntries,
+		arg.Subject,
+		arg.Lane,
+		arg.AfterSeq,
+		arg.LastSeq,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListChainEntriesRow{}
+	for rows.Next() {
+		var i ListChainEntriesRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Lane,
+			&i.Seq,
+			&i.At,
+			&i.Action,
+			&i.Outcome,
+			&i.RecordID,
+			&i.RecordCount,
+			&i.TokenID,
+			&i.ClientID,
+			&i.RequestID,
+			&i.ClientAddr,
+			&i.PrevHash,
+			&i.Hash,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const listCheckpointedEntries = `-- name: ListCheckpointedEntries :many
 SELECT c.subject::text AS subject, c.lane::smallint AS lane, c.seq::bigint AS seq, e.hash
 FROM (
@@ -421,4 +625,27 @@ func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpoin
 		return nil, err
 	}
 	return items, nil
+}
+
+const moveChainStart = `-- name: MoveChainStart :exec
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now()
+`
+
+type MoveChainStartParams struct {
+	Subject  string
+	Lane     int16
+	Seq      int64
+	PrevHash []byte
+}
+
+func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) error {
+	_, err := q.db.Exec(ctx, moveChainStart,
+		arg.Subject,
+		arg.Lane,
+		arg.Seq,
+		arg.PrevHash,
+	)
+	return err
 }

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"bytes"
+
+	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/internal/apitest"
 )
@@ -221,5 +224,32 @@ func TestGrantsReportOverHTTP(t *testing.T) {
 	r = a.do(req{method: "GET", path: "/v1/audit/grants", token: a.token("dba", "audit:read")})
 	if !strings.Contains(string(r.body), `"problem":"unexpected privilege","role":"PUBLIC","object_type":"table","object":"fieldseal.records"`) {
 		t.Errorf("drift not reported over HTTP: %s", r.body)
+	}
+}
+
+// After an archive, the API pages through what is left, and appends go on.
+func TestAuditEventsAfterArchive(t *testing.T) {
+	a := newAPI(t)
+	tok, key := a.token("alice", allScopes), newKey(t)
+	for range 10 {
+		a.create(tok, key, `{"collection":"c","secret":{}}`)
+	}
+	cut := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	for range 3 {
+		a.create(tok, key, `{"collection":"c","secret":{}}`)
+	}
+	var file bytes.Buffer
+	res, err := db.ArchiveAudit(context.Background(), a.db.AdminURL, cut, &file, func() error { return nil })
+	if err != nil || res.Entries != 10 {
+		t.Fatalf("archive: %+v %v; want 10 entries", res, err)
+	}
+	a.create(tok, key, `{"collection":"c","secret":{}}`)
+	events := a.auditEvents("subject=alice")
+	if len(events) != 4 || events[0].Seq != 11 || events[3].Seq != 14 {
+		t.Errorf("after the archive the API lists %d entries (first %+v); want entries 11 to 14", len(events), events)
+	}
+	if _, breaks, err := fieldseal.VerifyArchive(&file, nil); err != nil || len(breaks) != 0 {
+		t.Errorf("the archive does not verify: %v %v", breaks, err)
 	}
 }

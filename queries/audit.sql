@@ -48,9 +48,16 @@ LIMIT @max_rows;
 -- lane missing below a subject's highest (lanes are opened in order from
 -- 0, so a gap is a lane deleted with its head). One statement, so one
 -- snapshot: an entry and its head are written in one transaction.
+-- A chain archived to its end (migration 00017) ends, here, at the entry
+-- before its recorded start.
 WITH e AS (
-    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM fieldseal.audit_events
-    WHERE @only_subject::text = '' OR subject = @only_subject::text
+    SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM (
+        SELECT subject, lane, seq, hash FROM fieldseal.audit_events
+        WHERE @only_subject::text = '' OR subject = @only_subject::text
+        UNION ALL
+        SELECT subject, lane, seq - 1, prev_hash FROM fieldseal.audit_chain_starts
+        WHERE @only_subject::text = '' OR subject = @only_subject::text
+    ) x
     ORDER BY subject, lane, seq DESC
 ), h AS (
     SELECT subject, lane, seq, hash FROM fieldseal.audit_heads
@@ -97,3 +104,47 @@ SELECT @action, @outcome, (@record_ids::uuid[])[i],
        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
 FROM generate_series(1, cardinality(@record_ids::uuid[])) AS i
 ORDER BY i;
+
+-- name: ListAuditChainStarts :many
+-- For `fieldseal audit verify`: where each archived chain now starts.
+SELECT subject, lane, seq, prev_hash FROM fieldseal.audit_chain_starts
+WHERE @only_subject::text = '' OR subject = @only_subject::text
+ORDER BY subject, lane;
+
+-- name: ListArchiveCuts :many
+-- For `fieldseal audit archive`: each chain's newest entry older than
+-- @before. The archive takes every entry up to it, so what leaves is a
+-- prefix of each chain (an entry older than @before after a newer one,
+-- the clock having stepped back, goes too).
+SELECT DISTINCT ON (e.subject, e.lane) e.subject, e.lane, e.seq AS last_seq, e.hash AS last_hash,
+       coalesce(s.seq, 1)::bigint AS first_seq,
+       coalesce(s.prev_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)::bytea AS first_prev_hash
+FROM fieldseal.audit_events e
+LEFT JOIN fieldseal.audit_chain_starts s ON s.subject = e.subject AND s.lane = e.lane
+WHERE e.at < @before
+ORDER BY e.subject, e.lane, e.seq DESC;
+
+-- name: ListChainEntries :many
+-- For `fieldseal audit archive`: a page of one chain's entries up to a seq.
+SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
+       coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
+       coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
+       prev_hash, hash
+FROM fieldseal.audit_events
+WHERE subject = @subject AND lane = @lane AND seq > @after_seq AND seq <= @last_seq
+ORDER BY seq
+LIMIT @max_rows;
+
+-- name: DeleteArchivedEntries :execrows
+DELETE FROM fieldseal.audit_events
+WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
+
+-- name: MoveChainStart :exec
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
+VALUES (@subject, @lane, @seq, @prev_hash)
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now();
+
+-- name: EnableAuditArchiving :exec
+-- For `fieldseal audit archive`: lets this transaction read every entry
+-- and delete the archived ones (as a fieldseal_owner member; migration 00017).
+SELECT set_config('fieldseal.audit_reader', 'on', true), set_config('fieldseal.audit_archive', 'on', true);

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/x509"
@@ -9,9 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/fieldseal/fieldseal"
 
@@ -28,16 +33,21 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if len(args) > 0 && args[0] == "checkpoint" {
 		return checkpointCmd(ctx, args[1:], stdout, stderr, env)
 	}
+	if len(args) > 0 && args[0] == "archive" {
+		return archiveCmd(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F] | fieldseal audit checkpoint [--out F] [--signing-key F] | fieldseal audit grants [--format table|json]")
+		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F] [--archive F]... | fieldseal audit checkpoint [--out F] [--signing-key F] | fieldseal audit archive --before TIME --out F | fieldseal audit grants [--format table|json]")
 		return errUsage
 	}
-	f := newFlags("audit verify", "Recompute the audit trail's hash chains (each subject's lanes) and name the first broken entry of each,\nand check that every entry each checkpoint names is still in its chain.\nExit 0 when every chain is intact, 1 when one is broken.", stderr, env)
+	f := newFlags("audit verify", "Recompute the audit trail's hash chains (each subject's lanes) from where each starts in the database and name the first broken entry of each;\ncheck that every entry each checkpoint names is still in its chain (or in an archive given);\nverify each archive on its own and that, chain by chain, the archives join one another and the database without a gap.\nExit 0 when every chain is intact, 1 when one is broken.", stderr, env)
 	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (or a member of fieldseal_auditor)")
 	subject := f.fs.String("subject", "", "verify only this subject's chain")
 	var checkpoints fileList
 	f.fs.Var(&checkpoints, "checkpoint", "a file written by `fieldseal audit checkpoint` (repeatable)")
 	publicKey := f.fs.String("public-key", "", "PEM Ed25519 public key: every checkpoint must be signed by it")
+	var archives fileList
+	f.fs.Var(&archives, "archive", "a file written by `fieldseal audit archive` (repeatable; give them all, oldest first or in any order)")
 	if err := f.parse(args[1:]); err != nil {
 		return err
 	}
@@ -61,8 +71,39 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	for _, b := range rep.Breaks {
 		fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
 	}
+	// Checkpoints are read first: the archives are searched for the
+	// entries they name.
+	cps := map[string]fieldseal.Checkpoint{}
+	named := map[chainEntry]string{} // checkpointed entry -> its hash in the archives
 	for _, file := range checkpoints {
-		breaks, err := verifyCheckpoint(ctx, *adminURL, file, want)
+		cp, err := readCheckpoint(file, want)
+		if err != nil {
+			fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
+			broken = true
+			continue
+		}
+		cps[file] = cp
+		for _, h := range cp.Heads {
+			named[chainEntry{h.Subject, h.Lane, h.Seq}] = ""
+		}
+	}
+	if len(archives) > 0 {
+		ok, err := verifyArchives(ctx, *adminURL, archives, named, stdout)
+		if err != nil {
+			return err
+		}
+		broken = broken || !ok
+	}
+	archived := func(subject string, lane int16, seq int64) (string, bool) {
+		h, ok := named[chainEntry{subject, lane, seq}]
+		return h, ok && h != ""
+	}
+	for _, file := range checkpoints {
+		cp, ok := cps[file]
+		if !ok {
+			continue
+		}
+		breaks, err := db.CheckCheckpoint(ctx, *adminURL, cp, archived)
 		if err != nil {
 			fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
 			broken = true
@@ -85,24 +126,164 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	return errDrift
 }
 
-// verifyCheckpoint reads a checkpoint file, checks its signature (by want
-// if given, else by the key it names, if it is signed), and returns the
-// entries it names that are no longer in their chains.
-func verifyCheckpoint(ctx context.Context, adminURL, file string, want ed25519.PublicKey) ([]fieldseal.AuditBreak, error) {
+// readCheckpoint reads a checkpoint file and checks its signature (by
+// want if given, else by the key it names, if it is signed).
+func readCheckpoint(file string, want ed25519.PublicKey) (fieldseal.Checkpoint, error) {
 	raw, err := os.ReadFile(file)
 	if err != nil {
-		return nil, err
+		return fieldseal.Checkpoint{}, err
 	}
 	var cp fieldseal.Checkpoint
 	if err := json.Unmarshal(raw, &cp); err != nil || cp.Version != 1 {
-		return nil, errors.New("not a checkpoint written by fieldseal audit checkpoint")
+		return cp, errors.New("not a checkpoint written by fieldseal audit checkpoint")
 	}
 	if want != nil || cp.Signature != nil {
 		if err := cp.VerifySignature(want); err != nil {
-			return nil, err
+			return cp, err
 		}
 	}
-	return db.CheckCheckpoint(ctx, adminURL, cp)
+	return cp, nil
+}
+
+// chainEntry names one entry of one chain.
+type chainEntry struct {
+	subject string
+	lane    int16
+	seq     int64
+}
+
+// span is one archive's part of one chain.
+type span struct {
+	file string
+	fieldseal.ArchiveChain
+}
+
+// verifyArchives verifies each archive on its own, then, chain by chain,
+// that the archives join one another without a gap or an overlap and that
+// the newest ends right before the chain's start in the database. It
+// fills in named the hashes of the entries named there that it finds.
+func verifyArchives(ctx context.Context, adminURL string, files []string, named map[chainEntry]string, stdout io.Writer) (bool, error) {
+	database, starts, err := db.AuditChainStarts(ctx, adminURL)
+	if err != nil {
+		return false, err
+	}
+	ok := true
+	spans := map[chainEntry][]span{} // by chain (seq 0)
+	for _, file := range files {
+		f, err := os.Open(file)
+		if err != nil {
+			return false, err
+		}
+		h, breaks, err := fieldseal.VerifyArchive(bufio.NewReaderSize(f, 1<<20), func(e fieldseal.ArchivedEntry) {
+			k := chainEntry{e.Subject, e.Lane, e.Seq}
+			if _, want := named[k]; want {
+				named[k] = e.Hash
+			}
+		})
+		f.Close()
+		switch {
+		case err != nil:
+			fmt.Fprintf(stdout, "BROKEN archive %s: %v\n", file, err)
+			ok = false
+			continue
+		case h.Database != database:
+			fmt.Fprintf(stdout, "BROKEN archive %s: it is of database %q, not %q\n", file, h.Database, database)
+			ok = false
+			continue
+		}
+		for _, b := range breaks {
+			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s (archive %s)\n", b.Subject, b.Lane, b.Seq, b.Problem, file)
+		}
+		if len(breaks) > 0 {
+			ok = false
+			continue
+		}
+		for _, c := range h.Chains {
+			k := chainEntry{c.Subject, c.Lane, 0}
+			spans[k] = append(spans[k], span{file, c})
+		}
+		fmt.Fprintf(stdout, "archive %s: intact (%d chains, entries before %s)\n", file, len(h.Chains), h.Before)
+	}
+	inDB := map[chainEntry]fieldseal.ArchiveChain{}
+	for _, s := range starts {
+		inDB[chainEntry{s.Subject, s.Lane, 0}] = s
+	}
+	keys := slices.SortedFunc(maps.Keys(spans), func(a, b chainEntry) int {
+		return cmp.Or(strings.Compare(a.subject, b.subject), cmp.Compare(a.lane, b.lane))
+	})
+	for _, k := range keys {
+		ss := spans[k]
+		slices.SortFunc(ss, func(a, b span) int { return cmp.Compare(a.FirstSeq, b.FirstSeq) })
+		report := func(seq int64, problem string) {
+			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", k.subject, k.lane, seq, problem)
+			ok = false
+		}
+		for i := 1; i < len(ss); i++ {
+			a, b := ss[i-1], ss[i]
+			if b.FirstSeq != a.LastSeq+1 || b.PrevHash != a.LastHash {
+				report(a.LastSeq+1, fmt.Sprintf("archive %s (entries %d to %d) does not join archive %s (entries %d to %d)", b.file, b.FirstSeq, b.LastSeq, a.file, a.FirstSeq, a.LastSeq))
+			}
+		}
+		last := ss[len(ss)-1]
+		st, archivedInDB := inDB[k]
+		switch {
+		case !archivedInDB:
+			report(last.FirstSeq, fmt.Sprintf("archive %s holds entries %d to %d, but the database records no archive of this chain: "+
+				"the archive's run did not commit, or the database's record of it was removed", last.file, last.FirstSeq, last.LastSeq))
+		case st.FirstSeq > last.LastSeq+1:
+			report(last.LastSeq+1, fmt.Sprintf("entries %d to %d were archived to a file not given (the database's chain starts at %d)", last.LastSeq+1, st.FirstSeq-1, st.FirstSeq))
+		case st.FirstSeq != last.LastSeq+1 || st.PrevHash != last.LastHash:
+			report(st.FirstSeq, fmt.Sprintf("the database's chain starts at entry %d, which does not follow archive %s's last entry %d", st.FirstSeq, last.file, last.LastSeq))
+		}
+	}
+	return ok, nil
+}
+
+// archiveCmd moves every audit entry older than --before to a file.
+func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
+	f := newFlags("audit archive", "Move every audit entry older than --before out of the database into an NDJSON file that verifies without it\n(`fieldseal audit verify --archive`), recording in the database where each chain now starts.\nThe trail is verified first; a broken trail is not archived. The file is written and synced before anything is deleted.", stderr, env)
+	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (a superuser, or a member of fieldseal_owner)")
+	beforeFlag := f.fs.String("before", "", "RFC 3339 time: entries older than this are archived (required)")
+	out := f.fs.String("out", "", "the archive file to create; it must not exist (required)")
+	if err := f.parse(args); err != nil {
+		return err
+	}
+	switch {
+	case *adminURL == "":
+		return errors.New("FIELDSEAL_ADMIN_DATABASE_URL is required")
+	case *beforeFlag == "" || *out == "":
+		fmt.Fprintln(stderr, "fieldseal audit archive: --before and --out are required")
+		return errUsage
+	}
+	before, err := time.Parse(time.RFC3339Nano, *beforeFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "fieldseal audit archive: --before must be an RFC 3339 time, such as 2026-01-01T00:00:00Z")
+		return errUsage
+	}
+	file, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("--out: %w (an archive is never overwritten)", err)
+	}
+	w := bufio.NewWriterSize(file, 1<<20)
+	res, err := db.ArchiveAudit(ctx, *adminURL, before, w, func() error {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		return file.Sync()
+	})
+	if cerr := file.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(*out) // nothing was deleted: the file would only mislead
+		if errors.Is(err, db.ErrTrailBroken) {
+			fmt.Fprintf(stdout, "BROKEN: %v\n", err)
+			return errDrift
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "archived %d entries of %d chains to %s\n", res.Entries, res.Chains, *out)
+	return nil
 }
 
 // checkpointCmd writes every chain head now, signed when a key is given.

@@ -8,8 +8,10 @@ import (
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -214,4 +216,132 @@ func ed25519Key(t *testing.T, dir, name string) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// `fieldseal audit archive` moves old entries to a file that verifies on
+// its own and joins the database's chains (and the next archive's)
+// without a gap; verify walks each chain from its recorded start, and a
+// checkpoint whose entries were archived is proved against the archive.
+// Any edited, dropped or moved line fails; a broken trail is not archived.
+func TestAuditArchive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database := pgtest.NewDB(t)
+	admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+	dir := t.TempDir()
+	conn := adminConn(t, database.AdminURL)
+	now := func() string {
+		var at time.Time
+		if err := conn.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		return at.UTC().Format(time.RFC3339Nano)
+	}
+	run := func(args ...string) (int, string) {
+		t.Helper()
+		code, out, errOut := runCmd(t, ctx, admin, args...)
+		return code, out + errOut
+	}
+	count := func(sql string) int {
+		var n int
+		if err := conn.QueryRow(ctx, sql).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 5)
+	pgtest.AppendAuditLanes(t, database.AdminURL, "bob", 2, 2)
+	cp := filepath.Join(dir, "cp.json")
+	if code, out := run("audit", "checkpoint", "--out", cp); code != 0 {
+		t.Fatalf("checkpoint: %d %s", code, out)
+	}
+	before1 := now()
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 2)
+	pgtest.AppendAudit(t, database.AdminURL, "bob", 1)
+
+	a1 := filepath.Join(dir, "a1.ndjson")
+	if code, out := run("audit", "archive", "--before", before1, "--out", a1); code != 0 || !strings.Contains(out, "archived 9 entries of 3 chains") {
+		t.Fatalf("archive: %d %s", code, out)
+	}
+	if n := count(`SELECT count(*) FROM fieldseal.audit_events`); n != 3 {
+		t.Errorf("%d entries left in the database; want the 3 newer ones", n)
+	}
+	wantVerify(t, admin, "", "audit trail intact: 3 entries")
+	if code, out := run("audit", "verify", "--archive", a1); code != 0 || !strings.Contains(out, "archive "+a1+": intact (3 chains") {
+		t.Errorf("verify --archive: %d %s", code, out)
+	}
+	// The checkpoint's entries are archived now: only the archive proves them.
+	if code, out := run("audit", "verify", "--checkpoint", cp); code != 1 || !strings.Contains(out, "has been archived") {
+		t.Errorf("verify --checkpoint without the archive: %d %s", code, out)
+	}
+	if code, out := run("audit", "verify", "--checkpoint", cp, "--archive", a1); code != 0 || !strings.Contains(out, "every entry it names is still in its chain") {
+		t.Errorf("verify --checkpoint --archive: %d %s", code, out)
+	}
+
+	// A second archive joins the first; either alone says what it lacks.
+	before2 := now()
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 1)
+	a2 := filepath.Join(dir, "a2.ndjson")
+	if code, out := run("audit", "archive", "--before", before2, "--out", a2); code != 0 || !strings.Contains(out, "archived 3 entries of 2 chains") {
+		t.Fatalf("second archive: %d %s", code, out)
+	}
+	if code, out := run("audit", "verify", "--archive", a2, "--archive", a1); code != 0 {
+		t.Errorf("verify both archives: %d %s", code, out)
+	}
+	if code, out := run("audit", "verify", "--archive", a1); code != 1 || !strings.Contains(out, `subject "alice" lane 0 at entry 6: entries 6 to 7 were archived to a file not given`) {
+		t.Errorf("verify the first archive alone: %d %s", code, out)
+	}
+	if code, out := run("audit", "verify", "--archive", a2); code != 0 {
+		t.Errorf("verify the second archive alone (from its recorded start): %d %s", code, out)
+	}
+
+	// Tampered archives.
+	raw, _ := os.ReadFile(a1)
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	write := func(name string, l []string) string {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(strings.Join(l, "\n")+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	swapped := slices.Clone(lines)
+	swapped[2], swapped[3] = swapped[3], swapped[2]
+	for _, tc := range []struct {
+		name  string
+		lines []string
+		want  string
+	}{
+		{"edited", append(append(slices.Clone(lines[:2]), strings.Replace(lines[2], `"outcome":"ok"`, `"outcome":"wrong_key"`, 1)), lines[3:]...), "do not match its hash: edited"},
+		{"dropped in the middle", append(slices.Clone(lines[:2]), lines[3:]...), "lines were dropped, inserted or moved"},
+		{"moved", swapped, "lines were dropped, inserted or moved"},
+		{"dropped at a chain's end", append(slices.Clone(lines[:5]), lines[6:]...), "lines were dropped"},
+		{"no header", lines[1:], "not an audit archive"},
+	} {
+		f := write(tc.name+".ndjson", tc.lines)
+		if code, out := run("audit", "verify", "--archive", f, "--archive", a2); code != 1 || !strings.Contains(out, tc.want) {
+			t.Errorf("%s: verify exit %d; want 1 saying %q:\n%s", tc.name, code, tc.want, out)
+		}
+	}
+
+	// A broken trail is not archived: no file, nothing deleted.
+	if _, err := conn.Exec(ctx, `UPDATE fieldseal.audit_events SET outcome = 'forged' WHERE subject = 'alice' AND seq = 8`); err != nil {
+		t.Fatal(err)
+	}
+	a3 := filepath.Join(dir, "a3.ndjson")
+	left := count(`SELECT count(*) FROM fieldseal.audit_events`)
+	if code, out := run("audit", "archive", "--before", now(), "--out", a3); code != 1 || !strings.Contains(out, "BROKEN") {
+		t.Errorf("archive of a broken trail: %d %s", code, out)
+	}
+	if _, err := os.Stat(a3); !os.IsNotExist(err) || count(`SELECT count(*) FROM fieldseal.audit_events`) != left {
+		t.Errorf("a refused archive left a file (%v) or deleted entries", err)
+	}
+	// An existing file is never overwritten; --before must be a time.
+	if code, out := run("audit", "archive", "--before", now(), "--out", a1); code == 0 || !strings.Contains(out, "never overwritten") {
+		t.Errorf("archive over an existing file: %d %s", code, out)
+	}
+	if code, out := run("audit", "archive", "--before", "last month", "--out", a3); code != 2 || !strings.Contains(out, "RFC 3339") {
+		t.Errorf("archive with a bad --before: %d %s", code, out)
+	}
 }

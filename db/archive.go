@@ -1,0 +1,145 @@
+package db
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// ArchiveResult is what `fieldseal audit archive` moved.
+type ArchiveResult struct {
+	Chains  int
+	Entries int64
+}
+
+// ErrTrailBroken is returned by ArchiveAudit when the trail does not
+// verify: nothing is archived from a broken trail.
+var ErrTrailBroken = errors.New("the audit trail is broken")
+
+// ArchiveAudit moves every entry older than before out of the database,
+// over an admin connection (a superuser, or a fieldseal_owner member):
+// it verifies the whole trail first and refuses a broken one; then, in one
+// REPEATABLE READ transaction, writes each chain's entries up to its
+// newest entry older than before to w (a header line, then one entry a
+// line with its hashes, in chain order), checking every link again as it
+// goes; calls sync (which must make w durable); and only then deletes
+// those entries and records where each chain now starts, and commits.
+// Appends go on meanwhile: they touch only the heads and newer entries.
+// On any error nothing is deleted.
+func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.Writer, sync func() error) (ArchiveResult, error) {
+	rep, err := VerifyAuditTrail(ctx, adminURL, "", nil)
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	if len(rep.Breaks) > 0 {
+		b := rep.Breaks[0]
+		return ArchiveResult{}, fmt.Errorf("%w (subject %q lane %d at entry %d: %s): run fieldseal audit verify; nothing was archived",
+			ErrTrailBroken, b.Subject, b.Lane, b.Seq, b.Problem)
+	}
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return ArchiveResult{}, fmt.Errorf("connect to the admin database: %w", err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	q := New(tx)
+	if err := q.EnableAuditArchiving(ctx); err != nil {
+		return ArchiveResult{}, err
+	}
+	cuts, err := q.ListArchiveCuts(ctx, before)
+	if err != nil {
+		return ArchiveResult{}, err
+	}
+	h := fieldseal.ArchiveHeader{Format: fieldseal.ArchiveFormat, Before: before.UTC().Format(time.RFC3339Nano), Chains: []fieldseal.ArchiveChain{}}
+	var now time.Time
+	if err := tx.QueryRow(ctx, `SELECT current_database(), now()`).Scan(&h.Database, &now); err != nil {
+		return ArchiveResult{}, err
+	}
+	h.CreatedAt = now.UTC().Format(time.RFC3339Nano)
+	for _, c := range cuts {
+		h.Chains = append(h.Chains, fieldseal.ArchiveChain{Subject: c.Subject, Lane: c.Lane, FirstSeq: c.FirstSeq,
+			PrevHash: hex.EncodeToString(c.FirstPrevHash), LastSeq: c.LastSeq, LastHash: hex.EncodeToString(c.LastHash)})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(h); err != nil {
+		return ArchiveResult{}, err
+	}
+	res := ArchiveResult{Chains: len(cuts)}
+	for _, c := range cuts {
+		next, prev := c.FirstSeq, c.FirstPrevHash
+		for {
+			rows, err := q.ListChainEntries(ctx, ListChainEntriesParams{Subject: c.Subject, Lane: c.Lane, AfterSeq: next - 1, LastSeq: c.LastSeq, MaxRows: verifyPageSize})
+			if err != nil {
+				return res, err
+			}
+			for _, r := range rows {
+				if problem := checkLink(ListAuditChainPageRow(r), next, prev); problem != "" {
+					return res, fmt.Errorf("%w (subject %q lane %d at entry %d: %s): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, r.Seq, problem)
+				}
+				if err := enc.Encode(fieldseal.ArchivedEntry{AuditEvent: auditEvent(r), PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}); err != nil {
+					return res, err
+				}
+				next, prev = r.Seq+1, r.Hash
+				res.Entries++
+			}
+			if len(rows) < verifyPageSize {
+				break
+			}
+		}
+		if next-1 != c.LastSeq || !bytes.Equal(prev, c.LastHash) {
+			return res, fmt.Errorf("%w (subject %q lane %d: its entries end at %d, not %d): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, next-1, c.LastSeq)
+		}
+	}
+	if err := sync(); err != nil {
+		return res, fmt.Errorf("the archive could not be made durable, so nothing was deleted: %w", err)
+	}
+	for _, c := range cuts {
+		n, err := q.DeleteArchivedEntries(ctx, DeleteArchivedEntriesParams{Subject: c.Subject, Lane: c.Lane, LastSeq: c.LastSeq})
+		if err != nil {
+			return res, err
+		}
+		if want := c.LastSeq - c.FirstSeq + 1; n != want {
+			return res, fmt.Errorf("db: %d entries of subject %q lane %d deleted, %d archived: nothing was deleted", n, c.Subject, c.Lane, want)
+		}
+		if err := q.MoveChainStart(ctx, MoveChainStartParams{Subject: c.Subject, Lane: c.Lane, Seq: c.LastSeq + 1, PrevHash: c.LastHash}); err != nil {
+			return res, err
+		}
+	}
+	return res, tx.Commit(ctx)
+}
+
+// AuditChainStarts is the database's name and where each archived chain
+// starts in it (FirstSeq and PrevHash): for `fieldseal audit verify
+// --archive`, which checks that the newest archive of each chain ends
+// right before it.
+func AuditChainStarts(ctx context.Context, adminURL string) (string, []fieldseal.ArchiveChain, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect to the admin database: %w", err)
+	}
+	defer conn.Close(ctx)
+	var database string
+	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
+		return "", nil, err
+	}
+	rows, err := New(conn).ListAuditChainStarts(ctx, "")
+	out := make([]fieldseal.ArchiveChain, len(rows))
+	for i, r := range rows {
+		out[i] = fieldseal.ArchiveChain{Subject: r.Subject, Lane: r.Lane, FirstSeq: r.Seq, PrevHash: hex.EncodeToString(r.PrevHash)}
+	}
+	return database, out, err
+}
