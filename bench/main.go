@@ -61,6 +61,8 @@ var (
 	withPgbench = flag.Bool("pgbench", true, "also run the pgbench rows (false: only the service, for quick A/B runs)")
 	withHot     = flag.Bool("hot", true, "also run the hot-subject rows: reads and creates of one subject against as many subjects as clients, with 2 ms commits")
 	withBulk    = flag.Bool("bulk", true, "also run the search, batch and import rows")
+	withArchive = flag.Bool("archive", true, "also archive a million audit entries while creates go on")
+	withService = flag.Bool("service", true, "run the main rows (read, create, list; false: only the sections asked for)")
 )
 
 // sample is what one measured phase saw; a row's rounds add up.
@@ -175,6 +177,9 @@ func main() {
 		{"list 50", "GET", "/v1/records?limit=50", "", pgPhase{"list statements", []string{list}}, pgPhase{}},
 	}
 	for _, w := range workloads {
+		if !*withService {
+			break
+		}
 		// A workload's rows take turns, round after round, so that a slow
 		// spell of a shared machine weighs on the service and its
 		// references alike.
@@ -226,6 +231,9 @@ func main() {
 	var bulkRows []bulkRow
 	if *withBulk {
 		bulkRows = bulk(ctx, admin, srv, iss, key, phase)
+	}
+	if *withArchive {
+		bulkRows = append(bulkRows, archiveRows(ctx, admin, bin, work, srv, tokens, key)...)
 	}
 	report(append(service, pg...), hot, bulkRows, srv.peakRSS())
 }
@@ -616,7 +624,7 @@ func report(results, hot []result, bulk []bulkRow, peakRSS float64) {
 		}
 	}
 	if len(bulk) > 0 {
-		fmt.Fprintf(&b, "\nSearch, batch and import (ordinary commits):\n\n| figure | measured |\n|---|---|\n")
+		fmt.Fprintf(&b, "\nSearch, batch, import and audit archive (ordinary commits):\n\n| figure | measured |\n|---|---|\n")
 		for _, r := range bulk {
 			fmt.Fprintf(&b, "| %s | %s |\n", r.name, r.value)
 		}
@@ -636,6 +644,7 @@ func report(results, hot []result, bulk []bulkRow, peakRSS float64) {
 		"- *fieldseal CPU* is `fieldseal serve`'s own (user+system, /proc); *client CPU* is the load generator's (a Go program keeping one HTTP/1.1 connection per client) or pgbench's (C); *PostgreSQL CPU* is every PostgreSQL process's, background ones included (autovacuum, which each create phase sets off, lands in the phases after it). All three share the same 2 cores, so a row's rate is bounded by about 2 / (their sum) requests per ms.\n" +
 		"- **one busy subject**: the same service reads and creates with every commit made to wait 2 ms (`commit_delay`, `commit_siblings = 0`, set on the running cluster), by all clients as one subject against each client as a subject of its own, the two taking turns; a subject's audit entries spread over lanes (migration 00012), so the first should stay close to the second.\n" +
 		"- **search, batch, import**: one subject's collection of 100,000 records made searchable (`PUT /v1/collections`, timed), then searched by `secret.email` (case-insensitive) by all clients, each search finding one record among 100,000 and decrypting it only; 1,000 single creates one after another against one `POST /v1/records/batch` of 1,000, by one client; an export of 10,000 records deleted and imported back with `POST /v1/import` (one request).\n" +
+		"- **audit archive**: a million audit entries 40 days old (100 subjects, written with the trigger's hashes), archived by `fieldseal audit archive --before <yesterday>` while every client keeps creating records (each create appends an entry); the creates' latencies while it runs beside those of the 10 s before.\n" +
 		"- Order: a workload's service row and its pgbench rows take turns, round after round, so that a slow spell of the machine weighs on a ratio's both sides. Noise: on a shared 2-core machine, rows move ±20 % between runs with nothing changed. Compare levers with alternating runs of `go run ./bench -bin <binary> -pgbench=false`.\n\n")
 	md.WriteString("## Machine\n\n")
 	fmt.Fprintf(&md, "- %s, %d CPUs (%s)\n- %s\n- %s\n- %s\n", cpuModel(), runtime.NumCPU(), runtime.GOARCH, memTotal(), pgVersion(), runtime.Version())
