@@ -1,11 +1,13 @@
-# fieldseal: a static Go binary on a small Debian base (curl is there for
-# the healthcheck, ca-certificates for https identity providers).
+# fieldseal: a Go binary on a small Debian base (curl is there for the
+# healthcheck, ca-certificates for https identity providers). cgo is on:
+# keys in an HSM are reached through its PKCS#11 library, loaded with
+# dlopen; mount that library (and its configuration) into the container.
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags=-s -o /out/fieldseal ./cmd/fieldseal
+RUN CGO_ENABLED=1 go build -trimpath -ldflags=-s -o /out/fieldseal ./cmd/fieldseal
 
 FROM debian:bookworm-slim
 RUN apt-get update \

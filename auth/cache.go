@@ -22,8 +22,15 @@ type tokenCache struct {
 
 type cacheEntry struct {
 	key    [32]byte
-	kid    string
+	keys   cachedKeys
 	claims Claims
+}
+
+// cachedKeys are the keys a cached token was verified with: the kid of
+// its signing key and, for an encrypted token, of the decryption key. A
+// hit counts only while both are still trusted.
+type cachedKeys struct {
+	sig, enc string
 }
 
 func newTokenCache(max int) *tokenCache {
@@ -35,30 +42,30 @@ func newTokenCache(max int) *tokenCache {
 
 func cacheKey(token string) [32]byte { return sha256.Sum256([]byte(token)) }
 
-// get returns the cached claims and signing key id of a token not yet
-// expired at now.
-func (c *tokenCache) get(key [32]byte, now time.Time) (Claims, string, bool) {
+// get returns the cached claims and keys of a token not yet expired at
+// now.
+func (c *tokenCache) get(key [32]byte, now time.Time) (Claims, cachedKeys, bool) {
 	if c == nil {
-		return Claims{}, "", false
+		return Claims{}, cachedKeys{}, false
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	el, ok := c.entries[key]
 	if !ok {
-		return Claims{}, "", false
+		return Claims{}, cachedKeys{}, false
 	}
 	e := el.Value.(*cacheEntry)
 	if !now.Before(e.claims.ExpiresAt) {
 		c.order.Remove(el)
 		delete(c.entries, key)
-		return Claims{}, "", false
+		return Claims{}, cachedKeys{}, false
 	}
 	c.order.MoveToFront(el)
-	return e.claims, e.kid, true
+	return e.claims, e.keys, true
 }
 
-func (c *tokenCache) put(key [32]byte, kid string, claims Claims) {
-	if c == nil || kid == "" {
+func (c *tokenCache) put(key [32]byte, keys cachedKeys, claims Claims) {
+	if c == nil || keys.sig == "" {
 		return // without a kid there is no cheap check that the key is still trusted
 	}
 	c.mu.Lock()
@@ -67,7 +74,7 @@ func (c *tokenCache) put(key [32]byte, kid string, claims Claims) {
 		c.order.MoveToFront(el)
 		return
 	}
-	c.entries[key] = c.order.PushFront(&cacheEntry{key: key, kid: kid, claims: claims})
+	c.entries[key] = c.order.PushFront(&cacheEntry{key: key, keys: keys, claims: claims})
 	for c.order.Len() > c.max {
 		oldest := c.order.Back()
 		c.order.Remove(oldest)

@@ -177,9 +177,9 @@ func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 	}
 	var err error
 	key := cacheKey(token)
-	if c, kid, ok := v.cache.get(key, v.now()); ok {
-		if _, err := v.keys.Storage().KeyRead(ctx, kid); err != nil {
-			v.cache.drop(key) // its key left the JWKS: verify from scratch
+	if c, keys, ok := v.cache.get(key, v.now()); ok {
+		if _, err := v.keys.Storage().KeyRead(ctx, keys.sig); err != nil || keys.enc != "" && !v.decrypter.has(keys.enc) {
+			v.cache.drop(key) // its signing key left the JWKS, or its decryption key the list: verify from scratch
 		} else {
 			if v.revocations != nil && v.revocations.Revoked(c) {
 				return Claims{}, refuse("token revoked")
@@ -187,10 +187,10 @@ func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 			return c, nil
 		}
 	}
-	signed := token
+	signed, encKID := token, ""
 	switch {
 	case isEncrypted(token):
-		if signed, err = v.decrypter.open(token); err != nil {
+		if signed, encKID, err = v.decrypter.open(token); err != nil {
 			return Claims{}, err
 		}
 	case v.requireEnc:
@@ -226,7 +226,7 @@ func (v *Verifier) verify(ctx context.Context, token string) (Claims, error) {
 		c.TokenID = "sha256:" + hex.EncodeToString(key[:16])
 	}
 	kid, _ := parsed.Header["kid"].(string)
-	v.cache.put(key, kid, c)
+	v.cache.put(key, cachedKeys{sig: kid, enc: encKID}, c)
 	return c, nil
 }
 

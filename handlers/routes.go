@@ -25,9 +25,10 @@ type Options struct {
 	Grants      fieldseal.GrantsService
 	Health      HealthChecker
 	Verifier    TokenVerifier
-	// EncJWKS is served at /.well-known/jwks.json: the public half of the
-	// token decryption key, for providers that encrypt access tokens.
-	EncJWKS []byte
+	// EncJWKS returns what /.well-known/jwks.json serves: the public halves
+	// of the token decryption keys, for providers that encrypt access
+	// tokens (called per request: the keys reload on SIGHUP).
+	EncJWKS func() []byte
 	// Metrics serves /metrics; nil leaves the route out.
 	Metrics http.Handler
 	// Observe, if not nil, is told of every request: its route template
@@ -79,7 +80,7 @@ func New(o Options) *echo.Echo {
 	get(e, "/readyz", health.readyz)
 	get(e, "/.well-known/jwks.json", func(c echo.Context) error {
 		c.Response().Header().Set("Cache-Control", "public, max-age=300")
-		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS)
+		return c.Blob(http.StatusOK, "application/jwk-set+json", o.EncJWKS())
 	})
 	get(e, "/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi.Document)

@@ -62,7 +62,7 @@ func serveFlags(f *flags, c *serveConfig) {
 	f.fs.DurationVar(&c.tokenMaxLife, "token-max-lifetime", 24*time.Hour, "refuse tokens whose exp - iat exceeds this ($"+f.variable("token-max-lifetime")+")")
 	f.fs.StringVar(&c.algorithms, "token-algorithms", "RS256", "comma-separated signature algorithms to accept: RS256, RS384, RS512, PS256, PS384, PS512 ($"+f.variable("token-algorithms")+")")
 	f.fs.BoolVar(&c.requireATJWT, "token-require-at-jwt", false, "refuse tokens whose typ header is not at+jwt (RFC 9068) ($"+f.variable("token-require-at-jwt")+")")
-	f.fs.StringVar(&c.decryptionKey, "token-decryption-key", "", "PEM file of the RSA key that opens encrypted access tokens (nested JWE, RSA-OAEP-256 + A256GCM); its public half is served at /.well-known/jwks.json ($"+f.variable("token-decryption-key")+")")
+	f.fs.StringVar(&c.decryptionKey, "token-decryption-key", "", "the RSA keys that open encrypted access tokens (nested JWE, RSA-OAEP-256 + A256GCM), comma-separated: PEM files or PKCS#11 URIs (pkcs11:token=…;object=…?module-path=…&pin-source=file:…); their public halves are served at /.well-known/jwks.json; SIGHUP reloads the list ($"+f.variable("token-decryption-key")+")")
 	f.fs.BoolVar(&c.requireEnc, "token-require-encryption", false, "refuse access tokens that are not encrypted ($"+f.variable("token-require-encryption")+")")
 	f.fs.IntVar(&c.tokenCache, "token-cache-size", auth.DefaultCacheSize, "verified tokens remembered (LRU) so they are not RSA-verified again until they expire; 0 disables ($"+f.variable("token-cache-size")+")")
 	f.fs.IntVar(&c.throttle.TokenLimit, "wrong-key-limit", db.DefaultThrottle.TokenLimit, "wrong-key answers per token per window before its key-bearing requests answer 429 ($"+f.variable("wrong-key-limit")+")")
@@ -167,6 +167,15 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
 
+// reloadDecryptionKeys is Decrypter.Reload for the SIGHUP handler.
+func reloadDecryptionKeys(d *auth.Decrypter, log *slog.Logger) {
+	if err := d.Reload(); err != nil {
+		log.Error("FIELDSEAL_TOKEN_DECRYPTION_KEY not reloaded: the keys loaded before stay in use", "error", err.Error())
+		return
+	}
+	log.Info("FIELDSEAL_TOKEN_DECRYPTION_KEY reloaded", "kids", strings.Join(d.KeyIDs(), ","))
+}
+
 // serve connects as the app role, refuses a role that could bypass
 // row-level security, and serves until ctx ends, trusting tokens signed by
 // keys from src. ready, if not nil, is called with the listening address.
@@ -220,6 +229,10 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	if certs != nil {
 		scheme = "https"
 		srv.TLSConfig = certs.config()
+	}
+	if certs != nil || opts.Decrypter != nil {
+		// SIGHUP reloads the TLS certificate and the token decryption
+		// keys; a failed reload keeps what was loaded and says why.
 		hup := make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
@@ -227,7 +240,12 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 			for {
 				select {
 				case <-hup:
-					certs.reloadLogged(log)
+					if certs != nil {
+						certs.reloadLogged(log)
+					}
+					if opts.Decrypter != nil {
+						reloadDecryptionKeys(opts.Decrypter, log)
+					}
 				case <-ctx.Done():
 					return
 				}

@@ -68,7 +68,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 	}
 	h := handlers.New(handlers.Options{
 		Records: store, Collections: store, Keys: store, Export: store, Audit: store, Grants: store, Health: store, Verifier: verifier,
-		EncJWKS: c.Tokens.Decrypter.PublicJWKS(), Metrics: c.Metrics, Observe: c.Observe, Log: c.Log,
+		EncJWKS: c.Tokens.Decrypter.PublicJWKS, Metrics: c.Metrics, Observe: c.Observe, Log: c.Log,
 		MaxBody: c.MaxBody, SchemaHead: migrations.Head(),
 		RequestTimeout: t.Statement, LongRequestTimeout: t.Long,
 	})

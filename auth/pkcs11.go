@@ -1,0 +1,400 @@
+package auth
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/miekg/pkcs11"
+)
+
+// pkcs11URI is what fieldseal reads of a PKCS#11 URI (RFC 7512):
+//
+//	pkcs11:token=fieldseal;object=jwe-2026?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/secrets/pin
+//
+// The token by label (token) or serial number (serial); the key by label
+// (object), id (id, percent-encoded bytes) or both; type=private if given;
+// the module by module-path; the PIN from a file (pin-source=file:PATH or
+// PATH; its first line) or, discouraged since it then sits in the
+// configuration, pin-value. Values are percent-decoded. Anything else is
+// refused by name. Nothing read here, the PIN least of all, is ever put
+// in an error: errors name the token and object only.
+type pkcs11URI struct {
+	token, serial, object string
+	id                    []byte
+	modulePath, pin       string
+}
+
+// describe names the key without anything secret.
+func (u pkcs11URI) describe() string {
+	var b strings.Builder
+	b.WriteString("PKCS#11 ")
+	if u.token != "" {
+		fmt.Fprintf(&b, "token %q", u.token)
+	} else {
+		fmt.Fprintf(&b, "token serial %q", u.serial)
+	}
+	if u.object != "" {
+		fmt.Fprintf(&b, " object %q", u.object)
+	}
+	if u.id != nil {
+		fmt.Fprintf(&b, " id %x", u.id)
+	}
+	return b.String()
+}
+
+func parsePKCS11URI(s string) (pkcs11URI, error) {
+	var u pkcs11URI
+	rest, ok := strings.CutPrefix(s, "pkcs11:")
+	if !ok {
+		return u, errors.New("a PKCS#11 URI starts with pkcs11:")
+	}
+	path, query, _ := strings.Cut(rest, "?")
+	pinSource, pinValue := "", ""
+	for _, part := range []struct {
+		text, sep string
+		query     bool
+	}{{path, ";", false}, {query, "&", true}} {
+		if part.text == "" {
+			continue
+		}
+		for _, attr := range strings.Split(part.text, part.sep) {
+			name, raw, found := strings.Cut(attr, "=")
+			if !found {
+				return u, fmt.Errorf("PKCS#11 URI attribute %q has no value", name)
+			}
+			v, err := url.PathUnescape(raw)
+			if err != nil {
+				return u, fmt.Errorf("PKCS#11 URI attribute %q is not validly percent-encoded", name)
+			}
+			switch {
+			case !part.query && name == "token":
+				u.token = v
+			case !part.query && name == "serial":
+				u.serial = v
+			case !part.query && name == "object":
+				u.object = v
+			case !part.query && name == "id":
+				u.id = []byte(v)
+			case !part.query && name == "type":
+				if v != "private" {
+					return u, fmt.Errorf("PKCS#11 URI type=%q: the token decryption key is a private key (type=private)", v)
+				}
+			case part.query && name == "module-path":
+				u.modulePath = v
+			case part.query && name == "pin-source":
+				pinSource = v
+			case part.query && name == "pin-value":
+				pinValue = v
+			default:
+				return u, fmt.Errorf("PKCS#11 URI attribute %q is not one fieldseal reads (token, serial, object, id, type; module-path, pin-source, pin-value)", name)
+			}
+		}
+	}
+	switch {
+	case (u.token == "") == (u.serial == ""):
+		return u, errors.New("a PKCS#11 URI names its token by exactly one of token (label) or serial")
+	case u.object == "" && u.id == nil:
+		return u, fmt.Errorf("the PKCS#11 URI of %s names no key: give object (its label), id, or both", u.describe())
+	case u.modulePath == "":
+		return u, fmt.Errorf("the PKCS#11 URI of %s has no module-path (the PKCS#11 library, e.g. /usr/lib/softhsm/libsofthsm2.so)", u.describe())
+	case pinSource != "" && pinValue != "":
+		return u, fmt.Errorf("the PKCS#11 URI of %s has both pin-source and pin-value: give one", u.describe())
+	case pinSource == "" && pinValue == "":
+		return u, fmt.Errorf("the PKCS#11 URI of %s has no pin-source (a file holding the PIN)", u.describe())
+	}
+	u.pin = pinValue
+	if pinSource != "" {
+		file := strings.TrimPrefix(pinSource, "file:")
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return u, fmt.Errorf("the PIN file of %s: %w", u.describe(), err)
+		}
+		u.pin, _, _ = strings.Cut(string(b), "\n")
+		u.pin = strings.TrimSuffix(u.pin, "\r")
+	}
+	return u, nil
+}
+
+// modules are the PKCS#11 libraries loaded in this process, by path:
+// initialised once and kept for the process's life (a library is
+// initialised once per process; reloading keys reuses it).
+var (
+	modulesMu sync.Mutex
+	modules   = map[string]*pkcs11.Ctx{}
+)
+
+func module(path string) (*pkcs11.Ctx, error) {
+	modulesMu.Lock()
+	defer modulesMu.Unlock()
+	if m, ok := modules[path]; ok {
+		return m, nil
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("the PKCS#11 module: %w", err)
+	}
+	m := pkcs11.New(path)
+	if m == nil {
+		return nil, fmt.Errorf("the PKCS#11 module %s could not be loaded (not a PKCS#11 library?)", path)
+	}
+	if err := m.Initialize(); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)) {
+		m.Destroy()
+		return nil, fmt.Errorf("the PKCS#11 module %s: C_Initialize: %w", path, err)
+	}
+	modules[path] = m
+	return m, nil
+}
+
+// hsmKey is an RSA private key in a PKCS#11 token. Its private half never
+// leaves the token: the token unwraps each content key.
+type hsmKey struct {
+	mod      *pkcs11.Ctx
+	handle   pkcs11.ObjectHandle
+	pub      *rsa.PublicKey
+	sessions chan pkcs11.SessionHandle
+	// raw: the token cannot do RSA-OAEP with SHA-256 (SoftHSM 2.6 does
+	// OAEP with SHA-1 only), so it does the RSA private-key operation
+	// alone (CKM_RSA_X_509) and the OAEP padding is removed here.
+	raw bool
+}
+
+// pkcs11Sessions is how many operations one key runs at once.
+const pkcs11Sessions = 4
+
+// loadPKCS11Key finds the RSA private key a PKCS#11 URI names and returns
+// it with the release of its sessions.
+func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
+	u, err := parsePKCS11URI(uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*decryptionKey, func(), error) {
+		// PKCS#11 errors name return codes (CKR_PIN_INCORRECT…), never the PIN.
+		return nil, nil, fmt.Errorf("%s: %w", u.describe(), err)
+	}
+	mod, err := module(u.modulePath)
+	if err != nil {
+		return fail(err)
+	}
+	slot, err := findToken(mod, u)
+	if err != nil {
+		return fail(err)
+	}
+	k := &hsmKey{mod: mod, sessions: make(chan pkcs11.SessionHandle, pkcs11Sessions)}
+	release := func() {
+		for {
+			select {
+			case s := <-k.sessions:
+				_ = mod.CloseSession(s)
+			default:
+				return
+			}
+		}
+	}
+	for i := range pkcs11Sessions {
+		s, err := mod.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+		if err != nil {
+			release()
+			return fail(fmt.Errorf("C_OpenSession: %w", err))
+		}
+		if i == 0 { // a login holds for every session of the token
+			if err := mod.Login(s, pkcs11.CKU_USER, u.pin); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+				_ = mod.CloseSession(s)
+				release()
+				return fail(fmt.Errorf("C_Login: %w", err))
+			}
+		}
+		k.sessions <- s
+	}
+	if err := k.find(u); err != nil {
+		release()
+		return fail(err)
+	}
+	if err := k.probe(); err != nil {
+		release()
+		return fail(err)
+	}
+	dk, err := newDecryptionKey(k.pub, k, u.describe())
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return dk, release, nil
+}
+
+func findToken(mod *pkcs11.Ctx, u pkcs11URI) (uint, error) {
+	slots, err := mod.GetSlotList(true)
+	if err != nil {
+		return 0, fmt.Errorf("C_GetSlotList: %w", err)
+	}
+	for _, s := range slots {
+		info, err := mod.GetTokenInfo(s)
+		if err != nil {
+			continue
+		}
+		if u.token != "" && strings.TrimRight(info.Label, " \x00") == u.token ||
+			u.serial != "" && strings.TrimRight(info.SerialNumber, " \x00") == u.serial {
+			return s, nil
+		}
+	}
+	return 0, errors.New("no such token in the module's slots")
+}
+
+// find locates the private key and reads its public half (an RSA private
+// key object carries its modulus and public exponent).
+func (k *hsmKey) find(u pkcs11URI) error {
+	template := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}
+	if u.object != "" {
+		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.object))
+	}
+	if u.id != nil {
+		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, u.id))
+	}
+	s := <-k.sessions
+	defer func() { k.sessions <- s }()
+	if err := k.mod.FindObjectsInit(s, template); err != nil {
+		return fmt.Errorf("C_FindObjectsInit: %w", err)
+	}
+	found, _, err := k.mod.FindObjects(s, 2)
+	_ = k.mod.FindObjectsFinal(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("C_FindObjects: %w", err)
+	case len(found) == 0:
+		return errors.New("no such private key on the token")
+	case len(found) > 1:
+		return errors.New("more than one private key on the token matches: name it by object and id")
+	}
+	k.handle = found[0]
+	attrs, err := k.mod.GetAttributeValue(s, k.handle, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
+		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
+	})
+	if err != nil {
+		return fmt.Errorf("not an RSA key, or its public half cannot be read: %w", err)
+	}
+	if t := new(big.Int).SetBytes(attrs[0].Value); t.Uint64() != pkcs11.CKK_RSA {
+		return errors.New("not an RSA key: the token decryption key is RSA (RSA-OAEP-256)")
+	}
+	e := new(big.Int).SetBytes(attrs[2].Value)
+	if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31 {
+		return errors.New("the key's public exponent is out of range")
+	}
+	k.pub = &rsa.PublicKey{N: new(big.Int).SetBytes(attrs[1].Value), E: int(e.Int64())}
+	return nil
+}
+
+// probe decides how the token unwraps: RSA-OAEP with SHA-256 if it can,
+// else the raw RSA operation, checked on a message encrypted here.
+func (k *hsmKey) probe() error {
+	want := make([]byte, 32)
+	_, _ = rand.Read(want)
+	ct, err := rsa.EncryptOAEP(sha256.New(), rand.Reader, k.pub, want, nil)
+	if err != nil {
+		return err
+	}
+	got, err := k.Decrypt(nil, ct, &rsa.OAEPOptions{Hash: crypto.SHA256})
+	if err != nil {
+		k.raw = true
+		var rawErr error
+		if got, rawErr = k.Decrypt(nil, ct, &rsa.OAEPOptions{Hash: crypto.SHA256}); rawErr != nil {
+			return fmt.Errorf("the token does neither RSA-OAEP with SHA-256 (%v) nor raw RSA (%v) with this key", err, rawErr)
+		}
+	}
+	if subtle.ConstantTimeCompare(got, want) != 1 {
+		return errors.New("the token's decryption of a test message is wrong")
+	}
+	return nil
+}
+
+// Public implements crypto.Decrypter.
+func (k *hsmKey) Public() crypto.PublicKey { return k.pub }
+
+// Decrypt implements crypto.Decrypter for RSA-OAEP with SHA-256 only.
+func (k *hsmKey) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOpts) ([]byte, error) {
+	o, ok := opts.(*rsa.OAEPOptions)
+	if !ok || o.Hash != crypto.SHA256 || (o.MGFHash != 0 && o.MGFHash != crypto.SHA256) {
+		return nil, errors.New("only RSA-OAEP with SHA-256")
+	}
+	mech := pkcs11.NewMechanism(pkcs11.CKM_RSA_PKCS_OAEP, pkcs11.NewOAEPParams(pkcs11.CKM_SHA256, pkcs11.CKG_MGF1_SHA256, pkcs11.CKZ_DATA_SPECIFIED, o.Label))
+	if k.raw {
+		mech = pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil)
+	}
+	s := <-k.sessions
+	defer func() { k.sessions <- s }()
+	if err := k.mod.DecryptInit(s, []*pkcs11.Mechanism{mech}, k.handle); err != nil {
+		return nil, err
+	}
+	out, err := k.mod.Decrypt(s, ciphertext)
+	if err != nil || !k.raw {
+		return out, err
+	}
+	size := (k.pub.N.BitLen() + 7) / 8
+	if len(out) > size {
+		return nil, errors.New("the token's raw RSA output is longer than the modulus")
+	}
+	em := make([]byte, size)
+	copy(em[size-len(out):], out)
+	return oaepDecode(em, o.Label)
+}
+
+// oaepDecode removes EME-OAEP padding with SHA-256 and MGF1-SHA-256 (RFC
+// 8017 section 7.1.2), in constant time as crypto/rsa does: which check
+// failed is never told.
+func oaepDecode(em, label []byte) ([]byte, error) {
+	const hLen = sha256.Size
+	if len(em) < 2*hLen+2 {
+		return nil, errors.New("decryption error")
+	}
+	lHash := sha256.Sum256(label)
+	firstByteIsZero := subtle.ConstantTimeByteEq(em[0], 0)
+	seed, db := em[1:hLen+1], em[hLen+1:]
+	mgf1XOR(seed, db)
+	mgf1XOR(db, seed)
+	lHashGood := subtle.ConstantTimeCompare(lHash[:], db[:hLen])
+	rest := db[hLen:]
+	lookingForIndex, index, invalid := 1, 0, 0
+	for i := range rest {
+		equals0 := subtle.ConstantTimeByteEq(rest[i], 0)
+		equals1 := subtle.ConstantTimeByteEq(rest[i], 1)
+		index = subtle.ConstantTimeSelect(lookingForIndex&equals1, i, index)
+		lookingForIndex = subtle.ConstantTimeSelect(equals1, 0, lookingForIndex)
+		invalid = subtle.ConstantTimeSelect(lookingForIndex&^equals0, 1, invalid)
+	}
+	if firstByteIsZero&lHashGood&^invalid&^lookingForIndex != 1 {
+		return nil, errors.New("decryption error")
+	}
+	return rest[index+1:], nil
+}
+
+// mgf1XOR XORs out with MGF1-SHA-256 of seed.
+func mgf1XOR(out, seed []byte) {
+	var counter [4]byte
+	done := 0
+	for done < len(out) {
+		h := sha256.New()
+		h.Write(seed)
+		h.Write(counter[:])
+		digest := h.Sum(nil)
+		for i := 0; i < len(digest) && done < len(out); i++ {
+			out[done] ^= digest[i]
+			done++
+		}
+		for i := 3; i >= 0; i-- {
+			if counter[i]++; counter[i] != 0 {
+				break
+			}
+		}
+	}
+}
