@@ -1,10 +1,12 @@
 package fieldseal
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 )
 
 // Checkpoint is every audit chain head (each subject's lanes) at one
@@ -42,16 +44,28 @@ func (c Checkpoint) signedBytes() ([]byte, error) {
 	return json.Marshal(c)
 }
 
-// Sign signs c with key.
-func (c *Checkpoint) Sign(key ed25519.PrivateKey) error {
+// Sign signs c with an Ed25519 key: an ed25519.PrivateKey, or a key in
+// an HSM that signs there. The signature is checked before it is kept.
+func (c *Checkpoint) Sign(key crypto.Signer) error {
+	pub, ok := key.Public().(ed25519.PublicKey)
+	if !ok {
+		return errors.New("the checkpoint signing key is not an Ed25519 key")
+	}
 	msg, err := c.signedBytes()
 	if err != nil {
 		return err
 	}
+	sig, err := key.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		return fmt.Errorf("sign the checkpoint: %w", err)
+	}
+	if !ed25519.Verify(pub, msg, sig) {
+		return errors.New("the checkpoint's signature does not verify with the signing key's public half")
+	}
 	c.Signature = &CheckpointSignature{
 		Algorithm: "Ed25519",
-		PublicKey: base64.StdEncoding.EncodeToString(key.Public().(ed25519.PublicKey)),
-		Value:     base64.StdEncoding.EncodeToString(ed25519.Sign(key, msg)),
+		PublicKey: base64.StdEncoding.EncodeToString(pub),
+		Value:     base64.StdEncoding.EncodeToString(sig),
 	}
 	return nil
 }

@@ -2,10 +2,12 @@ package auth
 
 import (
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -155,33 +157,28 @@ func module(path string) (*pkcs11.Ctx, error) {
 	return m, nil
 }
 
-// hsmKey is an RSA private key in a PKCS#11 token. Its private half never
-// leaves the token: the token unwraps each content key.
-type hsmKey struct {
+// hsmObject is a private key in a PKCS#11 token, with a pool of logged-in
+// sessions to use it.
+type hsmObject struct {
 	mod      *pkcs11.Ctx
 	handle   pkcs11.ObjectHandle
-	pub      *rsa.PublicKey
 	sessions chan pkcs11.SessionHandle
-	// raw: the token cannot do RSA-OAEP with SHA-256 (SoftHSM 2.6 does
-	// OAEP with SHA-1 only), so it does the RSA private-key operation
-	// alone (CKM_RSA_X_509) and the OAEP padding is removed here.
-	raw bool
+	uri      pkcs11URI
 }
 
 // pkcs11Sessions is how many operations one key runs at once.
 const pkcs11Sessions = 4
 
-// loadPKCS11Key finds the RSA private key a PKCS#11 URI names and returns
-// it with the release of its sessions.
-func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
+// openHSMObject finds the private key a PKCS#11 URI names, logged in, and
+// returns it with the release of its sessions. Errors name the token and
+// object, never the PIN (PKCS#11 errors name return codes:
+// CKR_PIN_INCORRECT…).
+func openHSMObject(uri string) (*hsmObject, func(), error) {
 	u, err := parsePKCS11URI(uri)
 	if err != nil {
 		return nil, nil, err
 	}
-	fail := func(err error) (*decryptionKey, func(), error) {
-		// PKCS#11 errors name return codes (CKR_PIN_INCORRECT…), never the PIN.
-		return nil, nil, fmt.Errorf("%s: %w", u.describe(), err)
-	}
+	fail := func(err error) (*hsmObject, func(), error) { return nil, nil, fmt.Errorf("%s: %w", u.describe(), err) }
 	mod, err := module(u.modulePath)
 	if err != nil {
 		return fail(err)
@@ -190,11 +187,11 @@ func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
 	if err != nil {
 		return fail(err)
 	}
-	k := &hsmKey{mod: mod, sessions: make(chan pkcs11.SessionHandle, pkcs11Sessions)}
+	o := &hsmObject{mod: mod, uri: u, sessions: make(chan pkcs11.SessionHandle, pkcs11Sessions)}
 	release := func() {
 		for {
 			select {
-			case s := <-k.sessions:
+			case s := <-o.sessions:
 				_ = mod.CloseSession(s)
 			default:
 				return
@@ -214,22 +211,77 @@ func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
 				return fail(fmt.Errorf("C_Login: %w", err))
 			}
 		}
-		k.sessions <- s
+		o.sessions <- s
 	}
-	if err := k.find(u); err != nil {
+	if o.handle, err = o.find(pkcs11.CKO_PRIVATE_KEY); err != nil {
 		release()
 		return fail(err)
 	}
-	if err := k.probe(); err != nil {
-		release()
-		return fail(err)
+	return o, release, nil
+}
+
+// find locates the one object of class the URI names.
+func (o *hsmObject) find(class uint) (pkcs11.ObjectHandle, error) {
+	what := "private key"
+	if class == pkcs11.CKO_PUBLIC_KEY {
+		what = "public key"
 	}
-	dk, err := newDecryptionKey(k.pub, k, u.describe())
+	template := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}
+	if o.uri.object != "" {
+		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_LABEL, o.uri.object))
+	}
+	if o.uri.id != nil {
+		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, o.uri.id))
+	}
+	s := <-o.sessions
+	defer func() { o.sessions <- s }()
+	if err := o.mod.FindObjectsInit(s, template); err != nil {
+		return 0, fmt.Errorf("C_FindObjectsInit: %w", err)
+	}
+	found, _, err := o.mod.FindObjects(s, 2)
+	_ = o.mod.FindObjectsFinal(s)
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("C_FindObjects: %w", err)
+	case len(found) == 0:
+		return 0, fmt.Errorf("no such %s on the token", what)
+	case len(found) > 1:
+		return 0, fmt.Errorf("more than one %s on the token matches: name it by object and id", what)
+	}
+	return found[0], nil
+}
+
+// attributes reads attributes of an object.
+func (o *hsmObject) attributes(h pkcs11.ObjectHandle, types ...uint) ([][]byte, error) {
+	template := make([]*pkcs11.Attribute, len(types))
+	for i, t := range types {
+		template[i] = pkcs11.NewAttribute(t, nil)
+	}
+	s := <-o.sessions
+	defer func() { o.sessions <- s }()
+	attrs, err := o.mod.GetAttributeValue(s, h, template)
 	if err != nil {
-		release()
-		return nil, nil, err
+		return nil, err
 	}
-	return dk, release, nil
+	out := make([][]byte, len(attrs))
+	for i, a := range attrs {
+		out[i] = a.Value
+	}
+	return out, nil
+}
+
+// keyType is the key's CKA_KEY_TYPE, a CK_ULONG in the machine's byte order.
+func (o *hsmObject) keyType() (uint, error) {
+	v, err := o.attributes(o.handle, pkcs11.CKA_KEY_TYPE)
+	switch {
+	case err != nil:
+		return 0, err
+	case len(v[0]) == 8:
+		return uint(binary.NativeEndian.Uint64(v[0])), nil
+	case len(v[0]) == 4:
+		return uint(binary.NativeEndian.Uint32(v[0])), nil
+	}
+	return 0, errors.New("CKA_KEY_TYPE has an unexpected size")
 }
 
 func findToken(mod *pkcs11.Ctx, u pkcs11URI) (uint, error) {
@@ -247,52 +299,54 @@ func findToken(mod *pkcs11.Ctx, u pkcs11URI) (uint, error) {
 			return s, nil
 		}
 	}
-	return 0, errors.New("no such token in the module's slots")
+	return 0, errors.New("no such token in the module's slots (SoftHSM2 sees only the tokens that existed when the process started)")
 }
 
-// find locates the private key and reads its public half (an RSA private
-// key object carries its modulus and public exponent).
-func (k *hsmKey) find(u pkcs11URI) error {
-	template := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}
-	if u.object != "" {
-		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_LABEL, u.object))
-	}
-	if u.id != nil {
-		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, u.id))
-	}
-	s := <-k.sessions
-	defer func() { k.sessions <- s }()
-	if err := k.mod.FindObjectsInit(s, template); err != nil {
-		return fmt.Errorf("C_FindObjectsInit: %w", err)
-	}
-	found, _, err := k.mod.FindObjects(s, 2)
-	_ = k.mod.FindObjectsFinal(s)
-	switch {
-	case err != nil:
-		return fmt.Errorf("C_FindObjects: %w", err)
-	case len(found) == 0:
-		return errors.New("no such private key on the token")
-	case len(found) > 1:
-		return errors.New("more than one private key on the token matches: name it by object and id")
-	}
-	k.handle = found[0]
-	attrs, err := k.mod.GetAttributeValue(s, k.handle, []*pkcs11.Attribute{
-		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_MODULUS, nil),
-		pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, nil),
-	})
+// hsmKey is an RSA private key in a PKCS#11 token. Its private half never
+// leaves the token: the token unwraps each content key.
+type hsmKey struct {
+	*hsmObject
+	pub *rsa.PublicKey
+	// raw: the token cannot do RSA-OAEP with SHA-256 (SoftHSM 2.6 does
+	// OAEP with SHA-1 only), so it does the RSA private-key operation
+	// alone (CKM_RSA_X_509) and the OAEP padding is removed here.
+	raw bool
+}
+
+// loadPKCS11Key finds the RSA private key a PKCS#11 URI names and returns
+// it with the release of its sessions.
+func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
+	o, release, err := openHSMObject(uri)
 	if err != nil {
-		return fmt.Errorf("not an RSA key, or its public half cannot be read: %w", err)
+		return nil, nil, err
 	}
-	if t := new(big.Int).SetBytes(attrs[0].Value); t.Uint64() != pkcs11.CKK_RSA {
-		return errors.New("not an RSA key: the token decryption key is RSA (RSA-OAEP-256)")
+	k := &hsmKey{hsmObject: o}
+	fail := func(err error) (*decryptionKey, func(), error) {
+		release()
+		return nil, nil, fmt.Errorf("%s: %w", o.uri.describe(), err)
 	}
-	e := new(big.Int).SetBytes(attrs[2].Value)
+	if t, err := o.keyType(); err != nil || t != pkcs11.CKK_RSA {
+		return fail(errors.New("not an RSA key: the token decryption key is RSA (RSA-OAEP-256)"))
+	}
+	// An RSA private key object carries its modulus and public exponent.
+	v, err := o.attributes(o.handle, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
+	if err != nil {
+		return fail(fmt.Errorf("its public half cannot be read: %w", err))
+	}
+	e := new(big.Int).SetBytes(v[1])
 	if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31 {
-		return errors.New("the key's public exponent is out of range")
+		return fail(errors.New("the key's public exponent is out of range"))
 	}
-	k.pub = &rsa.PublicKey{N: new(big.Int).SetBytes(attrs[1].Value), E: int(e.Int64())}
-	return nil
+	k.pub = &rsa.PublicKey{N: new(big.Int).SetBytes(v[0]), E: int(e.Int64())}
+	if err := k.probe(); err != nil {
+		return fail(err)
+	}
+	dk, err := newDecryptionKey(k.pub, k, o.uri.describe())
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	return dk, release, nil
 }
 
 // probe decides how the token unwraps: RSA-OAEP with SHA-256 if it can,
@@ -397,4 +451,78 @@ func mgf1XOR(out, seed []byte) {
 			}
 		}
 	}
+}
+
+// PKCS#11 3.0 names miekg/pkcs11 v1.1.2 does not have.
+const (
+	ckkECEdwards = 0x40   // CKK_EC_EDWARDS
+	ckmEdDSA     = 0x1057 // CKM_EDDSA
+)
+
+// hsmEd25519 is an Ed25519 private key in a PKCS#11 token: it signs there
+// (CKM_EDDSA) and never leaves it.
+type hsmEd25519 struct {
+	*hsmObject
+	pub ed25519.PublicKey
+}
+
+// Public implements crypto.Signer.
+func (k *hsmEd25519) Public() crypto.PublicKey { return k.pub }
+
+// Sign implements crypto.Signer: pure Ed25519 of msg (no pre-hash).
+func (k *hsmEd25519) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]byte, error) {
+	if opts != nil && opts.HashFunc() != 0 {
+		return nil, errors.New("Ed25519 signs the message itself, not a digest")
+	}
+	s := <-k.sessions
+	defer func() { k.sessions <- s }()
+	if err := k.mod.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.handle); err != nil {
+		return nil, err
+	}
+	return k.mod.Sign(s, msg)
+}
+
+// OpenPKCS11Signer opens the Ed25519 key a PKCS#11 URI names (as
+// FIELDSEAL_TOKEN_DECRYPTION_KEY's URIs: see parsePKCS11URI), for signing
+// audit checkpoints, and returns it with the release of its sessions. It
+// signs a test message first and checks the signature with the key's
+// public half, read from the token's public key object.
+func OpenPKCS11Signer(uri string) (crypto.Signer, func(), error) {
+	o, release, err := openHSMObject(uri)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (crypto.Signer, func(), error) {
+		release()
+		return nil, nil, fmt.Errorf("%s: %w", o.uri.describe(), err)
+	}
+	if t, err := o.keyType(); err != nil || t != ckkECEdwards {
+		return fail(errors.New("not an Ed25519 key (CKK_EC_EDWARDS)"))
+	}
+	pubHandle, err := o.find(pkcs11.CKO_PUBLIC_KEY)
+	if err != nil {
+		return fail(err)
+	}
+	v, err := o.attributes(pubHandle, pkcs11.CKA_EC_POINT)
+	if err != nil {
+		return fail(fmt.Errorf("its public key cannot be read: %w", err))
+	}
+	point := v[0]
+	if len(point) == 2+ed25519.PublicKeySize && point[0] == 0x04 && point[1] == ed25519.PublicKeySize {
+		point = point[2:] // DER OCTET STRING, as PKCS#11 3.0 says; some tokens give the 32 bytes bare
+	}
+	if len(point) != ed25519.PublicKeySize {
+		return fail(errors.New("its public key is not an Ed25519 point"))
+	}
+	k := &hsmEd25519{hsmObject: o, pub: ed25519.PublicKey(point)}
+	msg := make([]byte, 32)
+	_, _ = rand.Read(msg)
+	sig, err := k.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		return fail(fmt.Errorf("C_Sign: %w", err))
+	}
+	if !ed25519.Verify(k.pub, msg, sig) {
+		return fail(errors.New("the token's signature does not verify with the key's public half"))
+	}
+	return k, release, nil
 }

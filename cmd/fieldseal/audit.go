@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/x509"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 
+	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
 )
 
@@ -291,19 +293,28 @@ func checkpointCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 	f := newFlags("audit checkpoint", "Write every audit chain head (each subject's lanes) as one JSON document, signed with Ed25519 when a key is given.\nKeep it outside the database: `fieldseal audit verify --checkpoint` proves against it later.", stderr, env)
 	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (or a member of fieldseal_auditor)")
 	out := f.fs.String("out", "", "write to this file instead of stdout")
-	signingKey := f.fs.String("signing-key", "", "PEM (PKCS #8) Ed25519 private key to sign the checkpoint with")
+	signingKey := f.fs.String("signing-key", "", "the Ed25519 key to sign the checkpoint with: a PEM (PKCS #8) file, or a PKCS#11 URI of a key in an HSM (pkcs11:token=…;object=…?module-path=…&pin-source=file:…), which signs there")
 	if err := f.parse(args); err != nil {
 		return err
 	}
 	if *adminURL == "" {
 		return errors.New("FIELDSEAL_ADMIN_DATABASE_URL is required")
 	}
-	var key ed25519.PrivateKey
-	if *signingKey != "" {
-		var err error
-		if key, err = readPrivateKey(*signingKey); err != nil {
+	var key crypto.Signer
+	switch {
+	case strings.HasPrefix(*signingKey, "pkcs11:"):
+		signer, release, err := auth.OpenPKCS11Signer(*signingKey)
+		if err != nil {
 			return fmt.Errorf("--signing-key: %w", err)
 		}
+		defer release()
+		key = signer
+	case *signingKey != "":
+		k, err := readPrivateKey(*signingKey)
+		if err != nil {
+			return fmt.Errorf("--signing-key: %w", err)
+		}
+		key = k
 	}
 	cp, err := db.AuditCheckpoint(ctx, *adminURL)
 	if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -222,4 +223,45 @@ func runCmdEnv(t *testing.T, vars map[string]string, args ...string) (int, strin
 		t.Fatal(err)
 	}
 	return code, stdout.String(), stderr.String()
+}
+
+// A checkpoint signed by an Ed25519 key in a PKCS#11 token verifies with
+// its public key; a wrong PIN fails without showing it.
+func TestCheckpointSignedInHSM(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	database := pgtest.NewDB(t)
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 3)
+	tk := softhsm.Shared(t) // the command runs in this process: its tokens must exist before the module starts
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tk.Import(t, priv, "checkpoint-signer", []byte{0xc1})
+	dir := t.TempDir()
+	pkix, _ := x509.MarshalPKIXPublicKey(pub)
+	pubFile := filepath.Join(dir, "pub.pem")
+	if err := os.WriteFile(pubFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	admin := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": database.AdminURL}
+	cp := filepath.Join(dir, "cp.json")
+	if code, out, errOut := runCmd(t, ctx, admin, "audit", "checkpoint", "--out", cp, "--signing-key", tk.URI("checkpoint-signer")); code != 0 {
+		t.Fatalf("checkpoint signed in the HSM: exit %d %s %s", code, out, errOut)
+	}
+	if code, out, _ := runCmd(t, ctx, admin, "audit", "verify", "--checkpoint", cp, "--public-key", pubFile); code != 0 || !strings.Contains(out, "every entry it names is still in its chain") {
+		t.Errorf("verify the HSM-signed checkpoint with its public key: exit %d\n%s", code, out)
+	}
+	wrongPIN := filepath.Join(dir, "wrong-pin")
+	_ = os.WriteFile(wrongPIN, []byte("665544\n"), 0o600)
+	uri := strings.Replace(tk.URI("checkpoint-signer"), "pin-source=file:"+tk.PINFile, "pin-source=file:"+wrongPIN, 1)
+	if code, out, errOut := runCmd(t, ctx, admin, "audit", "checkpoint", "--out", filepath.Join(dir, "x.json"), "--signing-key", uri); code != 1 ||
+		!strings.Contains(errOut, "CKR_PIN_INCORRECT") || strings.Contains(out+errOut, "665544") || strings.Contains(out+errOut, tk.PIN) {
+		t.Errorf("a wrong PIN: exit %d %s %s", code, out, errOut)
+	}
+	// An RSA key is not a checkpoint signing key.
+	tk.ImportRSA(t, rsaKey(t), "not-ed25519", []byte{0xc2})
+	if code, _, errOut := runCmd(t, ctx, admin, "audit", "checkpoint", "--out", filepath.Join(dir, "y.json"), "--signing-key", tk.URI("not-ed25519")); code != 1 || !strings.Contains(errOut, "not an Ed25519 key") {
+		t.Errorf("an RSA key: exit %d %s", code, errOut)
+	}
 }

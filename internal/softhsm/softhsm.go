@@ -129,6 +129,13 @@ func (n noCleanup) TempDir() string {
 // ImportRSA puts key on the token as a key pair labelled object with id.
 func (tk *Token) ImportRSA(t testing.TB, key *rsa.PrivateKey, object string, id []byte) {
 	t.Helper()
+	tk.Import(t, key, object, id)
+}
+
+// Import puts key (RSA, ECDSA or Ed25519) on the token as a key pair
+// labelled object with id (ids, too, must be unique on a token).
+func (tk *Token) Import(t testing.TB, key any, object string, id []byte) {
+	t.Helper()
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
