@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"io"
@@ -19,8 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-
+	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/softhsm"
 )
 
@@ -155,14 +153,10 @@ func encryptedSetup(t testing.TB, inHSM bool, cacheSize int) (*Verifier, *rsa.Pu
 
 func encryptFor(t testing.TB, signed string, pub *rsa.PublicKey) string {
 	t.Helper()
-	tp, _ := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
-	e, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: pub, KeyID: base64.RawURLEncoding.EncodeToString(tp)},
-		(&jose.EncrypterOptions{}).WithContentType("JWT"))
+	s, err := devissuer.Encrypt(signed, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj, _ := e.Encrypt([]byte(signed))
-	s, _ := obj.CompactSerialize()
 	return s
 }
 

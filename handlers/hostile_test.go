@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
@@ -111,7 +112,7 @@ func TestHEADOnGETRoutes(t *testing.T) {
 }
 
 // FuzzAPI sends generated bodies and query strings to the real API on a
-// real database and fails on any 5xx. `go test` runs its seeds; CI fuzzes
+// real database and fails on any 5xx, or an answer that takes over 10 s. `go test` runs its seeds; CI fuzzes
 // it briefly (.ci/run).
 func FuzzAPI(f *testing.F) {
 	for _, seed := range []struct{ body, query string }{
@@ -156,11 +157,15 @@ func FuzzAPI(f *testing.F) {
 			req.Header.Set("Authorization", "Bearer "+tok)
 			req.Header.Set("Encryption-Key", key)
 			req.Header.Set("Content-Type", "application/json")
+			start := time.Now()
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			resp.Body.Close()
+			if took := time.Since(start); took > 10*time.Second { // a hang, short of the 15 s request timeout's 503
+				t.Errorf("%s %s with body %q: %d after %s", r.method, r.target, r.body, resp.StatusCode, took)
+			}
 			if resp.StatusCode >= 500 {
 				t.Errorf("%s %s with body %q: %d", r.method, r.target, r.body, resp.StatusCode)
 			}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/internal/softhsm"
 )
@@ -29,20 +28,7 @@ import (
 // encryptTo wraps a signed token in a JWE to pub, naming its kid.
 func encryptTo(t *testing.T, signed string, pub *rsa.PublicKey) string {
 	t.Helper()
-	tp, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.RSA_OAEP_256, Key: pub, KeyID: base64.RawURLEncoding.EncodeToString(tp)},
-		(&jose.EncrypterOptions{}).WithContentType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj, err := e.Encrypt([]byte(signed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := obj.CompactSerialize()
+	s, err := devissuer.Encrypt(signed, pub)
 	if err != nil {
 		t.Fatal(err)
 	}
