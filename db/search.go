@@ -29,8 +29,10 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 			return err
 		}
-		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil || !ok {
-			return errors.Join(err, errWrongKey)
+		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
+			return err
+		} else if !ok {
+			return errWrongKey
 		}
 		if err := q.SetCollection(ctx, SetCollectionParams{Collection: c.Collection, Searchable: searchable}); err != nil {
 			return err
@@ -54,10 +56,10 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 		n = row.Records
 		return nil
 	}})
-	if fieldseal.ErrorCode(err) == fieldseal.EWRONGKEY {
-		return 0, errWrongKey
+	if err != nil {
+		return 0, err
 	}
-	return n, err
+	return n, nil
 }
 
 // GetCollection implements fieldseal.CollectionService.
