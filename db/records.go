@@ -14,9 +14,10 @@ import (
 // CreateRecord implements fieldseal.RecordService. Registering the key (a
 // subject's first write does), checking it, inserting and tagging (for a
 // collection with searchable fields) go in the first round trip with
-// BEGIN and the throttle check; the audit entry and COMMIT in the second. The insert runs even when the key turns out wrong or the
-// caller throttled (it tries no key: encrypting with any key raises
-// nothing in PostgreSQL's log); the transaction then rolls back with it.
+// BEGIN and the throttle check; the audit entry and COMMIT in the second.
+// The insert runs even when the key turns out wrong or the caller
+// throttled (it tries no key: encrypting with any key raises nothing in
+// PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idempotent(idem, &rec)}
