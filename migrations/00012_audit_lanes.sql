@@ -25,7 +25,23 @@ SET LOCAL ROLE fieldseal_owner;
 -- No append may slip between the new keys and the new trigger.
 LOCK TABLE fieldseal.audit_events, fieldseal.audit_heads IN SHARE ROW EXCLUSIVE MODE;
 
+-- audit_hash takes the table's row type and has a SQL-standard body, so
+-- PostgreSQL 15.20 refuses to add a column under it ("cannot alter table
+-- ... because function ... uses its row type"; 15.18 allowed it): it is
+-- dropped and created again around the change, the same function (00007's
+-- body, 00010's declaration), hashing the same bytes.
+DROP FUNCTION fieldseal.audit_hash(bytea, fieldseal.audit_events);
 ALTER TABLE fieldseal.audit_events ADD COLUMN lane smallint NOT NULL DEFAULT 0 CHECK (lane >= 0);
+-- +goose StatementBegin
+CREATE FUNCTION fieldseal.audit_hash(prev bytea, e fieldseal.audit_events) RETURNS bytea
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN sha256(prev || convert_to(concat_ws(chr(31),
+        e.subject, e.seq::text, (extract(epoch FROM e.at) * 1000000)::bigint::text,
+        e.action, e.outcome, coalesce(e.record_id::text, ''), coalesce(e.record_count::text, ''),
+        coalesce(e.token_id, ''), coalesce(e.client_id, ''), coalesce(e.request_id, ''),
+        coalesce(e.client_addr, '')), 'UTF8'));
+-- +goose StatementEnd
+REVOKE ALL ON FUNCTION fieldseal.audit_hash(bytea, fieldseal.audit_events) FROM PUBLIC;
 ALTER TABLE fieldseal.audit_events DROP CONSTRAINT audit_events_pkey;
 ALTER TABLE fieldseal.audit_events ADD PRIMARY KEY (subject, lane, seq);
 DROP INDEX fieldseal.audit_events_at;
@@ -137,5 +153,16 @@ DROP INDEX fieldseal.audit_events_at;
 CREATE INDEX audit_events_at ON fieldseal.audit_events (at, subject, seq);
 ALTER TABLE fieldseal.audit_events DROP CONSTRAINT audit_events_pkey;
 ALTER TABLE fieldseal.audit_events ADD PRIMARY KEY (subject, seq);
+DROP FUNCTION fieldseal.audit_hash(bytea, fieldseal.audit_events); -- as in Up: PostgreSQL 15.20
 ALTER TABLE fieldseal.audit_events DROP COLUMN lane;
+-- +goose StatementBegin
+CREATE FUNCTION fieldseal.audit_hash(prev bytea, e fieldseal.audit_events) RETURNS bytea
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN sha256(prev || convert_to(concat_ws(chr(31),
+        e.subject, e.seq::text, (extract(epoch FROM e.at) * 1000000)::bigint::text,
+        e.action, e.outcome, coalesce(e.record_id::text, ''), coalesce(e.record_count::text, ''),
+        coalesce(e.token_id, ''), coalesce(e.client_id, ''), coalesce(e.request_id, ''),
+        coalesce(e.client_addr, '')), 'UTF8'));
+-- +goose StatementEnd
+REVOKE ALL ON FUNCTION fieldseal.audit_hash(bytea, fieldseal.audit_events) FROM PUBLIC;
 RESET ROLE;
