@@ -161,9 +161,54 @@ func module(path string) (*pkcs11.Ctx, error) {
 // sessions to use it.
 type hsmObject struct {
 	mod      *pkcs11.Ctx
+	slot     uint
 	handle   pkcs11.ObjectHandle
 	sessions chan pkcs11.SessionHandle
-	uri      pkcs11URI
+	uri      pkcs11URI // holds the PIN, to log in again after the token restarts
+}
+
+// withSession runs fn on a session of the pool. A session the token no
+// longer knows (a network HSM restarted, a session closed under us) is
+// replaced, logged in again, and fn tried once more on the new one.
+func (o *hsmObject) withSession(fn func(s pkcs11.SessionHandle) error) error {
+	s := <-o.sessions
+	defer func() { o.sessions <- s }()
+	err := fn(s)
+	if !sessionLost(err) {
+		return err
+	}
+	_ = o.mod.CloseSession(s)
+	fresh, openErr := o.openSession()
+	if openErr != nil {
+		return fmt.Errorf("%w (and a new session: %v)", err, openErr)
+	}
+	s = fresh
+	return fn(s)
+}
+
+// sessionLost reports a PKCS#11 error that a new session may cure.
+func sessionLost(err error) bool {
+	for _, code := range []uint{pkcs11.CKR_SESSION_HANDLE_INVALID, pkcs11.CKR_SESSION_CLOSED, pkcs11.CKR_USER_NOT_LOGGED_IN,
+		pkcs11.CKR_DEVICE_REMOVED, pkcs11.CKR_DEVICE_ERROR, pkcs11.CKR_TOKEN_NOT_PRESENT, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID} {
+		if errors.Is(err, pkcs11.Error(code)) {
+			return true
+		}
+	}
+	return false
+}
+
+// openSession opens a session on the key's token and logs the
+// application in, unless it is already.
+func (o *hsmObject) openSession() (pkcs11.SessionHandle, error) {
+	s, err := o.mod.OpenSession(o.slot, pkcs11.CKF_SERIAL_SESSION)
+	if err != nil {
+		return 0, fmt.Errorf("C_OpenSession: %w", err)
+	}
+	if err := o.mod.Login(s, pkcs11.CKU_USER, o.uri.pin); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
+		_ = o.mod.CloseSession(s)
+		return 0, fmt.Errorf("C_Login: %w", err)
+	}
+	return s, nil
 }
 
 // pkcs11Sessions is how many operations one key runs at once.
@@ -187,7 +232,7 @@ func openHSMObject(uri string) (*hsmObject, func(), error) {
 	if err != nil {
 		return fail(err)
 	}
-	o := &hsmObject{mod: mod, uri: u, sessions: make(chan pkcs11.SessionHandle, pkcs11Sessions)}
+	o := &hsmObject{mod: mod, slot: slot, uri: u, sessions: make(chan pkcs11.SessionHandle, pkcs11Sessions)}
 	release := func() {
 		for {
 			select {
@@ -198,18 +243,11 @@ func openHSMObject(uri string) (*hsmObject, func(), error) {
 			}
 		}
 	}
-	for i := range pkcs11Sessions {
-		s, err := mod.OpenSession(slot, pkcs11.CKF_SERIAL_SESSION)
+	for range pkcs11Sessions {
+		s, err := o.openSession() // the first logs the application in; the others find it so
 		if err != nil {
 			release()
-			return fail(fmt.Errorf("C_OpenSession: %w", err))
-		}
-		if i == 0 { // a login holds for every session of the token
-			if err := mod.Login(s, pkcs11.CKU_USER, u.pin); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
-				_ = mod.CloseSession(s)
-				release()
-				return fail(fmt.Errorf("C_Login: %w", err))
-			}
+			return fail(err)
 		}
 		o.sessions <- s
 	}
@@ -233,13 +271,16 @@ func (o *hsmObject) find(class uint) (pkcs11.ObjectHandle, error) {
 	if o.uri.id != nil {
 		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, o.uri.id))
 	}
-	s := <-o.sessions
-	defer func() { o.sessions <- s }()
-	if err := o.mod.FindObjectsInit(s, template); err != nil {
-		return 0, fmt.Errorf("C_FindObjectsInit: %w", err)
-	}
-	found, _, err := o.mod.FindObjects(s, 2)
-	_ = o.mod.FindObjectsFinal(s)
+	var found []pkcs11.ObjectHandle
+	err := o.withSession(func(s pkcs11.SessionHandle) error {
+		if err := o.mod.FindObjectsInit(s, template); err != nil {
+			return fmt.Errorf("C_FindObjectsInit: %w", err)
+		}
+		var err error
+		found, _, err = o.mod.FindObjects(s, 2)
+		_ = o.mod.FindObjectsFinal(s)
+		return err
+	})
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("C_FindObjects: %w", err)
@@ -257,10 +298,11 @@ func (o *hsmObject) attributes(h pkcs11.ObjectHandle, types ...uint) ([][]byte, 
 	for i, t := range types {
 		template[i] = pkcs11.NewAttribute(t, nil)
 	}
-	s := <-o.sessions
-	defer func() { o.sessions <- s }()
-	attrs, err := o.mod.GetAttributeValue(s, h, template)
-	if err != nil {
+	var attrs []*pkcs11.Attribute
+	if err := o.withSession(func(s pkcs11.SessionHandle) (err error) {
+		attrs, err = o.mod.GetAttributeValue(s, h, template)
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	out := make([][]byte, len(attrs))
@@ -385,12 +427,15 @@ func (k *hsmKey) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOp
 	if k.raw {
 		mech = pkcs11.NewMechanism(pkcs11.CKM_RSA_X_509, nil)
 	}
-	s := <-k.sessions
-	defer func() { k.sessions <- s }()
-	if err := k.mod.DecryptInit(s, []*pkcs11.Mechanism{mech}, k.handle); err != nil {
-		return nil, err
-	}
-	out, err := k.mod.Decrypt(s, ciphertext)
+	var out []byte
+	err := k.withSession(func(s pkcs11.SessionHandle) error {
+		if err := k.mod.DecryptInit(s, []*pkcs11.Mechanism{mech}, k.handle); err != nil {
+			return err
+		}
+		var err error
+		out, err = k.mod.Decrypt(s, ciphertext)
+		return err
+	})
 	if err != nil || !k.raw {
 		return out, err
 	}
@@ -474,12 +519,16 @@ func (k *hsmEd25519) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]by
 	if opts != nil && opts.HashFunc() != 0 {
 		return nil, errors.New("Ed25519 signs the message itself, not a digest")
 	}
-	s := <-k.sessions
-	defer func() { k.sessions <- s }()
-	if err := k.mod.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.handle); err != nil {
-		return nil, err
-	}
-	return k.mod.Sign(s, msg)
+	var sig []byte
+	err := k.withSession(func(s pkcs11.SessionHandle) error {
+		if err := k.mod.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.handle); err != nil {
+			return err
+		}
+		var err error
+		sig, err = k.mod.Sign(s, msg)
+		return err
+	})
+	return sig, err
 }
 
 // OpenPKCS11Signer opens the Ed25519 key a PKCS#11 URI names (as

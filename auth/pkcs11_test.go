@@ -20,6 +20,7 @@ import (
 
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/softhsm"
+	"github.com/miekg/pkcs11"
 )
 
 // A key in SoftHSM2 opens RSA-OAEP-256 without leaving the token: SoftHSM
@@ -219,6 +220,37 @@ func BenchmarkEncryptedToken(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// A session the token no longer knows (as after a network HSM restarts)
+// is replaced and logged in again; the request that met it succeeds.
+func TestPKCS11SessionsRecover(t *testing.T) {
+	tk := softhsm.Shared(t)
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	tk.ImportRSA(t, key, "recover", []byte{0x5e})
+	dk, release, err := loadPKCS11Key(tk.URI("recover"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	k := dk.dec.(*hsmKey)
+	var handles []pkcs11.SessionHandle
+	for range pkcs11Sessions {
+		s := <-k.sessions
+		if err := k.mod.CloseSession(s); err != nil {
+			t.Fatal(err)
+		}
+		handles = append(handles, s)
+	}
+	for _, s := range handles {
+		k.sessions <- s // dead handles back in the pool
+	}
+	for range 2 * pkcs11Sessions {
+		ct, _ := rsa.EncryptOAEP(sha256.New(), rand.Reader, &key.PublicKey, []byte("again"), nil)
+		if got, err := dk.dec.Decrypt(nil, ct, &rsa.OAEPOptions{Hash: crypto.SHA256}); err != nil || string(got) != "again" {
+			t.Fatalf("after its sessions were closed: %q %v", got, err)
 		}
 	}
 }
