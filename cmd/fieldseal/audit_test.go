@@ -325,10 +325,17 @@ func TestAuditArchive(t *testing.T) {
 		}
 	}
 
-	// A broken trail is not archived: no file, nothing deleted.
-	if _, err := conn.Exec(ctx, `UPDATE fieldseal.audit_events SET outcome = 'forged' WHERE subject = 'alice' AND seq = 8`); err != nil {
+	// A break in what stays does not hold an archive back (verify names it);
+	// a break in what would leave refuses it: no file, nothing deleted.
+	before3 := now()
+	pgtest.AppendAudit(t, database.AdminURL, "alice", 1)
+	if _, err := conn.Exec(ctx, `UPDATE fieldseal.audit_events SET outcome = 'forged' WHERE subject = 'alice' AND seq = 9`); err != nil {
 		t.Fatal(err)
 	}
+	if code, out := run("audit", "archive", "--before", before3, "--out", filepath.Join(dir, "a2b.ndjson")); code != 0 || !strings.Contains(out, "archived 1 entries of 1 chains") {
+		t.Errorf("archive of intact entries before a broken one: %d %s", code, out)
+	}
+	wantVerify(t, admin, `subject "alice" lane 0 at entry 9`, "")
 	a3 := filepath.Join(dir, "a3.ndjson")
 	left := count(`SELECT count(*) FROM fieldseal.audit_events`)
 	if code, out := run("audit", "archive", "--before", now(), "--out", a3); code != 1 || !strings.Contains(out, "BROKEN") {
