@@ -296,6 +296,17 @@ func TestAuditArchive(t *testing.T) {
 		t.Errorf("verify the second archive alone (from its recorded start): %d %s", code, out)
 	}
 
+	// Only a role that may delete archives: an auditor is told so.
+	auditor := map[string]string{"FIELDSEAL_ADMIN_DATABASE_URL": pgtest.LoginRole(t, database, "IN ROLE fieldseal_auditor")}
+	byAuditor := filepath.Join(dir, "auditor.ndjson")
+	if code, out, errOut := runCmd(t, ctx, auditor, "audit", "archive", "--before", now(), "--out", byAuditor); code != 1 ||
+		!strings.Contains(errOut, "a superuser or a member of fieldseal_owner") {
+		t.Errorf("archive as an auditor: exit %d %s %s", code, out, errOut)
+	}
+	if _, err := os.Stat(byAuditor); !os.IsNotExist(err) || count(`SELECT count(*) FROM fieldseal.audit_events`) != 1 {
+		t.Errorf("a refused archive left its file (%v) or deleted entries", err)
+	}
+
 	// Tampered archives.
 	raw, _ := os.ReadFile(a1)
 	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
