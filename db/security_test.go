@@ -561,3 +561,59 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 		}
 	})
 }
+
+// The search tables obey row-level security like records: the app role,
+// with alice's subject set, sees none of bob's settings or tags, cannot
+// write either for bob, and cannot tag bob's record as alice's.
+func TestSearchTablesRowLevelSecurity(t *testing.T) {
+	t.Parallel()
+	database, store := seed(t)
+	ctx := context.Background()
+	for _, s := range []struct{ sub, key string }{{"alice", keyA}, {"bob", keyB}} {
+		if _, err := store.SetCollection(ctx, fieldseal.Caller{Subject: s.sub, TokenID: "t"}, key(t, s.key),
+			fieldseal.Collection{Collection: "c", Searchable: map[string]fieldseal.SearchableField{"s": {}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var bobRecord string
+	appTx(t, database, "bob", func(tx pgx.Tx) {
+		if err := tx.QueryRow(ctx, `SELECT id::text FROM fieldseal.records`).Scan(&bobRecord); err != nil {
+			t.Fatal(err)
+		}
+	})
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		for _, q := range []string{`SELECT count(*)::int FROM fieldseal.search_tags WHERE subject <> 'alice'`,
+			`SELECT count(*)::int FROM fieldseal.collections WHERE subject <> 'alice'`} {
+			if n := countRows(t, tx, q); n != 0 {
+				t.Errorf("%s: %d; want 0", q, n)
+			}
+		}
+		if n := countRows(t, tx, `SELECT count(*)::int FROM fieldseal.search_tags`); n != 1 {
+			t.Errorf("alice sees %d tags; want her 1", n)
+		}
+	})
+	tag32 := `decode(repeat('00', 32), 'hex')`
+	for name, c := range map[string]struct{ attack, refusal string }{
+		"a tag for bob":             {`INSERT INTO fieldseal.search_tags (subject, record_id, field, tag) VALUES ('bob', '` + bobRecord + `', 'x', ` + tag32 + `)`, "row-level security"},
+		"a tag on bob's record":     {`INSERT INTO fieldseal.search_tags (record_id, field, tag) VALUES ('` + bobRecord + `', 'x', ` + tag32 + `)`, "foreign key"},
+		"settings for bob":          {`INSERT INTO fieldseal.collections (subject, collection, searchable) VALUES ('bob', 'd', '{}')`, "row-level security"},
+		"moving a tag to bob":       {`UPDATE fieldseal.search_tags SET subject = 'bob'`, "permission denied"},
+		"bob's settings, by update": {`UPDATE fieldseal.collections SET searchable = '{}' WHERE subject = 'bob'`, "0 rows"},
+		"bob's tags, by delete":     {`DELETE FROM fieldseal.search_tags WHERE subject = 'bob'`, "0 rows"},
+	} {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			tag, err := tx.Exec(ctx, c.attack)
+			switch {
+			case c.refusal == "0 rows" && (err != nil || tag.RowsAffected() != 0):
+				t.Errorf("%s as alice: %v, %d rows; want 0 rows", name, err, tag.RowsAffected())
+			case c.refusal != "0 rows" && (err == nil || !strings.Contains(err.Error(), c.refusal)):
+				t.Errorf("%s as alice: %v; want %s", name, err, c.refusal)
+			}
+		})
+	}
+	appTx(t, database, "bob", func(tx pgx.Tx) {
+		if n := countRows(t, tx, `SELECT count(*)::int FROM fieldseal.search_tags`); n != 1 {
+			t.Errorf("bob has %d tags after alice's attempts; want his 1", n)
+		}
+	})
+}
