@@ -79,11 +79,17 @@ func (h *Collections) get(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, settings)
 }
 
-// collectionParam is the path's collection name, percent-decoded.
+// collectionParam is the path's collection name, percent-decoded. echo
+// routes on the raw path, and hands over its segments undecoded, only
+// when the path holds an escape its decoded form would lose (%2F); else
+// the segment is decoded already.
 func collectionParam(c echo.Context) (string, error) {
-	name, err := url.PathUnescape(c.Param("collection"))
-	if err != nil {
-		return "", fieldseal.Errorf(fieldseal.EINVALID, "the collection in the path is not validly percent-encoded")
+	name := c.Param("collection")
+	if c.Request().URL.RawPath != "" {
+		var err error
+		if name, err = url.PathUnescape(name); err != nil {
+			return "", fieldseal.Errorf(fieldseal.EINVALID, "the collection in the path is not validly percent-encoded")
+		}
 	}
 	if err := checkText("collection", name); err != nil {
 		return "", err

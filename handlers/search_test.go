@@ -479,3 +479,23 @@ func TestExportDeleteImport(t *testing.T) {
 		t.Errorf("a refused import wrote the deleted record back")
 	}
 }
+
+// Collection names with a slash, a percent sign or non-ASCII letters go
+// through the path, percent-encoded, and come back as they were.
+func TestCollectionNamesInThePath(t *testing.T) {
+	a := newAPI(t)
+	tok, key := a.token("clinic-app", allScopes), newKey(t)
+	for _, name := range []string{"a/b", "50%off", "ünï cødé", "a%2Fb"} {
+		a.create(tok, key, map[string]any{"collection": name, "secret": map[string]any{"e": "x@example.org"}})
+		if r := a.setSearchable(tok, key, name, `{"searchable":{"e":{}}}`); r.status != http.StatusOK || r.json(t)["collection"] != name || r.json(t)["indexed"] != float64(1) {
+			t.Errorf("PUT %q: %d %s", name, r.status, r.body)
+		}
+		g := a.do(req{method: "GET", path: "/v1/collections/" + url.PathEscape(name), token: tok})
+		if g.status != http.StatusOK || g.json(t)["collection"] != name {
+			t.Errorf("GET %q: %d %s", name, g.status, g.body)
+		}
+		if got := secrets(t, a.search(tok, key, "collection="+url.QueryEscape(name)+"&secret.e=x@example.org"), "e"); len(got) != 1 {
+			t.Errorf("search in %q: %q", name, got)
+		}
+	}
+}
