@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
@@ -21,11 +22,7 @@ import (
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
 	var rec fieldseal.Record
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idempotent(idem, &rec)}
-	exec(&t.first, func(q *Queries) error {
-		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
-		return err
-	})
-	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	writeKey := registerKey(ctx, &t.first, key)
 	created := query(&t.first, func(q *Queries) (CreateRecordRow, error) {
 		return q.CreateRecord(ctx, CreateRecordParams{
 			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
@@ -35,8 +32,8 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	})
 	t.check = func() error {
-		if ok, err := matches.get(); err != nil || !ok {
-			return errWrongKey // the verifier was registered in this transaction: no row means no admission
+		if err := writeKey.check(); err != nil {
+			return err
 		}
 		if _, err := tagged.get(); err != nil {
 			return err
@@ -210,6 +207,29 @@ func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fi
 		}
 		return nil
 	}})
+}
+
+// keyForWrite is the key check of a write that may be its subject's first.
+type keyForWrite struct{ matches *pending[bool] }
+
+// registerKey queues into b the registration of key (a subject's first
+// write registers its key; later ones change nothing) and its check,
+// which holds the verifier FOR SHARE until the transaction ends.
+func registerKey(ctx context.Context, b *pgx.Batch, key fieldseal.Key) keyForWrite {
+	exec(b, func(q *Queries) error {
+		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
+		return err
+	})
+	return keyForWrite{query(b, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })}
+}
+
+// check is EWRONGKEY unless key is the subject's. The verifier was
+// registered in this transaction, so no row means no admission.
+func (k keyForWrite) check() error {
+	if ok, err := k.matches.get(); err != nil || !ok {
+		return errWrongKey
+	}
+	return nil
 }
 
 // versionOrNotFound tells why a conditional write touched no row.

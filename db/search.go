@@ -93,18 +93,14 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 	recs := make([]fieldseal.Record, 0, len(in))
 	batch := batchParams(recIDs, in)
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idempotent(idem, &recs)}
-	exec(&t.first, func(q *Queries) error {
-		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
-		return err
-	})
-	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	writeKey := registerKey(ctx, &t.first, key)
 	created := query(&t.first, func(q *Queries) ([]CreateRecordsRow, error) {
 		return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
 	})
 	tagged := exec(&t.first, func(q *Queries) error { return q.IndexRecords(ctx, batch.index(key)) })
 	t.check = func() error {
-		if ok, err := matches.get(); err != nil || !ok {
-			return errWrongKey
+		if err := writeKey.check(); err != nil {
+			return err
 		}
 		rows, err := created.get()
 		if err != nil {
@@ -168,15 +164,11 @@ func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldse
 		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
 	}
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
-	exec(&t.first, func(q *Queries) error {
-		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
-		return err
-	})
-	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	writeKey := registerKey(ctx, &t.first, key)
 	imported := query(&t.first, func(q *Queries) (ImportRecordsRow, error) { return q.ImportRecords(ctx, p) })
 	t.check = func() error {
-		if ok, err := matches.get(); err != nil || !ok {
-			return errWrongKey
+		if err := writeKey.check(); err != nil {
+			return err
 		}
 		row, err := imported.get()
 		switch {
