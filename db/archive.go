@@ -84,7 +84,7 @@ func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.W
 				if problem := checkLink(ListAuditChainPageRow(r), next, prev); problem != "" {
 					return res, fmt.Errorf("%w (subject %q lane %d at entry %d: %s): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, r.Seq, problem)
 				}
-				if err := enc.Encode(fieldseal.ArchivedEntry{AuditEvent: auditEvent(r), PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}); err != nil {
+				if err := enc.Encode(fieldseal.ArchivedEntry{AuditEvent: chainEvent(r), PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}); err != nil {
 					return res, err
 				}
 				next, prev = r.Seq+1, r.Hash

@@ -121,17 +121,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 			AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterLane: f.After.Lane, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
 		})
 		for _, r := range rows {
-			e := fieldseal.AuditEvent{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
-				TokenJTI: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr}
-			if r.RecordID.Valid {
-				id := fieldseal.ID(r.RecordID.Bytes)
-				e.RecordID = &id
-			}
-			if r.RecordCount.Valid {
-				n := r.RecordCount.Int64
-				e.RecordCount = &n
-			}
-			page.Items = append(page.Items, e)
+			page.Items = append(page.Items, auditEvent(r))
 		}
 		return err
 	}})
@@ -299,11 +289,18 @@ func checkLink(r ListAuditChainPageRow, wantSeq int64, prev []byte) string {
 
 // auditHash is fieldseal.audit_hash (migration 00007) of a row.
 func auditHash(prev []byte, r ListAuditChainPageRow) []byte {
-	return fieldseal.AuditEntryHash(prev, auditEvent(ListChainEntriesRow(r)))
+	return fieldseal.AuditEntryHash(prev, chainEvent(ListChainEntriesRow(r)))
+}
+
+// chainEvent is a row read with its hashes, as the API and archives show
+// it (the hashes aside).
+func chainEvent(r ListChainEntriesRow) fieldseal.AuditEvent {
+	return auditEvent(ListAuditEventsRow{r.Subject, r.Lane, r.Seq, r.At, r.Action, r.Outcome, r.RecordID, r.RecordCount,
+		r.TokenID, r.ClientID, r.RequestID, r.ClientAddr})
 }
 
 // auditEvent is an entry as the API and archives show it.
-func auditEvent(r ListChainEntriesRow) fieldseal.AuditEvent {
+func auditEvent(r ListAuditEventsRow) fieldseal.AuditEvent {
 	e := fieldseal.AuditEvent{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
 		TokenJTI: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr}
 	if r.RecordID.Valid {
