@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -51,7 +49,7 @@ func (h *Collections) put(c echo.Context) error {
 	}
 	settings := fieldseal.Collection{Collection: name, Searchable: make(map[string]fieldseal.SearchableField, len(req.Searchable))}
 	for field, raw := range req.Searchable {
-		if err := checkFieldName(field); err != nil {
+		if err := checkName("a searchable field name", field, fieldseal.MaxFieldNameLength); err != nil {
 			return err
 		}
 		var opts fieldseal.SearchableField
@@ -95,18 +93,4 @@ func collectionParam(c echo.Context) (string, error) {
 		return "", err
 	}
 	return name, checkCollection(name)
-}
-
-// checkFieldName refuses a searchable field name that is empty, too long
-// or holds control characters.
-func checkFieldName(field string) error {
-	if field == "" || utf8.RuneCountInString(field) > fieldseal.MaxFieldNameLength {
-		return fieldseal.Errorf(fieldseal.EINVALID, "a searchable field name is 1 to %d characters", fieldseal.MaxFieldNameLength)
-	}
-	for _, r := range field {
-		if unicode.IsControl(r) || r == utf8.RuneError {
-			return fieldseal.Errorf(fieldseal.EINVALID, "a searchable field name may not contain control characters")
-		}
-	}
-	return nil
 }

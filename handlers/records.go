@@ -299,13 +299,17 @@ func (req recordRequest) input() (fieldseal.RecordInput, error) {
 // MaxCollectionLength is the longest collection name, in characters.
 const MaxCollectionLength = 128
 
-func checkCollection(s string) error {
-	if s == "" || utf8.RuneCountInString(s) > MaxCollectionLength {
-		return fieldseal.Errorf(fieldseal.EINVALID, "collection must be 1 to %d characters", MaxCollectionLength)
+func checkCollection(s string) error { return checkName("collection", s, MaxCollectionLength) }
+
+// checkName refuses a name (what) that is empty, longer than max
+// characters, or holds control characters or invalid UTF-8.
+func checkName(what, s string, max int) error {
+	if s == "" || utf8.RuneCountInString(s) > max {
+		return fieldseal.Errorf(fieldseal.EINVALID, "%s must be 1 to %d characters", what, max)
 	}
 	for _, r := range s {
 		if unicode.IsControl(r) || r == utf8.RuneError {
-			return fieldseal.Errorf(fieldseal.EINVALID, "collection may not contain control characters")
+			return fieldseal.Errorf(fieldseal.EINVALID, "%s may not contain control characters", what)
 		}
 	}
 	return nil
