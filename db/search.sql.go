@@ -132,11 +132,11 @@ WITH given AS MATERIALIZED (
     FROM generate_series(1, cardinality($1::uuid[])) AS i
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
 ), opened AS MATERIALIZED (
-    SELECT g.n, g.id, g.collection, g.public, g.secret, g.version, g.created_at, g.updated_at, g.plain, CASE WHEN g.plain IS NOT NULL AND EXISTS (
-                    SELECT FROM fieldseal.collections c WHERE c.collection = g.collection AND c.searchable <> '{}')
-                THEN fieldseal.jsonb_or_null(g.plain) END AS doc,
-           EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable
+    SELECT g.n, g.id, g.collection, g.public, g.secret, g.version, g.created_at, g.updated_at, g.plain, s.searchable,
+           CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
     FROM given g
+    CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM fieldseal.collections c
+                                       WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable) s
 ), bad AS (
     SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
            array_agg(n ORDER BY n) FILTER (WHERE plain IS NOT NULL AND searchable AND doc IS NULL) AS unreadable
