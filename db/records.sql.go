@@ -368,11 +368,15 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 
 const registerKeyVerifier = `-- name: RegisterKeyVerifier :execrows
 INSERT INTO fieldseal.subjects (key_verifier)
-VALUES (fieldseal.new_key_verifier($1::text))
+SELECT fieldseal.new_key_verifier($1::text)
+WHERE NOT EXISTS (SELECT FROM fieldseal.subjects)
 ON CONFLICT (subject) DO NOTHING
 `
 
-// The subject's first write registers its key; later ones change nothing.
+// The subject's first write registers its key; later ones change nothing
+// and encrypt nothing (a VALUES row would make a verifier every time,
+// before the conflict is seen). Two first writes at once: one inserts,
+// the other waits for it and does nothing.
 func (q *Queries) RegisterKeyVerifier(ctx context.Context, key string) (int64, error) {
 	result, err := q.db.Exec(ctx, registerKeyVerifier, key)
 	if err != nil {

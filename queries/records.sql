@@ -29,9 +29,13 @@ SELECT set_config('fieldseal.subject', @subject::text, true),
        set_config('plan_cache_mode', @plan_cache_mode::text, true);
 
 -- name: RegisterKeyVerifier :execrows
--- The subject's first write registers its key; later ones change nothing.
+-- The subject's first write registers its key; later ones change nothing
+-- and encrypt nothing (a VALUES row would make a verifier every time,
+-- before the conflict is seen). Two first writes at once: one inserts,
+-- the other waits for it and does nothing.
 INSERT INTO fieldseal.subjects (key_verifier)
-VALUES (fieldseal.new_key_verifier(@key::text))
+SELECT fieldseal.new_key_verifier(@key::text)
+WHERE NOT EXISTS (SELECT FROM fieldseal.subjects)
 ON CONFLICT (subject) DO NOTHING;
 
 -- name: CheckKey :one
