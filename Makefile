@@ -4,13 +4,24 @@
 GO ?= go
 SQLC = $(GO) tool -modfile=tools/go.mod sqlc
 
-.PHONY: dev test generate check-generated vet build bench
+.PHONY: dev test test-citus generate check-generated vet build bench
 
 dev:
 	$(GO) run ./cmd/fieldseal dev
 
 test:
 	$(GO) test -race -count=1 ./...
+
+# The Citus tests (build tag citus): a coordinator and two workers from
+# pglocal. Citus is not packaged for Debian: ../shared/citus/build.sh
+# builds and installs it (about 5 minutes, as root; nothing to do once
+# installed).
+CITUS_BUILD ?= ../shared/citus/build.sh
+test-citus:
+	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
+	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \
+	  echo "Citus is not installed and $(CITUS_BUILD) is missing: install Citus 13 for PostgreSQL 15, or set CITUS_BUILD"; exit 1; fi
+	$(GO) test -tags citus -count=1 -run Citus ./...
 
 build:
 	$(GO) build -o bin/fieldseal ./cmd/fieldseal

@@ -369,7 +369,7 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 const registerKeyVerifier = `-- name: RegisterKeyVerifier :execrows
 INSERT INTO fieldseal.subjects (key_verifier)
 SELECT fieldseal.new_key_verifier($1::text)
-WHERE NOT EXISTS (SELECT FROM fieldseal.subjects)
+WHERE NOT EXISTS (SELECT 1 FROM fieldseal.subjects)
 ON CONFLICT (subject) DO NOTHING
 `
 

@@ -135,7 +135,7 @@ WITH given AS MATERIALIZED (
     SELECT g.n, g.id, g.collection, g.public, g.secret, g.version, g.created_at, g.updated_at, g.plain, s.searchable,
            CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
     FROM given g
-    CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM fieldseal.collections c
+    CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM fieldseal.collections c
                                        WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable) s
 ), bad AS (
     SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
@@ -250,7 +250,7 @@ INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
 CROSS JOIN LATERAL fieldseal.search_tags_of($2::text, ($3::text[])[i], fieldseal.jsonb_or_null(($4::text[])[i])) t
-WHERE EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
 `
 
 type IndexRecordsParams struct {

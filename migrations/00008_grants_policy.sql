@@ -170,12 +170,12 @@ SELECT n.nspname || '.' || c.relname AS table_name, pg_catalog.pg_get_userbyid(c
 CREATE VIEW fieldseal.grants_drift AS
 SELECT 'unexpected privilege' AS problem, p.grantee AS role, p.object_type, p.object_name, p.column_name, p.privilege
   FROM fieldseal.privileges p
- WHERE NOT EXISTS (SELECT FROM fieldseal.grants_policy g WHERE g.grantee = p.grantee AND g.object_type = p.object_type
+ WHERE NOT EXISTS (SELECT 1 FROM fieldseal.grants_policy g WHERE g.grantee = p.grantee AND g.object_type = p.object_type
                      AND g.object_name = p.object_name AND g.column_name = p.column_name AND g.privilege = p.privilege)
 UNION ALL
 SELECT 'missing privilege', g.grantee, g.object_type, g.object_name, g.column_name, g.privilege
   FROM fieldseal.grants_policy g
- WHERE NOT EXISTS (SELECT FROM fieldseal.privileges p WHERE g.grantee = p.grantee AND g.object_type = p.object_type
+ WHERE NOT EXISTS (SELECT 1 FROM fieldseal.privileges p WHERE g.grantee = p.grantee AND g.object_type = p.object_type
                      AND g.object_name = p.object_name AND g.column_name = p.column_name AND g.privilege = p.privilege)
 UNION ALL
 SELECT CASE WHEN NOT t.rls_enabled THEN 'row-level security disabled' ELSE 'row-level security not forced' END,
@@ -184,7 +184,7 @@ SELECT CASE WHEN NOT t.rls_enabled THEN 'row-level security disabled' ELSE 'row-
  WHERE r.rls AND NOT (t.rls_enabled AND t.rls_forced)
 UNION ALL
 SELECT 'table not in the policy', t.owner, 'table', t.table_name, '', ''
-  FROM fieldseal.tables t WHERE NOT EXISTS (SELECT FROM fieldseal.rls_policy r WHERE r.table_name = t.table_name)
+  FROM fieldseal.tables t WHERE NOT EXISTS (SELECT 1 FROM fieldseal.rls_policy r WHERE r.table_name = t.table_name)
 UNION ALL
 SELECT 'owned by another role', t.owner, 'table', t.table_name, '', 'OWNER'
   FROM fieldseal.tables t WHERE t.owner <> 'fieldseal_owner'

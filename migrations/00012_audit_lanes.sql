@@ -113,7 +113,7 @@ DO $$
 BEGIN
     -- The owner reads the whole trail only with audit_reader on (00007).
     PERFORM set_config('fieldseal.audit_reader', 'on', true);
-    IF EXISTS (SELECT FROM fieldseal.audit_events WHERE lane <> 0) THEN
+    IF EXISTS (SELECT 1 FROM fieldseal.audit_events WHERE lane <> 0) THEN
         RAISE EXCEPTION 'the audit trail has entries in lanes other than 0; archive them before migrating down';
     END IF;
     PERFORM set_config('fieldseal.audit_reader', '', true);

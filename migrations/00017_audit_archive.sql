@@ -34,7 +34,7 @@ SET LOCAL ROLE fieldseal_owner;
 -- +goose StatementBegin
 DO $$
 BEGIN
-    IF EXISTS (SELECT FROM fieldseal.audit_chain_starts) THEN
+    IF EXISTS (SELECT 1 FROM fieldseal.audit_chain_starts) THEN
         RAISE EXCEPTION 'the audit trail has been archived: its chains start after entry 1, which only this migration records';
     END IF;
 END

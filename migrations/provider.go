@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for goose
+	"github.com/jackc/pgx/v5/stdlib" // also database/sql driver "pgx", for goose
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -21,6 +22,16 @@ const VersionTable = "fieldseal_migrations.goose_db_version"
 type Migrator struct {
 	db       *sql.DB
 	provider *goose.Provider
+	// everywhere runs down migrations, and on Citus the upgrades of a
+	// distributed schema, with DDL propagation on; provider then runs a
+	// fresh install on the coordinator alone (propagation off). Without
+	// Citus they are the same.
+	everywhere   *goose.Provider
+	localDB      *sql.DB // on Citus: provider's connections
+	everywhereDB *sql.DB // on Citus: everywhere's
+	// citus: a Citus coordinator (citus.go).
+	citus    bool
+	adminURL string
 }
 
 // Open connects to adminURL (a role that may create roles, schemas and
@@ -35,25 +46,65 @@ func Open(ctx context.Context, adminURL string) (*Migrator, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to the admin database: %w", err)
 	}
+	citus, err := onCitus(ctx, db)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	if _, err := db.ExecContext(ctx, `CREATE SCHEMA IF NOT EXISTS fieldseal_migrations`); err != nil && !isDuplicate(err) {
 		db.Close()
 		return nil, fmt.Errorf("create schema fieldseal_migrations: %w", err)
 	}
-	locker, err := lock.NewPostgresSessionLocker()
-	if err != nil {
+	m := &Migrator{db: db, citus: citus, adminURL: adminURL}
+	if m.provider, err = newProvider(db); err != nil {
 		db.Close()
 		return nil, err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, FS,
+	m.everywhere = m.provider
+	if citus {
+		// A down migration may create a trigger again: Citus takes it
+		// only with this (see distribute).
+		cfg, err := pgx.ParseConfig(adminURL)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		cfg.RuntimeParams["citus.enable_unsafe_triggers"] = "on"
+		// A migration's DDL and function changes in one transaction:
+		// Citus needs its shard commands on one connection per node.
+		cfg.RuntimeParams["citus.multi_shard_modify_mode"] = "sequential"
+		m.everywhereDB = stdlib.OpenDB(*cfg)
+		if m.everywhere, err = newProvider(m.everywhereDB); err != nil {
+			m.Close()
+			return nil, err
+		}
+		// Up with DDL propagation off (citus.go); down with it on, so
+		// that what a down migration drops goes from the workers too.
+		cfg, err = pgx.ParseConfig(adminURL)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		cfg.RuntimeParams["citus.enable_ddl_propagation"] = "off"
+		m.localDB = stdlib.OpenDB(*cfg)
+		if m.provider, err = newProvider(m.localDB); err != nil {
+			m.Close()
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func newProvider(db *sql.DB) (*goose.Provider, error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return nil, err
+	}
+	return goose.NewProvider(goose.DialectPostgres, db, FS,
 		goose.WithTableName(VersionTable),
 		goose.WithSessionLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 	)
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return &Migrator{db: db, provider: p}, nil
 }
 
 // isDuplicate reports a concurrent creation of the same object.
@@ -63,18 +114,91 @@ func isDuplicate(err error) bool {
 }
 
 // Up applies every pending migration.
-func (m *Migrator) Up(ctx context.Context) ([]*goose.MigrationResult, error) {
-	return m.provider.Up(ctx)
+func (m *Migrator) Up(ctx context.Context) (res []*goose.MigrationResult, err error) {
+	if !m.citus {
+		return m.provider.Up(ctx)
+	}
+	// A fresh install is made on the coordinator alone, then distributed;
+	// an upgrade of a distributed schema changes it everywhere, as the
+	// owner (ownerLogin), like a down migration.
+	distributed, err := isDistributed(ctx, m.db)
+	if err != nil {
+		return nil, err
+	}
+	if distributed {
+		err = ownerLogin(ctx, m.adminURL, func() (err error) {
+			res, err = m.everywhere.Up(ctx)
+			return err
+		})
+	} else {
+		res, err = m.provider.Up(ctx)
+	}
+	if err == nil {
+		err = distribute(ctx, m.adminURL)
+	}
+	return res, err
 }
 
 // Down rolls back the newest applied migration.
 func (m *Migrator) Down(ctx context.Context) (*goose.MigrationResult, error) {
-	return m.provider.Down(ctx)
+	if !m.citus {
+		return m.provider.Down(ctx)
+	}
+	v, err := m.provider.GetDBVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if v == 0 {
+		return nil, errors.New("no migration to roll back")
+	}
+	res, err := m.DownTo(ctx, v-1)
+	if len(res) == 0 {
+		return nil, err
+	}
+	return res[0], err
 }
 
 // DownTo rolls back every migration newer than version (0: all of them).
-func (m *Migrator) DownTo(ctx context.Context, version int64) ([]*goose.MigrationResult, error) {
-	return m.provider.DownTo(ctx, version)
+func (m *Migrator) DownTo(ctx context.Context, version int64) (res []*goose.MigrationResult, err error) {
+	err = m.withOwnerLogin(ctx, func() error {
+		// On Citus, below 00002 fieldseal's schema and pgcrypto go, as
+		// the superuser, in the same transaction as the owner's last
+		// drops: over two connections to each worker, which deadlock.
+		// They go with propagation off, and then from the workers.
+		to := version
+		if m.citus {
+			to = max(version, 2)
+		}
+		r, err := m.everywhere.DownTo(ctx, to)
+		res = append(res, r...)
+		if err != nil || to == version {
+			return err
+		}
+		if r, err = m.provider.DownTo(ctx, version); err != nil {
+			return err
+		}
+		res = append(res, r...)
+		return dropFromWorkers(ctx, m.adminURL)
+	})
+	return res, err
+}
+
+// withOwnerLogin runs down migrations. On Citus they run with DDL
+// propagation on, so that what they drop or change goes from the
+// workers too, over connections of the current role, the owner, which
+// cannot log in: for the run it may (ownerLogin). What is left is
+// distributed again (a table a down migration made anew, say).
+func (m *Migrator) withOwnerLogin(ctx context.Context, down func() error) error {
+	if !m.citus {
+		return down()
+	}
+	if err := ownerLogin(ctx, m.adminURL, down); err != nil {
+		return err
+	}
+	if v, err := m.provider.GetDBVersion(ctx); err != nil || v == 0 {
+		return err
+	}
+	return distribute(ctx, m.adminURL)
 }
 
 // Status lists every embedded migration and whether it is applied.
@@ -84,5 +208,10 @@ func (m *Migrator) Status(ctx context.Context) ([]*goose.MigrationStatus, error)
 
 // Close closes the admin connection.
 func (m *Migrator) Close() error {
+	for _, db := range []*sql.DB{m.localDB, m.everywhereDB} {
+		if db != nil {
+			db.Close()
+		}
+	}
 	return m.db.Close()
 }

@@ -32,6 +32,9 @@ type Options struct {
 	// Port is the loopback TCP port to listen on; 0 picks a free one. A
 	// restart on the port it had lets clients reconnect.
 	Port int
+	// Password is the superuser's password for a new cluster; empty
+	// picks a random one. Nodes of one Citus cluster share theirs.
+	Password string
 }
 
 // Cluster is a running PostgreSQL server started by Start.
@@ -96,7 +99,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if _, err := os.Stat(pwPath); statErr == nil && err != nil {
 		return nil, fmt.Errorf("the cluster in %s has no superuser.password beside it; remove %s to start afresh", c.DataDir, home)
 	}
-	if c.password, err = ensurePassword(pwPath); err != nil {
+	if c.password, err = ensurePassword(pwPath, opts.Password); err != nil {
 		return nil, err
 	}
 	if errors.Is(statErr, os.ErrNotExist) {
@@ -145,15 +148,15 @@ func (c *Cluster) portTaken(offset int64) bool {
 	return int64(len(b)) > offset && strings.Contains(string(b[offset:]), "Address already in use")
 }
 
-func ensurePassword(path string) (string, error) {
+// ensurePassword returns the password kept at path, or keeps pw there
+// (a random one if pw is empty) if nothing is kept yet.
+func ensurePassword(path, pw string) (string, error) {
 	if b, err := os.ReadFile(path); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
-	buf := make([]byte, 24)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
+	if pw == "" {
+		pw = randomPassword()
 	}
-	pw := hex.EncodeToString(buf)
 	if err := os.WriteFile(path, []byte(pw+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write superuser password: %w", err)
 	}
@@ -298,4 +301,12 @@ func (c *Cluster) Crash() {
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
 	<-c.exited
+}
+
+func randomPassword() string {
+	buf := make([]byte, 24)
+	if _, err := rand.Read(buf); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(buf)
 }

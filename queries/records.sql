@@ -35,7 +35,7 @@ SELECT set_config('fieldseal.subject', @subject::text, true),
 -- the other waits for it and does nothing.
 INSERT INTO fieldseal.subjects (key_verifier)
 SELECT fieldseal.new_key_verifier(@key::text)
-WHERE NOT EXISTS (SELECT FROM fieldseal.subjects)
+WHERE NOT EXISTS (SELECT 1 FROM fieldseal.subjects)
 ON CONFLICT (subject) DO NOTHING;
 
 -- name: CheckKey :one

@@ -49,7 +49,7 @@ INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t
-WHERE EXISTS (SELECT FROM fieldseal.collections c WHERE c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
 DELETE FROM fieldseal.search_tags WHERE record_id = @id;
@@ -157,7 +157,7 @@ WITH given AS MATERIALIZED (
     SELECT g.*, s.searchable,
            CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
     FROM given g
-    CROSS JOIN LATERAL (SELECT EXISTS (SELECT FROM fieldseal.collections c
+    CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM fieldseal.collections c
                                        WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable) s
 ), bad AS (
     SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,

@@ -1,0 +1,158 @@
+//go:build citus
+
+package migrations_test
+
+import (
+	"context"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/migrations"
+	"github.com/fieldseal/fieldseal/pglocal"
+)
+
+// startCitus starts a coordinator and two workers with a database
+// "fieldseal" on them; they stop when t ends.
+func startCitus(t *testing.T) *pglocal.CitusCluster {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fieldseal-citus-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil { // PostgreSQL runs as another user when we are root
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: dir, Workers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Stop() })
+	if err := cc.CreateDatabase(ctx, "fieldseal"); err != nil {
+		t.Fatal(err)
+	}
+	return cc
+}
+
+func rows(t *testing.T, url, sql string) []string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	r, err := conn.Query(ctx, sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := pgx.CollectRows(r, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Migrations on a Citus coordinator distribute every subject-keyed table
+// by subject, co-located, put revocations on every node, and give the
+// workers every fieldseal function with the coordinator's privileges;
+// down and up again work.
+func TestMigrateOnCitus(t *testing.T) {
+	cc := startCitus(t)
+	ctx := context.Background()
+	coord := cc.Coordinator.URL("fieldseal")
+	check := func(when string) {
+		t.Helper()
+		// Every table of the schema with a subject column, and how it
+		// is distributed: a new one must be added to subjectTables.
+		got := rows(t, coord, `
+			SELECT c.oid::regclass::text || ' ' || coalesce(p.partmethod::text || ' ' || coalesce(column_to_column_name(p.logicalrelid, p.partkey), '') || ' ' || p.colocationid, 'local')
+			FROM pg_class c LEFT JOIN pg_dist_partition p ON p.logicalrelid = c.oid
+			WHERE c.relnamespace = 'fieldseal'::regnamespace AND c.relkind = 'r'
+			  AND (EXISTS (SELECT FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'subject') OR p.partmethod IS NOT NULL)
+			ORDER BY 1`)
+		colocation := ""
+		for _, line := range got {
+			var name, method, column, colo string
+			n, _ := fmtSscan(line, &name, &method, &column, &colo)
+			switch {
+			case name == "fieldseal.revocations":
+				if method != "n" {
+					t.Errorf("%s: revocations is %q; want a reference table", when, line)
+				}
+			case n != 4 || method != "h" || column != "subject":
+				t.Errorf("%s: %q; want it distributed by subject", when, line)
+			case colocation == "":
+				colocation = colo
+			case colo != colocation:
+				t.Errorf("%s: %q is not co-located with the others (group %s)", when, line, colocation)
+			}
+		}
+		if len(got) < 10 {
+			t.Errorf("%s: only %d subject tables: %v", when, len(got), got)
+		}
+		// The workers call fieldseal's functions (shard triggers, pushed-
+		// down queries) with the privileges they have on the coordinator.
+		const funcs = `SELECT p.oid::regprocedure::text || ' ' || coalesce(p.proacl::text, 'default') FROM pg_proc p WHERE p.pronamespace = 'fieldseal'::regnamespace ORDER BY 1`
+		want := rows(t, coord, funcs)
+		for i, w := range cc.Workers {
+			if got := rows(t, w.URL("fieldseal"), funcs); !slices.Equal(got, want) {
+				t.Errorf("%s: worker %d's functions differ from the coordinator's:\n got %q\nwant %q", when, i+1, got, want)
+			}
+			if got := rows(t, w.URL("fieldseal"), `SELECT parname || ' ' || paracl::text FROM pg_parameter_acl ORDER BY 1`); len(got) < 2 {
+				t.Errorf("%s: worker %d lets nobody set the parameter-logging settings: %q", when, i+1, got)
+			}
+		}
+	}
+	if err := migrations.Up(ctx, coord); err != nil {
+		t.Fatal(err)
+	}
+	check("after up")
+	if err := migrations.Up(ctx, coord); err != nil {
+		t.Fatalf("up again (nothing to do): %v", err)
+	}
+	m, err := migrations.Open(ctx, coord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	// The newest migration rolled back and applied again: an upgrade's
+	// way back.
+	if _, err := m.Down(ctx); err != nil {
+		t.Fatalf("down one: %v", err)
+	}
+	if err := migrations.Up(ctx, coord); err != nil {
+		t.Fatalf("up after down one: %v", err)
+	}
+	check("after down one and up")
+	if _, err := m.DownTo(ctx, 0); err != nil {
+		t.Fatalf("down to 0: %v", err)
+	}
+	for i, n := range cc.Nodes() {
+		if got := rows(t, n.URL("fieldseal"), `SELECT relname::text FROM pg_class WHERE relname LIKE '%' AND relnamespace::regnamespace::text = 'fieldseal'`); len(got) != 0 {
+			t.Errorf("after down: node %d still has relations: %q", i, got)
+		}
+		// The owner could log in for the down migrations, never after.
+		if got := rows(t, n.URL("fieldseal"), `SELECT rolname::text FROM pg_authid WHERE rolname LIKE 'fieldseal%' AND (rolcanlogin OR rolpassword IS NOT NULL)
+			UNION ALL SELECT rolename::text FROM pg_dist_authinfo WHERE rolename LIKE 'fieldseal%'`); len(got) != 0 {
+			t.Errorf("after down: node %d lets %q log in", i, got)
+		}
+	}
+	if err := migrations.Up(ctx, coord); err != nil {
+		t.Fatalf("up after down: %v", err)
+	}
+	check("after down and up")
+}
+
+func fmtSscan(s string, v ...*string) (int, error) {
+	f := strings.Fields(s)
+	for i := range min(len(f), len(v)) {
+		*v[i] = f[i]
+	}
+	return min(len(f), len(v)), nil
+}
