@@ -31,7 +31,8 @@
 // owned by fieldseal_owner) locks the subject's head row in
 // fieldseal.audit_heads (00009: the chain's newest seq and hash), fills
 // seq, time, prev_hash and hash, and moves the head; the app role may
-// insert only the descriptive columns, so it cannot choose where an entry
+// insert only the descriptive columns (and, since 00018, the subject,
+// which row-level security holds to the transaction's), so it cannot choose where an entry
 // goes or what it hashes to, and it has no UPDATE, DELETE or TRUNCATE, nor
 // any privilege on the heads. The head row makes an append cost the same
 // however long the trail grows, whatever plan a connection has cached,

@@ -195,9 +195,9 @@ func TestPgcryptoElsewhereIsRefusedClearly(t *testing.T) {
 
 // The chains cross every version of the audit trigger and hash: 00007's
 // (searching the trail), 00009's (audit_heads, backfilled on the way up),
-// 00010's (audit_hash inlined) and 00012's (lanes: the old chain becomes
-// lane 0). Entries appended under each, up and down again, form unbroken
-// chains.
+// 00010's (audit_hash inlined), 00012's (lanes: the old chain becomes
+// lane 0) and 00018's (the hash of the entry's fields, not of its row).
+// Entries appended under each, up and down again, form unbroken chains.
 func TestAuditMigrationsKeepChains(t *testing.T) {
 	t.Parallel()
 	url := pgtest.NewEmptyDB(t)
@@ -233,12 +233,16 @@ func TestAuditMigrationsKeepChains(t *testing.T) {
 	to(0)
 	pgtest.AppendAudit(t, url, "bob", 1)
 	pgtest.AppendAuditLanes(t, url, "alice", 3, 2) // lanes 1 and 2 beside the old chain
+	to(17)
+	pgtest.AppendAudit(t, url, "bob", 1) // 00012's trigger, hashing the row
+	to(0)
+	pgtest.AppendAudit(t, url, "bob", 1) // 00018's, hashing the fields
 	rep, err := db.VerifyAuditTrail(context.Background(), url, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Breaks) != 0 || rep.Entries != 16 || rep.Subjects != 3 {
-		t.Errorf("after up and down across the audit migrations: %+v; want 16 entries in 3 intact subjects", rep)
+	if len(rep.Breaks) != 0 || rep.Entries != 18 || rep.Subjects != 3 {
+		t.Errorf("after up and down across the audit migrations: %+v; want 18 entries in 3 intact subjects", rep)
 	}
 	if n := query[int64](t, url, `SELECT count(DISTINCT lane) FROM fieldseal.audit_events WHERE subject = 'alice'`); n != 3 {
 		t.Errorf("alice's concurrent appends used %d lanes; want 3", n)

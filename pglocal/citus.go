@@ -93,19 +93,33 @@ func (cc *CitusCluster) CreateDatabase(ctx context.Context, database string) err
 		if err := run(ctx, n.URL("postgres"), fmt.Sprintf("CREATE DATABASE %s", pgx.Identifier{database}.Sanitize())); err != nil {
 			return err
 		}
-		err := run(ctx, n.URL(database),
-			"CREATE EXTENSION citus",
-			fmt.Sprintf("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)",
-				quote(superuser), quote("password="+n.password)))
-		if err != nil {
+		if err := run(ctx, n.URL(database), "CREATE EXTENSION citus"); err != nil {
 			return err
 		}
+	}
+	if err := cc.NodePassword(ctx, database, superuser, cc.Coordinator.password); err != nil {
+		return err
 	}
 	stmts := []string{fmt.Sprintf("SELECT citus_set_coordinator_host('127.0.0.1', %d)", cc.Coordinator.Port)}
 	for _, w := range cc.Workers {
 		stmts = append(stmts, fmt.Sprintf("SELECT citus_add_node('127.0.0.1', %d)", w.Port))
 	}
 	return run(ctx, cc.Coordinator.URL(database), stmts...)
+}
+
+// NodePassword tells every node of database the password role logs in
+// with, for the connections Citus makes between nodes as that role (its
+// queries' shards, run as the user who sent them).
+func (cc *CitusCluster) NodePassword(ctx context.Context, database, role, password string) error {
+	for _, n := range cc.Nodes() {
+		err := run(ctx, n.URL(database),
+			fmt.Sprintf("DELETE FROM pg_dist_authinfo WHERE nodeid = 0 AND rolename = %s", quote(role)),
+			fmt.Sprintf("INSERT INTO pg_dist_authinfo (nodeid, rolename, authinfo) VALUES (0, %s, %s)", quote(role), quote("password="+conninfoValue(password))))
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Stop stops every node that started.
@@ -133,6 +147,11 @@ func run(ctx context.Context, url string, stmts ...string) error {
 		}
 	}
 	return nil
+}
+
+// conninfoValue quotes v for a libpq connection string.
+func conninfoValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // quote is a SQL string literal of s (standard_conforming_strings on).

@@ -37,16 +37,16 @@ func TestAuditVerifyDetectsTampering(t *testing.T) {
 		{"inserted without the trigger", `SET session_replication_role = replica;
 			UPDATE fieldseal.audit_events SET seq = seq + 100 WHERE subject = 'alice' AND seq >= 3;
 			UPDATE fieldseal.audit_events SET seq = seq - 99 WHERE subject = 'alice' AND seq >= 103;
-			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
-			SELECT 'alice', 3, now(), 'record.delete', 'ok', hash, hash FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
+			INSERT INTO fieldseal.audit_events (subject, lane, seq, at, action, outcome, prev_hash, hash)
+			SELECT 'alice', 0, 3, now(), 'record.delete', 'ok', hash, hash FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 2`,
 			`subject "alice" lane 0 at entry 3: its contents do not match its hash`},
 		{"newest entries deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice' AND seq >= 4`,
 			`subject "alice" lane 0 at entry 4: entries 4 to 5 are missing: the newest entries were deleted`},
 		{"whole chain deleted", `DELETE FROM fieldseal.audit_events WHERE subject = 'alice'`,
 			`subject "alice" lane 0 at entry 1: every entry (1 to 5) is missing`},
 		{"appended without the trigger, hash and all", `SET session_replication_role = replica;
-			INSERT INTO fieldseal.audit_events (subject, seq, at, action, outcome, prev_hash, hash)
-			SELECT 'alice', 6, now(), 'record.delete', 'ok', hash, '\x00' FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 5;
+			INSERT INTO fieldseal.audit_events (subject, lane, seq, at, action, outcome, prev_hash, hash)
+			SELECT 'alice', 0, 6, now(), 'record.delete', 'ok', hash, '\x00' FROM fieldseal.audit_events WHERE subject = 'alice' AND seq = 5;
 			UPDATE fieldseal.audit_events e SET hash = fieldseal.audit_hash(e.prev_hash, e) WHERE subject = 'alice' AND seq = 6`,
 			`subject "alice" lane 0 at entry 6: the chain's head is entry 5: entries after it were written around the chain`},
 		{"newest entry rewritten, hash and all", `UPDATE fieldseal.audit_events e SET outcome = 'wrong_key' WHERE subject = 'alice' AND seq = 5;
