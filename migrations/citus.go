@@ -156,7 +156,9 @@ func quote(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'
 // ownerLogin runs fn with fieldseal_owner able to log in to every node
 // with a random password, which the nodes use between them
 // (pg_dist_authinfo); after it, the owner cannot log in again and the
-// password is forgotten, whatever fn returned.
+// password is forgotten, whatever fn returned. The password is in the
+// statements that set it (a node logging every statement logs it): it
+// is worth nothing once the run is over.
 func ownerLogin(ctx context.Context, adminURL string, fn func() error) (err error) {
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
