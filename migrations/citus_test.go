@@ -99,6 +99,13 @@ func TestMigrateOnCitus(t *testing.T) {
 		if len(got) < 10 {
 			t.Errorf("%s: only %d subject tables: %v", when, len(got), got)
 		}
+		// The owner could log in while migrations ran, never after.
+		for i, n := range cc.Nodes() {
+			if got := rows(t, n.URL("fieldseal"), `SELECT rolname::text FROM pg_authid WHERE rolname LIKE 'fieldseal%' AND (rolcanlogin OR rolpassword IS NOT NULL)
+				UNION ALL SELECT rolename::text FROM pg_dist_authinfo WHERE rolename LIKE 'fieldseal%'`); len(got) != 0 {
+				t.Errorf("%s: node %d lets %q log in", when, i, got)
+			}
+		}
 		// The workers call fieldseal's functions (shard triggers, pushed-
 		// down queries) with the privileges they have on the coordinator.
 		const funcs = `SELECT p.oid::regprocedure::text || ' ' || coalesce(p.proacl::text, 'default') FROM pg_proc p WHERE p.pronamespace = 'fieldseal'::regnamespace ORDER BY 1`
