@@ -229,6 +229,14 @@ func TestAuditChainOnCitus(t *testing.T) {
 			t.Fatalf("concurrent append: %v", err)
 		}
 	}
+	// The grants report, on the coordinator, finds the policy kept.
+	grants, err := db.GrantsReport(ctx, coord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(grants.Drift) != 0 {
+		t.Errorf("grants report on Citus: drift %+v", grants.Drift)
+	}
 	// The service does not run on Citus yet, and says so rather than
 	// fail request by request.
 	store, err := db.Open(ctx, db.Config{URL: cc.Coordinator.URLAs("citus_app", "citus-app-pw", "fieldseal")})
