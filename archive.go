@@ -44,9 +44,9 @@ type ArchivedEntry struct {
 	Hash     string `json:"hash"`      // hex
 }
 
-// AuditEntryHash is fieldseal.audit_hash (migration 00007): SHA-256 of the
-// previous entry's hash and the entry's fields joined by the unit
-// separator.
+// AuditEntryHash is fieldseal.audit_entry_hash (migration 00018; 00007's
+// audit_hash hashed the same bytes): SHA-256 of the previous entry's hash
+// and the entry's fields joined by the unit separator.
 func AuditEntryHash(prev []byte, e AuditEvent) []byte {
 	recordID, count := "", ""
 	if e.RecordID != nil {

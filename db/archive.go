@@ -22,8 +22,8 @@ type ArchiveResult struct {
 	Entries int64
 }
 
-// ErrTrailBroken is returned by ArchiveAudit when the trail does not
-// verify: nothing is archived from a broken trail.
+// ErrTrailBroken is returned by ArchiveAudit when an entry it would
+// archive does not verify: then nothing is archived.
 var ErrTrailBroken = errors.New("the audit trail is broken")
 
 // ArchiveAudit moves every entry older than before out of the database,

@@ -243,7 +243,7 @@ func verifyArchives(ctx context.Context, adminURL string, files []string, named 
 
 // archiveCmd moves every audit entry older than --before to a file.
 func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env func(string) (string, bool)) error {
-	f := newFlags("audit archive", "Move every audit entry older than --before out of the database into an NDJSON file that verifies without it\n(`fieldseal audit verify --archive`), recording in the database where each chain now starts.\nThe trail is verified first; a broken trail is not archived. The file is written and synced before anything is deleted.", stderr, env)
+	f := newFlags("audit archive", "Move every audit entry older than --before out of the database into an NDJSON file that verifies without it\n(`fieldseal audit verify --archive`), recording in the database where each chain now starts.\nEach entry is verified as it is written (its hash, and its link from the chain's start); a break in what would be archived archives nothing.\nThe file is written and synced before anything is deleted.", stderr, env)
 	adminURL := f.String("admin-database-url", "", "PostgreSQL URL of an admin role (a superuser, or a member of fieldseal_owner)")
 	beforeFlag := f.fs.String("before", "", "RFC 3339 time: entries older than this are archived (required)")
 	out := f.fs.String("out", "", "the archive file to create; it must not exist (required)")
