@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -56,43 +57,46 @@ func Open(ctx context.Context, adminURL string) (*Migrator, error) {
 		return nil, fmt.Errorf("create schema fieldseal_migrations: %w", err)
 	}
 	m := &Migrator{db: db, citus: citus, adminURL: adminURL}
-	if m.provider, err = newProvider(db); err != nil {
-		db.Close()
-		return nil, err
-	}
-	m.everywhere = m.provider
-	if citus {
-		// A down migration may create a trigger again: Citus takes it
-		// only with this (see distribute).
-		cfg, err := pgx.ParseConfig(adminURL)
-		if err != nil {
+	if !citus {
+		if m.provider, err = newProvider(db); err != nil {
 			db.Close()
 			return nil, err
 		}
-		cfg.RuntimeParams["citus.enable_unsafe_triggers"] = "on"
-		// A migration's DDL and function changes in one transaction:
-		// Citus needs its shard commands on one connection per node.
-		cfg.RuntimeParams["citus.multi_shard_modify_mode"] = "sequential"
-		m.everywhereDB = stdlib.OpenDB(*cfg)
-		if m.everywhere, err = newProvider(m.everywhereDB); err != nil {
-			m.Close()
-			return nil, err
-		}
-		// Up with DDL propagation off (citus.go); down with it on, so
-		// that what a down migration drops goes from the workers too.
-		cfg, err = pgx.ParseConfig(adminURL)
-		if err != nil {
-			m.Close()
-			return nil, err
-		}
-		cfg.RuntimeParams["citus.enable_ddl_propagation"] = "off"
-		m.localDB = stdlib.OpenDB(*cfg)
-		if m.provider, err = newProvider(m.localDB); err != nil {
-			m.Close()
-			return nil, err
-		}
+		m.everywhere = m.provider
+		return m, nil
+	}
+	// Up with DDL propagation off (citus.go); down, and upgrades of a
+	// distributed schema, with it on, so that what they change reaches the
+	// workers. A down migration may create a trigger again, which Citus
+	// takes only with unsafe triggers on, and changes DDL and functions in
+	// one transaction, which needs Citus's shard commands on one
+	// connection per node.
+	if m.localDB, err = openWith(adminURL, map[string]string{"citus.enable_ddl_propagation": "off"}); err == nil {
+		m.everywhereDB, err = openWith(adminURL, map[string]string{
+			"citus.enable_unsafe_triggers": "on", "citus.multi_shard_modify_mode": "sequential",
+		})
+	}
+	if err == nil {
+		m.provider, err = newProvider(m.localDB)
+	}
+	if err == nil {
+		m.everywhere, err = newProvider(m.everywhereDB)
+	}
+	if err != nil {
+		m.Close()
+		return nil, err
 	}
 	return m, nil
+}
+
+// openWith is a pool of adminURL's connections with settings at start.
+func openWith(adminURL string, settings map[string]string) (*sql.DB, error) {
+	cfg, err := pgx.ParseConfig(adminURL)
+	if err != nil {
+		return nil, err
+	}
+	maps.Copy(cfg.RuntimeParams, settings)
+	return stdlib.OpenDB(*cfg), nil
 }
 
 func newProvider(db *sql.DB) (*goose.Provider, error) {
