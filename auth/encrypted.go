@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -101,13 +103,9 @@ func (d *Decrypter) Reload() error {
 	return nil
 }
 
-// KeyIDs returns the kids of the current keys.
+// KeyIDs returns the kids of the current keys, sorted.
 func (d *Decrypter) KeyIDs() []string {
-	var ids []string
-	for kid := range d.ring.Load().keys {
-		ids = append(ids, kid)
-	}
-	return ids
+	return slices.Sorted(maps.Keys(d.ring.Load().keys))
 }
 
 func loadRing(spec string) (*keyRing, error) {

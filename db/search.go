@@ -312,11 +312,8 @@ func publicFilter(filters []fieldseal.Filter) string {
 		value, _ := json.Marshal(f.Value)
 		path := "$." + string(field)
 		fmt.Fprintf(&b, "(%s == %s", path, value)
-		switch {
-		case f.Value == "true" || f.Value == "false":
-			fmt.Fprintf(&b, " || %s == %s", path, f.Value)
-		case jsonNumber.MatchString(f.Value):
-			fmt.Fprintf(&b, " || %s == %s", path, f.Value)
+		if f.Value == "true" || f.Value == "false" || jsonNumber.MatchString(f.Value) {
+			fmt.Fprintf(&b, " || %s == %s", path, f.Value) // the value as JSON spells it
 		}
 		b.WriteString(")")
 	}

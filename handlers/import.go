@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-
+	"fmt"
 	"net/http"
 	"time"
 
@@ -78,11 +78,7 @@ func readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
 		}
 		rec, err := importRecord(line)
 		if err != nil {
-			var fe *fieldseal.Error
-			if errors.As(err, &fe) {
-				return nil, fieldseal.Errorf(fe.Code, "line %d: %s; nothing was imported", n, fe.Message)
-			}
-			return nil, err
+			return nil, placed(err, fmt.Sprintf("line %d", n), "nothing was imported")
 		}
 		if first, ok := seen[rec.ID]; ok {
 			return nil, fieldseal.Errorf(fieldseal.EINVALID, "line %d: id %s is also on line %d; nothing was imported", n, rec.ID, first)

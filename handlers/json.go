@@ -72,6 +72,17 @@ func writeJSONBody(c echo.Context, v any) error {
 	return enc.Encode(v)
 }
 
+// placed names where in a request a client's error lies (place) and what
+// followed from it (outcome) around its message; other errors pass as
+// they are.
+func placed(err error, place, outcome string) error {
+	var fe *fieldseal.Error
+	if errors.As(err, &fe) {
+		return fieldseal.Errorf(fe.Code, "%s: %s; %s", place, fe.Message, outcome)
+	}
+	return err
+}
+
 // decodeStrict reads raw, which must be one JSON object, into v, refusing
 // unknown fields.
 func decodeStrict(raw json.RawMessage, v any) error {

@@ -3,7 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -197,11 +197,7 @@ func (h *Records) batch(c echo.Context) error {
 	in := make([]fieldseal.RecordInput, len(req.Records))
 	for i, r := range req.Records {
 		if in[i], err = r.input(); err != nil {
-			var fe *fieldseal.Error
-			if errors.As(err, &fe) {
-				return fieldseal.Errorf(fe.Code, "records[%d]: %s; nothing was written", i, fe.Message)
-			}
-			return err
+			return placed(err, fmt.Sprintf("records[%d]", i), "nothing was written")
 		}
 	}
 	recs, err := h.service.CreateRecords(c.Request().Context(), caller(c), key, fieldseal.NewIDs(h.now(), len(in)), in, idem)
