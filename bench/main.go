@@ -63,6 +63,7 @@ var (
 	withBulk    = flag.Bool("bulk", true, "also run the search, batch and import rows")
 	withArchive = flag.Bool("archive", true, "also archive a million audit entries while creates go on")
 	withService = flag.Bool("service", true, "run the main rows (read, create, list; false: only the sections asked for)")
+	onCitus     = flag.Bool("citus", false, "run the main rows against a Citus coordinator and two workers on this machine (Citus installed: make test-citus installs it), with PostgreSQL's CPU per request on each node; no other rows")
 )
 
 // sample is what one measured phase saw; a row's rounds add up.
@@ -71,6 +72,7 @@ type sample struct {
 	seconds                float64 // measured time
 	lat                    []time.Duration
 	fieldseal, client, pgs float64 // CPU seconds: fieldseal serve's, the client's, PostgreSQL's
+	nodes                  []float64 // PostgreSQL's CPU seconds on each node (one but with -citus)
 }
 
 func (a *sample) add(b sample) {
@@ -80,6 +82,12 @@ func (a *sample) add(b sample) {
 	a.fieldseal += b.fieldseal
 	a.client += b.client
 	a.pgs += b.pgs
+	if a.nodes == nil {
+		a.nodes = make([]float64, len(b.nodes))
+	}
+	for i, v := range b.nodes {
+		a.nodes[i] += v
+	}
 }
 
 func (a sample) result(name string) result {
@@ -87,6 +95,9 @@ func (a sample) result(name string) result {
 	r := result{name: name, rps: float64(a.n) / a.seconds,
 		cpuPerReq: perReq(a.fieldseal), clientCPUPerReq: perReq(a.client), pgCPUPerReq: perReq(a.pgs)}
 	r.p50, r.p99 = percentiles(a.lat)
+	for _, v := range a.nodes {
+		r.nodeCPUPerReq = append(r.nodeCPUPerReq, perReq(v))
+	}
 	return r
 }
 
@@ -96,6 +107,7 @@ type result struct {
 	cpuPerReq        float64 // server CPU ms per request; 0 for pgbench rows
 	clientCPUPerReq  float64 // the client's own CPU ms per request (load generator or pgbench)
 	pgCPUPerReq      float64 // PostgreSQL's CPU ms per request, all its processes
+	nodeCPUPerReq    []float64 // the same on each node
 	bare, statements string  // the pgbench rows this one is compared with
 }
 
@@ -112,14 +124,38 @@ func main() {
 	defer os.RemoveAll(work)
 	check(os.Chmod(work, 0o755)) // PostgreSQL runs as another user when we are root
 
-	log.Print("bench: starting PostgreSQL")
-	cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(work, "pg"), Settings: map[string]string{"max_connections": "100"}})
-	check(err)
-	defer cluster.Stop()
-	pgDataDir = cluster.DataDir
-	admin := cluster.URL("postgres")
-	check(migrations.Up(ctx, admin))
-	check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
+	var admin, appURL string
+	if *onCitus {
+		// The service rows only: the others measure what does not run on
+		// Citus yet (search, import) or single-node matters.
+		*withPgbench, *withHot, *withBulk, *withArchive = false, false, false, false
+		if *out == "bench/RESULTS.md" {
+			*out = "bench/RESULTS-citus.md"
+		}
+		log.Print("bench: starting a Citus coordinator and two workers")
+		cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: filepath.Join(work, "citus"), Workers: 2, Settings: map[string]string{"max_connections": "100"}})
+		check(err)
+		defer cc.Stop()
+		check(cc.CreateDatabase(ctx, "fieldseal"))
+		for _, n := range cc.Nodes() {
+			pgDataDirs = append(pgDataDirs, n.DataDir)
+		}
+		admin = cc.Coordinator.URL("fieldseal")
+		check(migrations.Up(ctx, admin))
+		check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
+		check(cc.NodePassword(ctx, "fieldseal", "bench_app", "bench"))
+		appURL = cc.Coordinator.URLAs("bench_app", "bench", "fieldseal")
+	} else {
+		log.Print("bench: starting PostgreSQL")
+		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(work, "pg"), Settings: map[string]string{"max_connections": "100"}})
+		check(err)
+		defer cluster.Stop()
+		pgDataDirs = []string{cluster.DataDir}
+		admin = cluster.URL("postgres")
+		check(migrations.Up(ctx, admin))
+		check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
+		appURL = cluster.URLAs("bench_app", "bench", "postgres")
+	}
 
 	key := randomKey()
 	ids := seed(ctx, admin, key)
@@ -144,14 +180,14 @@ func main() {
 		tokens = append(tokens, tok)
 	}
 	srv := startServer(bin, map[string]string{
-		"FIELDSEAL_DATABASE_URL": cluster.URLAs("bench_app", "bench", "postgres") + os.Getenv("BENCH_URL_SUFFIX"), // e.g. &pool_max_conns=16
+		"FIELDSEAL_DATABASE_URL": appURL + os.Getenv("BENCH_URL_SUFFIX"), // e.g. &pool_max_conns=16
 		"FIELDSEAL_ISSUER":       iss.URL, "FIELDSEAL_AUDIENCE": audience, "FIELDSEAL_JWKS_FILE": jwks,
 		"FIELDSEAL_LISTEN": "127.0.0.1:0", "FIELDSEAL_LOG_LEVEL": "info", "FIELDSEAL_TOKEN_MAX_LIFETIME": "7h",
 		"FIELDSEAL_WRONG_KEY_SUBJECT_LIMIT": "1000", "FIELDSEAL_WRONG_KEY_LIMIT": "1000",
 	})
 	defer srv.stop()
 
-	pgURL := cluster.URLAs("bench_app", "bench", "postgres")
+	pgURL := appURL
 	vars := map[string]string{"key": key, "tokenid": "jti:bench", "jti": "bench", "secret": secret,
 		"after": "00000000-0000-0000-0000-000000000000", "maxrows": "50"}
 	queries, err := namedQueries("queries")
@@ -419,13 +455,18 @@ func load(s *server, tokens []string, key string, ids []string, method, path, bo
 		return all, errors
 	}
 	run(time.Second)
-	cpu0, self0, pg0 := s.cpuSeconds(), selfCPUSeconds(), pgCPUSeconds()
+	cpu0, self0, pg0 := s.cpuSeconds(), selfCPUSeconds(), pgCPUByNode()
 	lat, errs := run(d)
-	cpu, self, pg := s.cpuSeconds()-cpu0, selfCPUSeconds()-self0, pgCPUSeconds()-pg0
+	cpu, self, pg := s.cpuSeconds()-cpu0, selfCPUSeconds()-self0, pgCPUByNode()
+	total := 0.0
+	for i := range pg {
+		pg[i] -= pg0[i]
+		total += pg[i]
+	}
 	if errs > 0 {
 		log.Fatalf("bench: %d of %d requests failed", errs, len(lat))
 	}
-	return sample{n: len(lat), seconds: d.Seconds(), lat: lat, fieldseal: cpu, client: self, pgs: pg}
+	return sample{n: len(lat), seconds: d.Seconds(), lat: lat, fieldseal: cpu, client: self, pgs: total, nodes: pg}
 }
 
 // client is one load generator connection: each request written as
@@ -494,14 +535,33 @@ func selfCPUSeconds() float64 {
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
-// pgDataDir is the benchmark cluster's data directory.
-var pgDataDir string
+// pgDataDirs are the data directories of the benchmark's PostgreSQL
+// nodes: one, or a Citus coordinator and its workers.
+var pgDataDirs []string
+
+// pgCPUSeconds is the CPU time of every node's processes.
+func pgCPUSeconds() float64 {
+	total := 0.0
+	for _, v := range pgCPUByNode() {
+		total += v
+	}
+	return total
+}
+
+// pgCPUByNode is the CPU time of each node's processes.
+func pgCPUByNode() []float64 {
+	var out []float64
+	for _, dir := range pgDataDirs {
+		out = append(out, nodeCPUSeconds(dir))
+	}
+	return out
+}
 
 // pgCPUSeconds is the CPU time PostgreSQL has used so far: the postmaster
 // and every process it started, running (backends, background workers) or
 // ended (pgbench's backends, counted in the postmaster's children's time).
-func pgCPUSeconds() float64 {
-	b, err := os.ReadFile(filepath.Join(pgDataDir, "postmaster.pid"))
+func nodeCPUSeconds(dataDir string) float64 {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
 	check(err)
 	pid, _, _ := strings.Cut(string(b), "\n")
 	total := 0.0
@@ -629,12 +689,26 @@ func report(results, hot []result, bulk []bulkRow, peakRSS float64) {
 			fmt.Fprintf(&b, "| %s | %s |\n", r.name, r.value)
 		}
 	}
+	if *onCitus {
+		fmt.Fprintf(&b, "\nPostgreSQL CPU ms per request on each node (the coordinator, then the workers):\n\n| workload | coordinator | worker 1 | worker 2 |\n|---|---|---|---|\n")
+		for _, r := range results {
+			fmt.Fprintf(&b, "| %s |", r.name)
+			for _, v := range r.nodeCPUPerReq {
+				fmt.Fprintf(&b, " %.3f |", v)
+			}
+			b.WriteString("\n")
+		}
+	}
 	fmt.Fprintf(&b, "\nServer peak RSS: %.1f MiB.\n", peakRSS)
 	table := b.String()
 	fmt.Print("\n" + table)
 
 	var md strings.Builder
-	md.WriteString("# fieldseal benchmark\n\nWritten by `make bench` (`go run ./bench`); rerun it to refresh this file.\n\n")
+	if *onCitus {
+		md.WriteString("# fieldseal benchmark on Citus\n\nWritten by `go run ./bench -citus`: the service against a Citus coordinator and two workers, all three on this one machine (docs/scale.md reads it).\n\n")
+	} else {
+		md.WriteString("# fieldseal benchmark\n\nWritten by `make bench` (`go run ./bench`); rerun it to refresh this file.\n\n")
+	}
 	fmt.Fprintf(&md, "Concurrency %d (one subject per client), %s measured per row in %d rounds (the service's each after 1 s of warm-up); %d records of ~200-byte secrets in all; reads pick among %d records of the client's subject at random.\n\n", *concurrency, *duration, *rounds, records, readIDs)
 	md.WriteString(table)
 	md.WriteString("\n## What is compared\n\n" +

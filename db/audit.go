@@ -87,7 +87,7 @@ func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note a
 			return n, err
 		}
 		p := AppendAuditEventParams{
-			Action: note.action, Outcome: outcome, IfDecrypted: note.ifDecrypted && outcome == "ok",
+			Action: note.action, Outcome: outcome,
 			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
 		}
 		if note.recordID != nil {
@@ -95,6 +95,9 @@ func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note a
 		}
 		if note.count != nil {
 			p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
+		}
+		if note.ifDecrypted && outcome == "ok" {
+			return q.AppendAuditEventIfDecrypted(ctx, AppendAuditEventIfDecryptedParams(p))
 		}
 		return q.AppendAuditEvent(ctx, p)
 	}
@@ -113,7 +116,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 		until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	err := s.run(ctx, &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, then: func(q *Queries) error {
-		if err := q.EnableAuditReading(ctx); err != nil {
+		if err := s.enableAuditReading(ctx, q); err != nil {
 			return err
 		}
 		rows, err := q.ListAuditEvents(ctx, ListAuditEventsParams{

@@ -15,9 +15,8 @@ import (
 const appendAuditEvent = `-- name: AppendAuditEvent :execrows
 
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-SELECT $1, $2, $3, $4,
-       nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, '')
-WHERE NOT $9::boolean OR current_setting('fieldseal.decrypted', true) = 'yes'
+VALUES ($1, $2, $3, $4,
+        nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, ''))
 `
 
 type AppendAuditEventParams struct {
@@ -29,15 +28,13 @@ type AppendAuditEventParams struct {
 	ClientID    string
 	RequestID   string
 	ClientAddr  string
-	IfDecrypted bool
 }
 
 // The audit trail (migration 00007). The trigger fills seq, at, prev_hash
 // and hash; the app supplies the rest.
-// if_decrypted: append only if the transaction has decrypted what the
-// entry records (fieldseal.decrypted, set by GetRecordDecrypted when it
-// returns a plaintext), so that the entry can go in the same round trip
-// as the read, before its outcome is known. Else always.
+// VALUES, not SELECT: Citus would run an INSERT ... SELECT with no table
+// of the subject's in it through the coordinator, whose COPY to the
+// shard row-level security refuses.
 func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventParams) (int64, error) {
 	result, err := q.db.Exec(ctx, appendAuditEvent,
 		arg.Action,
@@ -48,7 +45,46 @@ func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventPara
 		arg.ClientID,
 		arg.RequestID,
 		arg.ClientAddr,
-		arg.IfDecrypted,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const appendAuditEventIfDecrypted = `-- name: AppendAuditEventIfDecrypted :execrows
+INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
+SELECT $1, $2, $3, $4,
+       nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, '')
+WHERE current_setting('fieldseal.decrypted', true) = 'yes'
+`
+
+type AppendAuditEventIfDecryptedParams struct {
+	Action      string
+	Outcome     string
+	RecordID    pgtype.UUID
+	RecordCount pgtype.Int8
+	TokenID     string
+	ClientID    string
+	RequestID   string
+	ClientAddr  string
+}
+
+// AppendAuditEvent only if the transaction has decrypted what the entry
+// records (fieldseal.decrypted, set by GetRecordDecrypted when it returns
+// a plaintext), so that the entry can go in the same round trip as the
+// read, before its outcome is known. On a single PostgreSQL only: on
+// Citus the setting stays on the worker (db/citus.go).
+func (q *Queries) AppendAuditEventIfDecrypted(ctx context.Context, arg AppendAuditEventIfDecryptedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, appendAuditEventIfDecrypted,
+		arg.Action,
+		arg.Outcome,
+		arg.RecordID,
+		arg.RecordCount,
+		arg.TokenID,
+		arg.ClientID,
+		arg.RequestID,
+		arg.ClientAddr,
 	)
 	if err != nil {
 		return 0, err
@@ -57,10 +93,12 @@ func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventPara
 }
 
 const appendAuditEvents = `-- name: AppendAuditEvents :execrows
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, token_id, client_id, request_id, client_addr)
-SELECT $1, $2, ($3::uuid[])[i],
+INSERT INTO fieldseal.audit_events (subject, action, outcome, record_id, token_id, client_id, request_id, client_addr)
+SELECT s.subject, $1, $2, ($3::uuid[])[i],
        nullif($4::text, ''), nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, '')
-FROM generate_series(1, cardinality($3::uuid[])) AS i
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($3::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i
 `
 
@@ -74,7 +112,9 @@ type AppendAuditEventsParams struct {
 	ClientAddr string
 }
 
-// One entry per record of a batch, in the order given.
+// One entry per record of a batch, in the order given. The subject's row
+// (the batch registered its key first) is there for Citus, which then
+// runs the statement on the subject's shard (see AppendAuditEvent).
 func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsParams) (int64, error) {
 	result, err := q.db.Exec(ctx, appendAuditEvents,
 		arg.Action,
@@ -628,9 +668,9 @@ func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpoin
 }
 
 const moveChainStart = `-- name: MoveChainStart :exec
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now()
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at
 `
 
 type MoveChainStartParams struct {
@@ -640,6 +680,7 @@ type MoveChainStartParams struct {
 	PrevHash []byte
 }
 
+// (archived_at: see SetCollection, search.sql.)
 func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) error {
 	_, err := q.db.Exec(ctx, moveChainStart,
 		arg.Subject,

@@ -46,13 +46,8 @@ func (s *Store) CheckSessionRole(ctx context.Context) error {
 		return fmt.Errorf("role %q owns fieldseal's schema or tables (it is fieldseal_owner or a member of it): owners can disable row-level security; connect as a login role that is a member of fieldseal_app only", r.RoleName)
 	case !r.IsApp:
 		return fmt.Errorf("role %q is not a member of fieldseal_app (run `fieldseal migrate up`, then GRANT fieldseal_app TO %s)", r.RoleName, r.RoleName)
-	case r.OnCitus:
-		// Refused rather than half working: on Citus the subject set with
-		// set_config() does not reach the workers (row-level security
-		// would refuse every write), and a query without the subject in
-		// its text runs on every shard.
-		return errors.New("this database is a Citus coordinator: fieldseal migrate distributes the schema, but fieldseal serve does not run on Citus yet; serve from a single PostgreSQL")
 	}
+	s.citus = r.OnCitus
 	return nil
 }
 

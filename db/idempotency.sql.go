@@ -11,11 +11,11 @@ import (
 
 const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 
-INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status)
-VALUES ($1::text, $2::bytea, 0)
+INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status, created_at)
+VALUES ($1::text, $2::bytea, 0, now())
 ON CONFLICT (subject, key) DO UPDATE
-    SET fingerprint = excluded.fingerprint, status = 0, header = '{}', body = '', created_at = now()
-    WHERE k.created_at <= now() - interval '24 hours'
+    SET fingerprint = excluded.fingerprint, status = 0, header = '{}', body = '', created_at = excluded.created_at
+    WHERE excluded.created_at - k.created_at >= interval '24 hours'
 RETURNING true AS claimed
 `
 
@@ -30,6 +30,7 @@ type ClaimIdempotencyKeyParams struct {
 // older than 24 hours. A key claimed by a transaction still running makes
 // this wait (bounded by lock_timeout) until that one ends. No row: the
 // key has a live answer (GetIdempotencyAnswer).
+// (created_at: see SetCollection, search.sql.)
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (bool, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey, arg.Key, arg.Fingerprint)
 	var claimed bool
@@ -38,7 +39,7 @@ func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyK
 }
 
 const getIdempotencyAnswer = `-- name: GetIdempotencyAnswer :one
-SELECT fingerprint, status, header, body FROM fieldseal.idempotency_keys WHERE key = $1::text
+SELECT fingerprint, status, header, body FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND key = $1::text
 `
 
 type GetIdempotencyAnswerRow struct {
@@ -61,7 +62,7 @@ func (q *Queries) GetIdempotencyAnswer(ctx context.Context, key string) (GetIdem
 }
 
 const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :exec
-DELETE FROM fieldseal.idempotency_keys WHERE created_at <= now() - interval '24 hours'
+DELETE FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND created_at <= now() - interval '24 hours'
 `
 
 func (q *Queries) PruneIdempotencyKeys(ctx context.Context) error {
@@ -71,7 +72,7 @@ func (q *Queries) PruneIdempotencyKeys(ctx context.Context) error {
 
 const saveIdempotencyAnswer = `-- name: SaveIdempotencyAnswer :exec
 UPDATE fieldseal.idempotency_keys SET status = $1::int, header = $2::jsonb, body = $3::bytea
-WHERE key = $4::text
+WHERE subject = current_setting('fieldseal.subject', true) AND key = $4::text
 `
 
 type SaveIdempotencyAnswerParams struct {

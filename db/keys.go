@@ -27,6 +27,9 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // search tag and the verifier under the current key; after it, all under
 // next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
+	if err := s.notOnCitus("key rotation"); err != nil {
+		return 0, err
+	}
 	var n int64
 	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionRotate, count: &n}, usesKey: true, long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())

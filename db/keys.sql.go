@@ -13,7 +13,7 @@ import (
 )
 
 const countRecords = `-- name: CountRecords :one
-SELECT count(*) FROM fieldseal.records
+SELECT count(*) FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)
 `
 
 func (q *Queries) CountRecords(ctx context.Context) (int64, error) {
@@ -27,6 +27,7 @@ const exportRecords = `-- name: ExportRecords :many
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true)
 ORDER BY id
 `
 
@@ -76,7 +77,7 @@ func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error)
 const getRecordCiphertext = `-- name: GetRecordCiphertext :one
 SELECT fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
-WHERE id = $1
+WHERE subject = current_setting('fieldseal.subject', true) AND id = $1
 `
 
 func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (string, error) {
@@ -88,7 +89,7 @@ func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (stri
 
 const listDamagedRecords = `-- name: ListDamagedRecords :many
 SELECT id FROM fieldseal.records
-WHERE fieldseal.decrypt_or_null(secret, $1::text) IS NULL
+WHERE subject = current_setting('fieldseal.subject', true) AND fieldseal.decrypt_or_null(secret, $1::text) IS NULL
 ORDER BY id
 LIMIT 20
 `
@@ -119,7 +120,7 @@ const lockKeyForRotation = `-- name: LockKeyForRotation :one
 
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
 FROM fieldseal.subjects
-WHERE current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
+WHERE subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
 FOR UPDATE
 `
 
@@ -140,22 +141,25 @@ func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, err
 
 const reencryptRecords = `-- name: ReencryptRecords :execrows
 UPDATE fieldseal.records r
-SET secret = fieldseal.pgp_sym_encrypt(d.secret, $1::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM (SELECT id, fieldseal.decrypt_or_null(secret, $2::text) AS secret FROM fieldseal.records) d
-WHERE r.id = d.id AND d.secret IS NOT NULL
+SET secret = d.secret
+FROM (SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, $1::text), $2::text, 'cipher-algo=aes256, s2k-mode=1') AS secret
+      FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)) d
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = d.id AND d.secret IS NOT NULL
 `
 
 type ReencryptRecordsParams struct {
-	NewKey string
 	OldKey string
+	NewKey string
 }
 
 // Decrypted and encrypted again inside PostgreSQL: the plaintext never
 // leaves the database. Versions do not change: the content is the same.
 // A damaged record (it does not open under the verified key) is left
 // out; the caller compares the count with CountRecords and refuses.
+// Encrypted in the subquery: Citus refuses a volatile function of the
+// row in an UPDATE's SET.
 func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, reencryptRecords, arg.NewKey, arg.OldKey)
+	result, err := q.db.Exec(ctx, reencryptRecords, arg.OldKey, arg.NewKey)
 	if err != nil {
 		return 0, err
 	}

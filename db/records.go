@@ -28,9 +28,7 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 		})
 	})
-	tagged := exec(&t.first, func(q *Queries) error {
-		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
-	})
+	tagged := s.index(ctx, &t.first, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	t.check = func() error {
 		if err := writeKey.check(); err != nil {
 			return err
@@ -104,6 +102,9 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	case len(opts.Secret) > 0:
 		if key.IsZero() || opts.Collection == "" {
 			return fieldseal.Page{}, fmt.Errorf("db: secret filters need the key and a collection")
+		}
+		if err := s.notOnCitus("search by secret fields"); err != nil {
+			return fieldseal.Page{}, err
 		}
 		s.search(ctx, t, key, opts, &page)
 	case len(opts.Public) > 0:
@@ -187,7 +188,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 			return versionOrNotFound(ctx, q, id, err)
 		}
 		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
+		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil || s.citus { // nothing is searchable on Citus (index)
 			return err
 		}
 		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))

@@ -20,6 +20,9 @@ import (
 // and later ones wait, so none commits a record of the collection
 // untagged while it is reindexed.
 func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (int64, error) {
+	if err := s.notOnCitus("a collection's searchable fields"); err != nil {
+		return 0, err
+	}
 	searchable, err := json.Marshal(c.Searchable)
 	if err != nil {
 		return 0, err
@@ -94,15 +97,13 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 	batch := batchParams(recIDs, in)
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idempotent(idem, &recs)}
 	writeKey := registerKey(ctx, &t.first, key)
-	created := query(&t.first, func(q *Queries) ([]CreateRecordsRow, error) {
-		return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
-	})
-	tagged := exec(&t.first, func(q *Queries) error { return q.IndexRecords(ctx, batch.index(key)) })
+	created := s.createRecords(ctx, &t.first, key, recIDs, in, batch)
+	tagged := s.index(ctx, &t.first, batch.index(key))
 	t.check = func() error {
 		if err := writeKey.check(); err != nil {
 			return err
 		}
-		rows, err := created.get()
+		rows, err := created()
 		if err != nil {
 			return err
 		}
@@ -136,6 +137,50 @@ type recordBatch struct {
 	secrets     []string
 }
 
+// createRecords queues a batch's inserts into b: one statement, or on
+// Citus one per record (INSERT ... VALUES): Citus writes every parameter
+// of an INSERT ... SELECT, key and plaintext among them, into the
+// statement it sends to the worker, whose log_statement would log them.
+// The result is known once b's round trip has been read.
+func (s *Store) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, batch recordBatch) func() ([]CreateRecordsRow, error) {
+	if !s.citus {
+		created := query(b, func(q *Queries) ([]CreateRecordsRow, error) {
+			return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
+		})
+		return created.get
+	}
+	each := make([]*pending[CreateRecordRow], len(in))
+	for i := range in {
+		each[i] = query(b, func(q *Queries) (CreateRecordRow, error) {
+			return q.CreateRecord(ctx, CreateRecordParams{
+				ID: uuid(recIDs[i]), Collection: in[i].Collection, Public: in[i].Public, Secret: string(in[i].Secret), Key: key.Passphrase(),
+			})
+		})
+	}
+	return func() ([]CreateRecordsRow, error) {
+		rows := make([]CreateRecordsRow, 0, len(each))
+		for _, p := range each {
+			r, err := p.get()
+			if err != nil {
+				return nil, err
+			}
+			rows = append(rows, CreateRecordsRow(r))
+		}
+		return rows, nil
+	}
+}
+
+// index queues into b the tagging of records just written, for the
+// collections with searchable fields. On Citus, where no collection has
+// any (SetCollection refuses), nothing: Citus would write the statement's
+// parameters, key and plaintext among them, into the worker's statement.
+func (s *Store) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *pending[struct{}] {
+	if s.citus {
+		return &pending[struct{}]{}
+	}
+	return exec(b, func(q *Queries) error { return q.IndexRecords(ctx, p) })
+}
+
 func batchParams(recIDs []fieldseal.ID, in []fieldseal.RecordInput) recordBatch {
 	b := recordBatch{ids: make([]pgtype.UUID, len(in)), collections: make([]string, len(in)), publics: make([][]byte, len(in)), secrets: make([]string, len(in))}
 	for i, r := range in {
@@ -153,6 +198,9 @@ func (b recordBatch) index(key fieldseal.Key) IndexRecordsParams {
 // ciphertext under the verified key and, only if all open, inserts the
 // records the subject does not have and tags them.
 func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
+	if err := s.notOnCitus("import"); err != nil {
+		return fieldseal.ImportResult{}, err
+	}
 	var res fieldseal.ImportResult
 	p := ImportRecordsParams{
 		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),

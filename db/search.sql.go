@@ -13,10 +13,12 @@ import (
 )
 
 const createRecords = `-- name: CreateRecords :many
-INSERT INTO fieldseal.records (id, collection, public, secret)
-SELECT ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
+INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
        fieldseal.pgp_sym_encrypt(($4::text[])[i], $5::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM generate_series(1, cardinality($1::uuid[])) AS i
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at
 `
@@ -39,6 +41,10 @@ type CreateRecordsRow struct {
 }
 
 // A batch: every record in one statement, in the order given.
+// The subject's row (the batch registered its key first) is there for
+// Citus, which then runs the statement on the subject's shard: an INSERT
+// ... SELECT with no table of the subject's in it would go through the
+// coordinator, whose COPY to the shard row-level security refuses.
 func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([]CreateRecordsRow, error) {
 	rows, err := q.db.Query(ctx, createRecords,
 		arg.Ids,
@@ -73,7 +79,7 @@ func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([
 }
 
 const deleteAllTags = `-- name: DeleteAllTags :exec
-DELETE FROM fieldseal.search_tags
+DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true)
 `
 
 func (q *Queries) DeleteAllTags(ctx context.Context) error {
@@ -84,7 +90,7 @@ func (q *Queries) DeleteAllTags(ctx context.Context) error {
 const deleteCollectionTags = `-- name: DeleteCollectionTags :exec
 DELETE FROM fieldseal.search_tags t
 USING fieldseal.records r
-WHERE r.id = t.record_id AND r.collection = $1::text
+WHERE t.subject = current_setting('fieldseal.subject', true) AND r.subject = current_setting('fieldseal.subject', true) AND r.id = t.record_id AND r.collection = $1::text
 `
 
 func (q *Queries) DeleteCollectionTags(ctx context.Context, collection string) error {
@@ -93,7 +99,7 @@ func (q *Queries) DeleteCollectionTags(ctx context.Context, collection string) e
 }
 
 const deleteRecordTags = `-- name: DeleteRecordTags :exec
-DELETE FROM fieldseal.search_tags WHERE record_id = $1
+DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true) AND record_id = $1
 `
 
 func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
@@ -103,7 +109,7 @@ func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
 
 const getCollection = `-- name: GetCollection :one
 
-SELECT searchable, updated_at FROM fieldseal.collections WHERE collection = $1
+SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
 `
 
 type GetCollectionRow struct {
@@ -136,7 +142,8 @@ WITH given AS MATERIALIZED (
            CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
     FROM given g
     CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM fieldseal.collections c
-                                       WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable) s
+                                       WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = g.collection
+                                         AND c.searchable <> '{}') AS searchable) s
 ), bad AS (
     SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
            array_agg(n ORDER BY n) FILTER (WHERE plain IS NOT NULL AND searchable AND doc IS NULL) AS unreadable
@@ -153,7 +160,8 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    CROSS JOIN LATERAL fieldseal.search_tags_of($8::text, o.collection, o.doc) t
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
+    CROSS JOIN LATERAL fieldseal.search_tags_in($8::text, c.subject, c.collection, c.searchable, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,
@@ -209,13 +217,15 @@ const indexCollection = `-- name: IndexCollection :one
 WITH d AS MATERIALIZED (
     SELECT id, fieldseal.decrypt_or_null(secret, $1::text) AS secret
     FROM fieldseal.records
-    WHERE collection = $2::text AND current_setting('fieldseal.key_use', true) = 'admitted'
+    WHERE subject = current_setting('fieldseal.subject', true) AND collection = $2::text AND current_setting('fieldseal.key_use', true) = 'admitted'
 ), j AS MATERIALIZED (
     SELECT id, secret IS NULL AS damaged, fieldseal.jsonb_or_null(secret) AS doc FROM d
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, $2::text, j.doc) t
+    FROM j
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
+    CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -246,32 +256,33 @@ func (q *Queries) IndexCollection(ctx context.Context, arg IndexCollectionParams
 }
 
 const indexRecords = `-- name: IndexRecords :exec
-INSERT INTO fieldseal.search_tags (record_id, field, tag)
-SELECT ($1::uuid[])[i], t.field, t.tag
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT c.subject, ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
-CROSS JOIN LATERAL fieldseal.search_tags_of($2::text, ($3::text[])[i], fieldseal.jsonb_or_null(($4::text[])[i])) t
-WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($2::text[]) AND c.searchable <> '{}')
 `
 
 type IndexRecordsParams struct {
 	Ids         []pgtype.UUID
-	Key         string
 	Collections []string
+	Key         string
 	Secrets     []string
 }
 
 // The tags of records just written with their plaintext secrets: nothing
 // for a collection without searchable fields. The EXISTS is a one-time
 // filter: when no collection written to has a searchable field,
-// search_tags_of is not called at all (a statement that calls it plans
+// search_tags_in is not called at all (a statement that calls it plans
 // its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 // with nothing to tag). sqlc knows unnest of one array only: the arrays
 // are read by subscript.
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
 	_, err := q.db.Exec(ctx, indexRecords,
 		arg.Ids,
-		arg.Key,
 		arg.Collections,
+		arg.Key,
 		arg.Secrets,
 	)
 	return err
@@ -280,7 +291,7 @@ func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) erro
 const listRecordsFiltered = `-- name: ListRecordsFiltered :many
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
-WHERE id > $1 AND ($2::text = '' OR collection = $2::text)
+WHERE subject = current_setting('fieldseal.subject', true) AND id > $1 AND ($2::text = '' OR collection = $2::text)
   AND public @@ $3::jsonpath
 ORDER BY id
 LIMIT $4
@@ -342,14 +353,14 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (
     SELECT m.id FROM fieldseal.records m
-    WHERE m.id > $1 AND ($2::text = '' OR m.collection = $2::text)
+    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > $1 AND ($2::text = '' OR m.collection = $2::text)
       AND m.public @@ $3::jsonpath
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s)
+      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     ORDER BY m.id
     LIMIT $5
 ) page
-JOIN fieldseal.records r ON r.id = page.id
+JOIN fieldseal.records r ON r.subject = current_setting('fieldseal.subject', true) AND r.id = page.id
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $4::text) AS secret) d
 ORDER BY r.id
 `
@@ -410,13 +421,13 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 }
 
 const reindexAllTags = `-- name: ReindexAllTags :exec
-INSERT INTO fieldseal.search_tags (record_id, field, tag)
-SELECT r.id, t.field, t.tag
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT r.subject, r.id, t.field, t.tag
 FROM fieldseal.records r
-JOIN fieldseal.collections c ON c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, r.collection,
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
-WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
 
 // After a rotation: every tag again, under the new key (DeleteAllTags
@@ -433,26 +444,29 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (
     SELECT m.id FROM fieldseal.records m
-    WHERE m.collection = $1::text AND m.id > $2
+    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.collection = $1::text AND m.id > $2
       AND m.id IN (
           -- The filters' tags, computed once (an InitPlan), found through
           -- the (subject, tag) index. A tag is bound to its field by its
           -- key, so a record matching every filter has one per field.
           SELECT t.record_id
           FROM fieldseal.search_tags t
-          WHERE t.tag = ANY (ARRAY(
+          WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM unnest($3::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags($4::text, $1::text, f.field, ($5::text[])[f.i]) q))
+              FROM fieldseal.collections c
+              CROSS JOIN LATERAL unnest($3::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in($4::text, c.subject, c.collection, c.searchable,
+                                                                f.field, ($5::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $1::text))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality($3::text[]))
       AND ($6::jsonpath IS NULL OR m.public @@ $6::jsonpath)
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s)
+      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     ORDER BY m.id
     LIMIT $7
 ) page
-JOIN fieldseal.records r ON r.id = page.id
+JOIN fieldseal.records r ON r.subject = current_setting('fieldseal.subject', true) AND r.id = page.id
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $4::text) AS secret) d
 ORDER BY r.id
 `
@@ -520,9 +534,9 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 }
 
 const setCollection = `-- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable)
-VALUES ($1, $2)
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now()
+INSERT INTO fieldseal.collections (collection, searchable, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at
 `
 
 type SetCollectionParams struct {
@@ -530,6 +544,8 @@ type SetCollectionParams struct {
 	Searchable []byte
 }
 
+// now() in VALUES, excluded's in DO UPDATE: Citus wants the functions of
+// DO UPDATE SET immutable.
 func (q *Queries) SetCollection(ctx context.Context, arg SetCollectionParams) error {
 	_, err := q.db.Exec(ctx, setCollection, arg.Collection, arg.Searchable)
 	return err

@@ -446,7 +446,7 @@ func TestReadEntryOnlyIfDecrypted(t *testing.T) {
 				if tc.read {
 					_, _ = q.GetRecordDecrypted(ctx, db.GetRecordDecryptedParams{ID: id, Key: tc.key})
 				}
-				n, err := q.AppendAuditEvent(ctx, db.AppendAuditEventParams{Action: "record.read", Outcome: "ok", RecordID: id, IfDecrypted: true})
+				n, err := q.AppendAuditEventIfDecrypted(ctx, db.AppendAuditEventIfDecryptedParams{Action: "record.read", Outcome: "ok", RecordID: id})
 				if err != nil {
 					t.Fatal(err)
 				}

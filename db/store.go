@@ -13,6 +13,9 @@ type Store struct {
 	pool   *pgxpool.Pool
 	health *pgxpool.Pool // one connection for /readyz and revocation polls
 	cfg    Config        // with its defaults filled in
+	// citus: the database is a Citus coordinator (see citus.go). Set by
+	// CheckSessionRole, before any request.
+	citus bool
 	// exports holds a token per export running: at most a quarter of the
 	// pool's connections stream exports at once (see Export).
 	exports chan struct{}

@@ -19,7 +19,7 @@ WITH f AS (
         coalesce(max(window_start) FILTER (WHERE token_id = $3::text), now())::timestamptz AS token_window_start,
         coalesce(max(window_start), now())::timestamptz AS subject_window_start
     FROM fieldseal.key_failures
-    WHERE window_start > now() - make_interval(secs => $4::int)
+    WHERE subject = current_setting('fieldseal.subject', true) AND window_start > now() - make_interval(secs => $4::int)
 )
 SELECT f.token_failures, f.subject_failures, f.token_window_start, f.subject_window_start,
        set_config('fieldseal.key_use',
@@ -73,7 +73,7 @@ func (q *Queries) AdmitKeyUse(ctx context.Context, arg AdmitKeyUseParams) (Admit
 
 const pruneKeyFailures = `-- name: PruneKeyFailures :exec
 DELETE FROM fieldseal.key_failures
-WHERE window_start <= now() - make_interval(secs => $1::int)
+WHERE subject = current_setting('fieldseal.subject', true) AND window_start <= now() - make_interval(secs => $1::int)
 `
 
 func (q *Queries) PruneKeyFailures(ctx context.Context, windowSeconds int32) error {
@@ -85,9 +85,9 @@ const recordKeyFailure = `-- name: RecordKeyFailure :exec
 INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
 VALUES ($1::text, now(), 1, $2::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET
-    failures = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.failures + 1 ELSE 1 END,
-    window_start = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_start ELSE now() END,
-    window_seconds = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_seconds ELSE excluded.window_seconds END
+    failures = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.failures + 1 ELSE 1 END,
+    window_start = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.window_start ELSE excluded.window_start END,
+    window_seconds = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.window_seconds ELSE excluded.window_seconds END
 `
 
 type RecordKeyFailureParams struct {
@@ -96,7 +96,10 @@ type RecordKeyFailureParams struct {
 }
 
 // A row keeps its own window's length (migration 00015): within it the
-// count only grows; once it has passed, a new window starts.
+// count only grows; once it has passed, a new window starts. (In DO
+// UPDATE, now() is excluded.window_start and the window is compared as
+// an interval: Citus wants its functions immutable, which timestamptz
+// minus interval is not; see SetCollection, search.sql.)
 func (q *Queries) RecordKeyFailure(ctx context.Context, arg RecordKeyFailureParams) error {
 	_, err := q.db.Exec(ctx, recordKeyFailure, arg.TokenID, arg.WindowSeconds)
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -107,6 +108,8 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	switch {
 	case t.caller.Subject == "":
 		return fmt.Errorf("db: empty subject")
+	case strings.ContainsRune(t.caller.Subject, 0):
+		return fmt.Errorf("db: a subject with a NUL byte")
 	case t.commitFirst && t.then != nil:
 		return errThenAfterCommit
 	}
@@ -132,7 +135,10 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	}()
 
 	// The first round trip: the preamble, t's statements and, with
-	// commitFirst, the audit entry and COMMIT.
+	// commitFirst, the audit entry and COMMIT. On Citus a transaction that
+	// uses a key hears the throttle's answer before its statements are
+	// sent (see citus.go), and commits in a round trip of its own.
+	commitFirst := t.commitFirst && !s.citus
 	first := &pgx.Batch{}
 	first.Queue(beginStatement(t.readOnly))
 	statementTimeout := s.cfg.Timeouts.Statement
@@ -143,15 +149,18 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	// auto_explain would log: a transaction that carries a key plans
 	// generically.
 	planCacheMode := "auto"
-	if t.usesKey {
+	if t.usesKey && !s.citus {
 		planCacheMode = "force_generic_plan"
 	}
-	exec(first, func(q *Queries) error {
-		return q.SetSubject(ctx, SetSubjectParams{
-			Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.cfg.Timeouts.Lock),
-			PlanCacheMode: planCacheMode,
-		})
-	})
+	settings := SetSubjectParams{
+		Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.cfg.Timeouts.Lock),
+		PlanCacheMode: planCacheMode,
+	}
+	if s.citus {
+		setLocal(first, settings)
+	} else {
+		exec(first, func(q *Queries) error { return q.SetSubject(ctx, settings) })
+	}
 	var admission *pending[AdmitKeyUseRow]
 	if t.usesKey {
 		admission = query(first, func(q *Queries) (AdmitKeyUseRow, error) {
@@ -165,18 +174,22 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	if t.idem != nil {
 		claimed = t.idem.claim(ctx, first)
 	}
-	first.QueuedQueries = append(first.QueuedQueries, t.first.QueuedQueries...)
+	work := first
+	if s.citus && t.usesKey {
+		work = &pgx.Batch{}
+	}
+	work.QueuedQueries = append(work.QueuedQueries, t.first.QueuedQueries...)
 	var appended *pending[int64]
-	if t.commitFirst {
+	if commitFirst {
 		if !t.note.quiet {
 			appended = query(first, s.appendEntry(ctx, t.caller, t.note, "ok"))
 		}
 		first.Queue("COMMIT")
 	}
-	if err := conn.SendBatch(ctx, first).Close(); err != nil {
+	if err := s.send(ctx, conn, t.caller.Subject, first); err != nil {
 		return err
 	}
-	committed = t.commitFirst
+	committed = commitFirst
 	if admission != nil {
 		a, err := admission.get()
 		if err != nil {
@@ -186,11 +199,18 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 			return s.throttled(a)
 		}
 	}
+	if work != first {
+		work.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: keyUseAdmitted}}, work.QueuedQueries...)
+		if err := s.send(ctx, conn, t.caller.Subject, work); err != nil {
+			return err
+		}
+	}
+	q := New(s.bound(conn, t.caller.Subject))
 	if claimed != nil {
 		if ok, err := claimed.get(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		} else if !ok {
-			return t.idem.answered(ctx, New(conn)) // the work just done rolls back
+			return t.idem.answered(ctx, q) // the work just done rolls back
 		}
 	}
 	if t.check != nil {
@@ -198,7 +218,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 			return err
 		}
 	}
-	if t.commitFirst {
+	if commitFirst {
 		if appended != nil {
 			if n, _ := appended.get(); n != 1 {
 				// Never serve what the trail does not record.
@@ -208,13 +228,17 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 		return nil
 	}
 	if t.then != nil {
-		if err := t.then(New(conn)); err != nil {
+		if err := t.then(q); err != nil {
 			return err
 		}
 	}
 	last := &pgx.Batch{}
 	if !t.note.quiet {
-		query(last, s.appendEntry(ctx, t.caller, t.note, "ok"))
+		// The work is done and judged: whatever it was to decrypt, it
+		// decrypted (on Citus a read's entry comes here, not with the read).
+		note := t.note
+		note.ifDecrypted = false
+		query(last, s.appendEntry(ctx, t.caller, note, "ok"))
 	}
 	if t.idem != nil {
 		if err := t.idem.save(ctx, last); err != nil {
@@ -222,7 +246,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 		}
 	}
 	last.Queue("COMMIT")
-	if err := conn.SendBatch(ctx, last).Close(); err != nil {
+	if err := s.send(ctx, conn, t.caller.Subject, last); err != nil {
 		return err
 	}
 	committed = true

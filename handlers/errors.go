@@ -123,7 +123,13 @@ func classify(err error) (code string, status int, detail string) {
 	if !ok {
 		code, status = fieldseal.EINTERNAL, http.StatusInternalServerError
 	}
-	if status >= 500 && code != fieldseal.ECORRUPT { // a damaged record's ids are the owner's to know
+	// A 5xx says no more than its status, except a damaged record (its
+	// ids are the owner's to know) and an unavailability fieldseal itself
+	// explains (a *fieldseal.Error: exports all busy, not on Citus yet);
+	// one from the database may quote it.
+	var fe *fieldseal.Error
+	explained := code == fieldseal.EUNAVAILABLE && errors.As(err, &fe) && fe.Code == code
+	if status >= 500 && code != fieldseal.ECORRUPT && !explained {
 		return code, status, http.StatusText(status)
 	}
 	return code, status, fieldseal.ErrorMessage(err)

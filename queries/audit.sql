@@ -2,14 +2,23 @@
 -- and hash; the app supplies the rest.
 
 -- name: AppendAuditEvent :execrows
--- if_decrypted: append only if the transaction has decrypted what the
--- entry records (fieldseal.decrypted, set by GetRecordDecrypted when it
--- returns a plaintext), so that the entry can go in the same round trip
--- as the read, before its outcome is known. Else always.
+-- VALUES, not SELECT: Citus would run an INSERT ... SELECT with no table
+-- of the subject's in it through the coordinator, whose COPY to the
+-- shard row-level security refuses.
+INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
+VALUES (@action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
+        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, ''));
+
+-- name: AppendAuditEventIfDecrypted :execrows
+-- AppendAuditEvent only if the transaction has decrypted what the entry
+-- records (fieldseal.decrypted, set by GetRecordDecrypted when it returns
+-- a plaintext), so that the entry can go in the same round trip as the
+-- read, before its outcome is known. On a single PostgreSQL only: on
+-- Citus the setting stays on the worker (db/citus.go).
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
 SELECT @action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
-WHERE NOT @if_decrypted::boolean OR current_setting('fieldseal.decrypted', true) = 'yes';
+WHERE current_setting('fieldseal.decrypted', true) = 'yes';
 
 -- name: EnableAuditReading :exec
 -- For audit:read requests only: lets this transaction read every subject's entries.
@@ -98,11 +107,15 @@ LEFT JOIN fieldseal.audit_events e ON e.subject = c.subject AND e.lane = c.lane 
 ORDER BY 1, 2;
 
 -- name: AppendAuditEvents :execrows
--- One entry per record of a batch, in the order given.
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, token_id, client_id, request_id, client_addr)
-SELECT @action, @outcome, (@record_ids::uuid[])[i],
+-- One entry per record of a batch, in the order given. The subject's row
+-- (the batch registered its key first) is there for Citus, which then
+-- runs the statement on the subject's shard (see AppendAuditEvent).
+INSERT INTO fieldseal.audit_events (subject, action, outcome, record_id, token_id, client_id, request_id, client_addr)
+SELECT s.subject, @action, @outcome, (@record_ids::uuid[])[i],
        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
-FROM generate_series(1, cardinality(@record_ids::uuid[])) AS i
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality(@record_ids::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i;
 
 -- name: ListAuditChainStarts :many
@@ -140,9 +153,10 @@ DELETE FROM fieldseal.audit_events
 WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
 
 -- name: MoveChainStart :exec
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
-VALUES (@subject, @lane, @seq, @prev_hash)
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now();
+-- (archived_at: see SetCollection, search.sql.)
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
+VALUES (@subject, @lane, @seq, @prev_hash, now())
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at;
 
 -- name: EnableAuditArchiving :exec
 -- For `fieldseal audit archive`: lets this transaction read every entry

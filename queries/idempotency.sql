@@ -6,19 +6,20 @@
 -- older than 24 hours. A key claimed by a transaction still running makes
 -- this wait (bounded by lock_timeout) until that one ends. No row: the
 -- key has a live answer (GetIdempotencyAnswer).
-INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status)
-VALUES (@key::text, @fingerprint::bytea, 0)
+-- (created_at: see SetCollection, search.sql.)
+INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status, created_at)
+VALUES (@key::text, @fingerprint::bytea, 0, now())
 ON CONFLICT (subject, key) DO UPDATE
-    SET fingerprint = excluded.fingerprint, status = 0, header = '{}', body = '', created_at = now()
-    WHERE k.created_at <= now() - interval '24 hours'
+    SET fingerprint = excluded.fingerprint, status = 0, header = '{}', body = '', created_at = excluded.created_at
+    WHERE excluded.created_at - k.created_at >= interval '24 hours'
 RETURNING true AS claimed;
 
 -- name: PruneIdempotencyKeys :exec
-DELETE FROM fieldseal.idempotency_keys WHERE created_at <= now() - interval '24 hours';
+DELETE FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND created_at <= now() - interval '24 hours';
 
 -- name: GetIdempotencyAnswer :one
-SELECT fingerprint, status, header, body FROM fieldseal.idempotency_keys WHERE key = @key::text;
+SELECT fingerprint, status, header, body FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND key = @key::text;
 
 -- name: SaveIdempotencyAnswer :exec
 UPDATE fieldseal.idempotency_keys SET status = @status::int, header = @header::jsonb, body = @body::bytea
-WHERE key = @key::text;
+WHERE subject = current_setting('fieldseal.subject', true) AND key = @key::text;

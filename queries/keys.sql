@@ -10,7 +10,7 @@
 -- untagged while it runs.
 SELECT fieldseal.key_matches(key_verifier, @key::text)::boolean AS matches
 FROM fieldseal.subjects
-WHERE current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
+WHERE subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
 FOR UPDATE;
 
 -- name: ReencryptRecords :execrows
@@ -18,19 +18,22 @@ FOR UPDATE;
 -- leaves the database. Versions do not change: the content is the same.
 -- A damaged record (it does not open under the verified key) is left
 -- out; the caller compares the count with CountRecords and refuses.
+-- Encrypted in the subquery: Citus refuses a volatile function of the
+-- row in an UPDATE's SET.
 UPDATE fieldseal.records r
-SET secret = fieldseal.pgp_sym_encrypt(d.secret, @new_key::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM (SELECT id, fieldseal.decrypt_or_null(secret, @old_key::text) AS secret FROM fieldseal.records) d
-WHERE r.id = d.id AND d.secret IS NOT NULL;
+SET secret = d.secret
+FROM (SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, @old_key::text), @new_key::text, 'cipher-algo=aes256, s2k-mode=1') AS secret
+      FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)) d
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = d.id AND d.secret IS NOT NULL;
 
 -- name: CountRecords :one
-SELECT count(*) FROM fieldseal.records;
+SELECT count(*) FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true);
 
 -- name: ListDamagedRecords :many
 -- The records that do not open under a verified key: a rotation's refusal
 -- names them.
 SELECT id FROM fieldseal.records
-WHERE fieldseal.decrypt_or_null(secret, @key::text) IS NULL
+WHERE subject = current_setting('fieldseal.subject', true) AND fieldseal.decrypt_or_null(secret, @key::text) IS NULL
 ORDER BY id
 LIMIT 20;
 
@@ -42,7 +45,7 @@ SELECT fieldseal.replace_key_verifier(@old_key::text, @new_key::text)::boolean A
 -- name: GetRecordCiphertext :one
 SELECT fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
-WHERE id = @id;
+WHERE subject = current_setting('fieldseal.subject', true) AND id = @id;
 
 -- name: ExportRecords :many
 -- Every record of the subject, in id order, in one statement: one
@@ -53,4 +56,5 @@ WHERE id = @id;
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true)
 ORDER BY id;

@@ -17,8 +17,8 @@ SELECT r.rolname::text AS role_name,
            SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'fieldseal' AND pg_has_role(current_user, c.relowner, 'MEMBER')
        ) AS owns_objects,
-       -- A Citus coordinator: the schema can be distributed (fieldseal
-       -- migrate does it), the service cannot run on it yet.
+       -- A Citus coordinator: the Store names each statement's subject
+       -- (db/citus.go).
        EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS on_citus
 FROM pg_catalog.pg_roles r
 WHERE r.rolname = current_user;

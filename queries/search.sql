@@ -4,17 +4,19 @@
 -- tries a key requires fieldseal.key_use = 'admitted'.
 
 -- name: GetCollection :one
-SELECT searchable, updated_at FROM fieldseal.collections WHERE collection = @collection;
+SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
 
 -- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable)
-VALUES (@collection, @searchable)
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now();
+-- now() in VALUES, excluded's in DO UPDATE: Citus wants the functions of
+-- DO UPDATE SET immutable.
+INSERT INTO fieldseal.collections (collection, searchable, updated_at)
+VALUES (@collection, @searchable, now())
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at;
 
 -- name: DeleteCollectionTags :exec
 DELETE FROM fieldseal.search_tags t
 USING fieldseal.records r
-WHERE r.id = t.record_id AND r.collection = @collection::text;
+WHERE t.subject = current_setting('fieldseal.subject', true) AND r.subject = current_setting('fieldseal.subject', true) AND r.id = t.record_id AND r.collection = @collection::text;
 
 -- name: IndexCollection :one
 -- Every record of the collection decrypted once, inside PostgreSQL, and
@@ -24,13 +26,15 @@ WHERE r.id = t.record_id AND r.collection = @collection::text;
 WITH d AS MATERIALIZED (
     SELECT id, fieldseal.decrypt_or_null(secret, @key::text) AS secret
     FROM fieldseal.records
-    WHERE collection = @collection::text AND current_setting('fieldseal.key_use', true) = 'admitted'
+    WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection::text AND current_setting('fieldseal.key_use', true) = 'admitted'
 ), j AS MATERIALIZED (
     SELECT id, secret IS NULL AS damaged, fieldseal.jsonb_or_null(secret) AS doc FROM d
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, @collection::text, j.doc) t
+    FROM j
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
+    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -41,33 +45,34 @@ FROM j;
 -- The tags of records just written with their plaintext secrets: nothing
 -- for a collection without searchable fields. The EXISTS is a one-time
 -- filter: when no collection written to has a searchable field,
--- search_tags_of is not called at all (a statement that calls it plans
+-- search_tags_in is not called at all (a statement that calls it plans
 -- its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 -- with nothing to tag). sqlc knows unnest of one array only: the arrays
 -- are read by subscript.
-INSERT INTO fieldseal.search_tags (record_id, field, tag)
-SELECT (@ids::uuid[])[i], t.field, t.tag
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT c.subject, (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
-CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t
-WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
-DELETE FROM fieldseal.search_tags WHERE record_id = @id;
+DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true) AND record_id = @id;
 
 -- name: ReindexAllTags :exec
 -- After a rotation: every tag again, under the new key (DeleteAllTags
 -- first). Only records of collections with searchable fields are
 -- decrypted.
-INSERT INTO fieldseal.search_tags (record_id, field, tag)
-SELECT r.id, t.field, t.tag
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT r.subject, r.id, t.field, t.tag
 FROM fieldseal.records r
-JOIN fieldseal.collections c ON c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, r.collection,
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
-WHERE current_setting('fieldseal.key_use', true) = 'admitted';
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
 
 -- name: DeleteAllTags :exec
-DELETE FROM fieldseal.search_tags;
+DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true);
 
 -- name: SearchRecordsDecrypted :many
 -- The records of one collection whose tags match every secret filter
@@ -79,26 +84,29 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (
     SELECT m.id FROM fieldseal.records m
-    WHERE m.collection = @collection::text AND m.id > @after
+    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.collection = @collection::text AND m.id > @after
       AND m.id IN (
           -- The filters' tags, computed once (an InitPlan), found through
           -- the (subject, tag) index. A tag is bound to its field by its
           -- key, so a record matching every filter has one per field.
           SELECT t.record_id
           FROM fieldseal.search_tags t
-          WHERE t.tag = ANY (ARRAY(
+          WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, (@values::text[])[f.i]) q))
+              FROM fieldseal.collections c
+              CROSS JOIN LATERAL unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in(@key::text, c.subject, c.collection, c.searchable,
+                                                                f.field, (@values::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality(@fields::text[]))
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR m.public @@ sqlc.narg(public_filter)::jsonpath)
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
+      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     ORDER BY m.id
     LIMIT @max_rows
 ) page
-JOIN fieldseal.records r ON r.id = page.id
+JOIN fieldseal.records r ON r.subject = current_setting('fieldseal.subject', true) AND r.id = page.id
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
 ORDER BY r.id;
 
@@ -107,7 +115,7 @@ ORDER BY r.id;
 -- jsonpath predicate, served by the records_public GIN index); no key.
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
-WHERE id > @after AND (@collection::text = '' OR collection = @collection::text)
+WHERE subject = current_setting('fieldseal.subject', true) AND id > @after AND (@collection::text = '' OR collection = @collection::text)
   AND public @@ @public_filter::jsonpath
 ORDER BY id
 LIMIT @max_rows;
@@ -119,23 +127,29 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (
     SELECT m.id FROM fieldseal.records m
-    WHERE m.id > @after AND (@collection::text = '' OR m.collection = @collection::text)
+    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > @after AND (@collection::text = '' OR m.collection = @collection::text)
       AND m.public @@ @public_filter::jsonpath
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s)
+      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     ORDER BY m.id
     LIMIT @max_rows
 ) page
-JOIN fieldseal.records r ON r.id = page.id
+JOIN fieldseal.records r ON r.subject = current_setting('fieldseal.subject', true) AND r.id = page.id
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
 ORDER BY r.id;
 
 -- name: CreateRecords :many
 -- A batch: every record in one statement, in the order given.
-INSERT INTO fieldseal.records (id, collection, public, secret)
-SELECT (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
+-- The subject's row (the batch registered its key first) is there for
+-- Citus, which then runs the statement on the subject's shard: an INSERT
+-- ... SELECT with no table of the subject's in it would go through the
+-- coordinator, whose COPY to the shard row-level security refuses.
+INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+SELECT s.subject, (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
        fieldseal.pgp_sym_encrypt((@secrets::text[])[i], @key::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at;
 
@@ -158,7 +172,8 @@ WITH given AS MATERIALIZED (
            CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
     FROM given g
     CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM fieldseal.collections c
-                                       WHERE c.collection = g.collection AND c.searchable <> '{}') AS searchable) s
+                                       WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = g.collection
+                                         AND c.searchable <> '{}') AS searchable) s
 ), bad AS (
     SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
            array_agg(n ORDER BY n) FILTER (WHERE plain IS NOT NULL AND searchable AND doc IS NULL) AS unreadable
@@ -175,7 +190,8 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, o.collection, o.doc) t
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
+    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,

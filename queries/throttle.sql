@@ -16,7 +16,7 @@ WITH f AS (
         coalesce(max(window_start) FILTER (WHERE token_id = @token_id::text), now())::timestamptz AS token_window_start,
         coalesce(max(window_start), now())::timestamptz AS subject_window_start
     FROM fieldseal.key_failures
-    WHERE window_start > now() - make_interval(secs => @window_seconds::int)
+    WHERE subject = current_setting('fieldseal.subject', true) AND window_start > now() - make_interval(secs => @window_seconds::int)
 )
 SELECT f.token_failures, f.subject_failures, f.token_window_start, f.subject_window_start,
        set_config('fieldseal.key_use',
@@ -27,14 +27,17 @@ FROM f;
 
 -- name: RecordKeyFailure :exec
 -- A row keeps its own window's length (migration 00015): within it the
--- count only grows; once it has passed, a new window starts.
+-- count only grows; once it has passed, a new window starts. (In DO
+-- UPDATE, now() is excluded.window_start and the window is compared as
+-- an interval: Citus wants its functions immutable, which timestamptz
+-- minus interval is not; see SetCollection, search.sql.)
 INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
 VALUES (@token_id::text, now(), 1, @window_seconds::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET
-    failures = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.failures + 1 ELSE 1 END,
-    window_start = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_start ELSE now() END,
-    window_seconds = CASE WHEN k.window_start > now() - make_interval(secs => k.window_seconds) THEN k.window_seconds ELSE excluded.window_seconds END;
+    failures = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.failures + 1 ELSE 1 END,
+    window_start = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.window_start ELSE excluded.window_start END,
+    window_seconds = CASE WHEN excluded.window_start - k.window_start < k.window_seconds * interval '1 second' THEN k.window_seconds ELSE excluded.window_seconds END;
 
 -- name: PruneKeyFailures :exec
 DELETE FROM fieldseal.key_failures
-WHERE window_start <= now() - make_interval(secs => @window_seconds::int);
+WHERE subject = current_setting('fieldseal.subject', true) AND window_start <= now() - make_interval(secs => @window_seconds::int);

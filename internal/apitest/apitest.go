@@ -1,6 +1,7 @@
 // Package apitest runs fieldseal's real HTTP API for tests: a database of
 // the test's own, an identity provider over HTTP (discovery and JWKS),
 // the app role's pool, and the handlers, on an httptest server.
+// With FIELDSEAL_TEST_SHOW_LOG=1 a test that fails prints the API's log.
 package apitest
 
 import (
@@ -9,6 +10,7 @@ import (
 	"crypto/rsa"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 
@@ -67,6 +69,11 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler)
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		if t.Failed() && os.Getenv("FIELDSEAL_TEST_SHOW_LOG") == "1" {
+			t.Logf("the API's log:\n%s", logBuf.String())
+		}
+	})
 	return &Server{URL: srv.URL, IdP: idp, Log: logBuf}
 }
 

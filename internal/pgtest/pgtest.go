@@ -39,13 +39,20 @@ var server struct {
 	appRole     string
 	appPassword string
 	cluster     *pglocal.Cluster
-	bouncer     *pglocal.PgBouncer // with FIELDSEAL_TEST_PGBOUNCER=1
-	mu          sync.Mutex         // serialises CREATE DATABASE ... TEMPLATE
+	bouncer     *pglocal.PgBouncer    // with FIELDSEAL_TEST_PGBOUNCER=1
+	citus       *pglocal.CitusCluster // with FIELDSEAL_TEST_CITUS=1
+	mu          sync.Mutex            // serialises CREATE DATABASE ... TEMPLATE
 }
 
 // PgBouncerVariable, set to 1, puts a PgBouncer between the app role and
 // the server.
 const PgBouncerVariable = "FIELDSEAL_TEST_PGBOUNCER"
+
+// CitusVariable, set to 1, runs the tests on a Citus coordinator with two
+// workers, started from the installed binaries (Citus must be installed:
+// make test-citus does it): each test's database is created on every
+// node and migrated, which distributes it.
+const CitusVariable = "FIELDSEAL_TEST_CITUS"
 
 // Main runs m against a real PostgreSQL; call it from TestMain.
 func Main(m *testing.M) {
@@ -55,6 +62,36 @@ func Main(m *testing.M) {
 func run(m *testing.M) int {
 	ctx := context.Background()
 	raw := os.Getenv("FIELDSEAL_TEST_DATABASE_URL")
+	if os.Getenv(CitusVariable) == "1" {
+		dir, err := os.MkdirTemp("", "fieldseal-test-citus-")
+		if err == nil {
+			err = os.Chmod(dir, 0o755) // the nodes run as another user when we are root
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: dir, Workers: 2, Settings: map[string]string{
+			"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
+			// Fewer shards than the default 32: each test distributes a
+			// database of its own.
+			"citus.shard_count": "8",
+			// Every statement logged on every node, for the tests that
+			// look for secrets there (CitusNodeLogs).
+			"log_statement": "all",
+			// Single- and multi-shard executions, counted per database
+			// (citus_stat_counters): the tests check requests stay on one shard.
+			"citus.enable_stat_counters": "on",
+		}})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pgtest: cannot start a Citus cluster:", err)
+			return 1
+		}
+		defer cc.Stop()
+		server.citus = cc
+		raw = cc.Coordinator.URL("postgres")
+	}
 	if raw == "" {
 		dir, err := os.MkdirTemp("", "fieldseal-test-pg-")
 		if err != nil {
@@ -114,6 +151,9 @@ func run(m *testing.M) int {
 }
 
 func setup(ctx context.Context) error {
+	if server.citus != nil {
+		return nil // each test's database is made and migrated in NewDB
+	}
 	if err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{server.template}.Sanitize())); err != nil {
 		return err
 	}
@@ -145,6 +185,9 @@ func NewDB(t testing.TB) DB {
 	t.Helper()
 	ctx := context.Background()
 	name := "fieldseal_t_" + randomName()
+	if server.citus != nil {
+		return newCitusDB(t, name)
+	}
 	server.mu.Lock()
 	err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s TEMPLATE %s`,
 		pgx.Identifier{name}.Sanitize(), pgx.Identifier{server.template}.Sanitize()))
@@ -166,6 +209,56 @@ func NewDB(t testing.TB) DB {
 		d.AppURL, d.TransactionPooler = dbURL(&app, name), true
 	}
 	return d
+}
+
+// newCitusDB creates database name on every node of the Citus cluster,
+// migrates it (which distributes it) and lets the app role in.
+func newCitusDB(t testing.TB, name string) DB {
+	t.Helper()
+	ctx := context.Background()
+	cc := server.citus
+	server.mu.Lock()
+	defer server.mu.Unlock()
+	t.Cleanup(func() {
+		for _, n := range cc.Nodes() {
+			if err := adminExecAt(context.Background(), n.URL("postgres"), fmt.Sprintf(`DROP DATABASE IF EXISTS %s WITH (FORCE)`, pgx.Identifier{name}.Sanitize())); err != nil {
+				t.Errorf("drop test database: %v", err)
+			}
+		}
+	})
+	coord := cc.Coordinator.URL(name)
+	err := cc.CreateDatabase(ctx, name)
+	if err == nil {
+		err = migrations.Up(ctx, coord)
+	}
+	if err == nil {
+		err = migrations.EnsureAppLogin(ctx, coord, server.appRole, server.appPassword)
+	}
+	if err == nil {
+		err = cc.NodePassword(ctx, name, server.appRole, server.appPassword)
+	}
+	if err != nil {
+		t.Fatalf("create a distributed test database: %v", err)
+	}
+	app := cc.Coordinator.URLAs(server.appRole, server.appPassword, name)
+	return DB{Name: name, AdminURL: coord, AppURL: app, DirectAppURL: app}
+}
+
+// Citus reports whether the tests run on a Citus cluster
+// (FIELDSEAL_TEST_CITUS=1).
+func Citus() bool { return server.citus != nil }
+
+// CitusNodeLogs returns the server log file of every node of the Citus
+// cluster, coordinator first; nil when the tests do not run on Citus.
+func CitusNodeLogs() []string {
+	if server.citus == nil {
+		return nil
+	}
+	var logs []string
+	for _, n := range server.citus.Nodes() {
+		logs = append(logs, n.LogFile)
+	}
+	return logs
 }
 
 // NewEmptyDB creates an unmigrated database for t, dropped when t ends, and
@@ -213,9 +306,13 @@ func BinDir(t testing.TB) string {
 }
 
 func adminExec(ctx context.Context, database, sql string) error {
+	return adminExecAt(ctx, dbURL(server.adminURL, database), sql)
+}
+
+func adminExecAt(ctx context.Context, url, sql string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dbURL(server.adminURL, database))
+	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
 		return err
 	}
