@@ -27,7 +27,7 @@ test-citus:
 	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
 	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \
 	  echo "Citus is not installed and $(CITUS_BUILD) is missing: install Citus 13 for PostgreSQL 15, or set CITUS_BUILD"; exit 1; fi
-	$(GO) test -tags citus -count=1 -run Citus ./migrations/
+	$(GO) test -tags citus -count=1 -run Citus ./migrations/ ./cmd/fieldseal/
 	FIELDSEAL_TEST_CITUS=1 $(GO) test -tags citus -count=1 -run '$(CITUS_API_TESTS)' ./handlers/
 
 build:

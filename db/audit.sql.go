@@ -668,9 +668,9 @@ func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpoin
 }
 
 const moveChainStart = `-- name: MoveChainStart :exec
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
-VALUES ($1, $2, $3, $4, now())
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now()
 `
 
 type MoveChainStartParams struct {
@@ -680,7 +680,6 @@ type MoveChainStartParams struct {
 	PrevHash []byte
 }
 
-// (archived_at: see SetCollection, search.sql.)
 func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) error {
 	_, err := q.db.Exec(ctx, moveChainStart,
 		arg.Subject,

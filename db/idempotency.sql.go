@@ -30,7 +30,8 @@ type ClaimIdempotencyKeyParams struct {
 // older than 24 hours. A key claimed by a transaction still running makes
 // this wait (bounded by lock_timeout) until that one ends. No row: the
 // key has a live answer (GetIdempotencyAnswer).
-// (created_at: see SetCollection, search.sql.)
+// (now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+// functions immutable.)
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (bool, error) {
 	row := q.db.QueryRow(ctx, claimIdempotencyKey, arg.Key, arg.Fingerprint)
 	var claimed bool

@@ -141,25 +141,23 @@ func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, err
 
 const reencryptRecords = `-- name: ReencryptRecords :execrows
 UPDATE fieldseal.records r
-SET secret = d.secret
-FROM (SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, $1::text), $2::text, 'cipher-algo=aes256, s2k-mode=1') AS secret
+SET secret = fieldseal.pgp_sym_encrypt(d.secret, $1::text, 'cipher-algo=aes256, s2k-mode=1')
+FROM (SELECT id, fieldseal.decrypt_or_null(secret, $2::text) AS secret
       FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)) d
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = d.id AND d.secret IS NOT NULL
 `
 
 type ReencryptRecordsParams struct {
-	OldKey string
 	NewKey string
+	OldKey string
 }
 
 // Decrypted and encrypted again inside PostgreSQL: the plaintext never
 // leaves the database. Versions do not change: the content is the same.
 // A damaged record (it does not open under the verified key) is left
 // out; the caller compares the count with CountRecords and refuses.
-// Encrypted in the subquery: Citus refuses a volatile function of the
-// row in an UPDATE's SET.
 func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, reencryptRecords, arg.OldKey, arg.NewKey)
+	result, err := q.db.Exec(ctx, reencryptRecords, arg.NewKey, arg.OldKey)
 	if err != nil {
 		return 0, err
 	}

@@ -13,12 +13,10 @@ import (
 )
 
 const createRecords = `-- name: CreateRecords :many
-INSERT INTO fieldseal.records (subject, id, collection, public, secret)
-SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
+INSERT INTO fieldseal.records (id, collection, public, secret)
+SELECT ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
        fieldseal.pgp_sym_encrypt(($4::text[])[i], $5::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM fieldseal.subjects s
-CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
-WHERE s.subject = current_setting('fieldseal.subject', true)
+FROM generate_series(1, cardinality($1::uuid[])) AS i
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at
 `
@@ -41,10 +39,8 @@ type CreateRecordsRow struct {
 }
 
 // A batch: every record in one statement, in the order given.
-// The subject's row (the batch registered its key first) is there for
-// Citus, which then runs the statement on the subject's shard: an INSERT
-// ... SELECT with no table of the subject's in it would go through the
-// coordinator, whose COPY to the shard row-level security refuses.
+// (On Citus the Store inserts a batch record by record instead:
+// createRecords in db/search.go.)
 func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([]CreateRecordsRow, error) {
 	rows, err := q.db.Query(ctx, createRecords,
 		arg.Ids,
@@ -160,8 +156,7 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
-    CROSS JOIN LATERAL fieldseal.search_tags_in($8::text, c.subject, c.collection, c.searchable, o.doc) t
+    CROSS JOIN LATERAL fieldseal.search_tags_of($8::text, o.collection, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,
@@ -223,9 +218,7 @@ WITH d AS MATERIALIZED (
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
-    CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) t
+    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, $2::text, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -256,33 +249,32 @@ func (q *Queries) IndexCollection(ctx context.Context, arg IndexCollectionParams
 }
 
 const indexRecords = `-- name: IndexRecords :exec
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
-SELECT c.subject, ($1::uuid[])[i], t.field, t.tag
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
-JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
-WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($2::text[]) AND c.searchable <> '{}')
+CROSS JOIN LATERAL fieldseal.search_tags_of($2::text, ($3::text[])[i], fieldseal.jsonb_or_null(($4::text[])[i])) t
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
 `
 
 type IndexRecordsParams struct {
 	Ids         []pgtype.UUID
-	Collections []string
 	Key         string
+	Collections []string
 	Secrets     []string
 }
 
 // The tags of records just written with their plaintext secrets: nothing
 // for a collection without searchable fields. The EXISTS is a one-time
 // filter: when no collection written to has a searchable field,
-// search_tags_in is not called at all (a statement that calls it plans
+// search_tags_of is not called at all (a statement that calls it plans
 // its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 // with nothing to tag). sqlc knows unnest of one array only: the arrays
 // are read by subscript.
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
 	_, err := q.db.Exec(ctx, indexRecords,
 		arg.Ids,
-		arg.Collections,
 		arg.Key,
+		arg.Collections,
 		arg.Secrets,
 	)
 	return err
@@ -421,13 +413,13 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 }
 
 const reindexAllTags = `-- name: ReindexAllTags :exec
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
-SELECT r.subject, r.id, t.field, t.tag
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
+CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, r.collection,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
 
 // After a rotation: every tag again, under the new key (DeleteAllTags
@@ -453,11 +445,8 @@ FROM (
           FROM fieldseal.search_tags t
           WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM fieldseal.collections c
-              CROSS JOIN LATERAL unnest($3::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in($4::text, c.subject, c.collection, c.searchable,
-                                                                f.field, ($5::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $1::text))
+              FROM unnest($3::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags($4::text, $1::text, f.field, ($5::text[])[f.i]) q))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality($3::text[]))
       AND ($6::jsonpath IS NULL OR m.public @@ $6::jsonpath)
@@ -534,9 +523,9 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 }
 
 const setCollection = `-- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable, updated_at)
-VALUES ($1, $2, now())
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at
+INSERT INTO fieldseal.collections (collection, searchable)
+VALUES ($1, $2)
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now()
 `
 
 type SetCollectionParams struct {
@@ -544,8 +533,6 @@ type SetCollectionParams struct {
 	Searchable []byte
 }
 
-// now() in VALUES, excluded's in DO UPDATE: Citus wants the functions of
-// DO UPDATE SET immutable.
 func (q *Queries) SetCollection(ctx context.Context, arg SetCollectionParams) error {
 	_, err := q.db.Exec(ctx, setCollection, arg.Collection, arg.Searchable)
 	return err

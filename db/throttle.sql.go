@@ -98,8 +98,8 @@ type RecordKeyFailureParams struct {
 // A row keeps its own window's length (migration 00015): within it the
 // count only grows; once it has passed, a new window starts. (In DO
 // UPDATE, now() is excluded.window_start and the window is compared as
-// an interval: Citus wants its functions immutable, which timestamptz
-// minus interval is not; see SetCollection, search.sql.)
+// an interval: Citus wants its functions immutable, which now() and
+// timestamptz minus interval are not.)
 func (q *Queries) RecordKeyFailure(ctx context.Context, arg RecordKeyFailureParams) error {
 	_, err := q.db.Exec(ctx, recordKeyFailure, arg.TokenID, arg.WindowSeconds)
 	return err

@@ -147,7 +147,8 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	}
 	// A custom plan folds bind values into constants, which a verbose
 	// auto_explain would log: a transaction that carries a key plans
-	// generically.
+	// generically. Not on Citus, which cannot distribute a generic plan
+	// of most statements (docs/scale.md says what to leave off there).
 	planCacheMode := "auto"
 	if t.usesKey && !s.citus {
 		planCacheMode = "force_generic_plan"

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -55,6 +56,11 @@ func StartCitus(ctx context.Context, opts CitusOptions) (*CitusCluster, error) {
 		// client certificates in the home directory of whoever runs us.
 		"citus.node_conninfo": "sslmode=disable",
 		"max_connections":     "200",
+		// As many connections to each worker kept open between
+		// transactions as fieldseal's default pool holds: with Citus's
+		// default of 1, most transactions open one, which costs the worker
+		// more than the request (docs/scale.md).
+		"citus.max_cached_conns_per_worker": "16",
 	}
 	for k, v := range opts.Settings {
 		settings[k] = v
@@ -65,8 +71,21 @@ func StartCitus(ctx context.Context, opts CitusOptions) (*CitusCluster, error) {
 		if i > 0 {
 			name = fmt.Sprintf("worker%d", i)
 		}
-		c, err := Start(ctx, Options{Dir: filepath.Join(opts.Dir, name), Settings: settings, Password: pw})
+		// A node restarts on the port it had: the coordinator's metadata
+		// names the workers by host and port.
+		portFile := filepath.Join(opts.Dir, name+".port")
+		port := 0
+		if b, err := os.ReadFile(portFile); err == nil {
+			port, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		c, err := Start(ctx, Options{Dir: filepath.Join(opts.Dir, name), Settings: settings, Password: pw, Port: port})
+		if err == nil && port == 0 {
+			err = os.WriteFile(portFile, []byte(strconv.Itoa(c.Port)+"\n"), 0o600)
+		}
 		if err != nil {
+			if c != nil {
+				c.Stop()
+			}
 			cc.Stop()
 			return nil, fmt.Errorf("start the Citus %s: %w", name, err)
 		}

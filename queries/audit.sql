@@ -153,10 +153,9 @@ DELETE FROM fieldseal.audit_events
 WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
 
 -- name: MoveChainStart :exec
--- (archived_at: see SetCollection, search.sql.)
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
-VALUES (@subject, @lane, @seq, @prev_hash, now())
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at;
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
+VALUES (@subject, @lane, @seq, @prev_hash)
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now();
 
 -- name: EnableAuditArchiving :exec
 -- For `fieldseal audit archive`: lets this transaction read every entry

@@ -6,7 +6,8 @@
 -- older than 24 hours. A key claimed by a transaction still running makes
 -- this wait (bounded by lock_timeout) until that one ends. No row: the
 -- key has a live answer (GetIdempotencyAnswer).
--- (created_at: see SetCollection, search.sql.)
+-- (now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+-- functions immutable.)
 INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status, created_at)
 VALUES (@key::text, @fingerprint::bytea, 0, now())
 ON CONFLICT (subject, key) DO UPDATE

@@ -18,11 +18,9 @@ FOR UPDATE;
 -- leaves the database. Versions do not change: the content is the same.
 -- A damaged record (it does not open under the verified key) is left
 -- out; the caller compares the count with CountRecords and refuses.
--- Encrypted in the subquery: Citus refuses a volatile function of the
--- row in an UPDATE's SET.
 UPDATE fieldseal.records r
-SET secret = d.secret
-FROM (SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, @old_key::text), @new_key::text, 'cipher-algo=aes256, s2k-mode=1') AS secret
+SET secret = fieldseal.pgp_sym_encrypt(d.secret, @new_key::text, 'cipher-algo=aes256, s2k-mode=1')
+FROM (SELECT id, fieldseal.decrypt_or_null(secret, @old_key::text) AS secret
       FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)) d
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = d.id AND d.secret IS NOT NULL;
 

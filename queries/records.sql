@@ -4,7 +4,7 @@
 -- statement also says so itself, for every table it reads:
 -- "x.subject = current_setting('fieldseal.subject', true)", which on
 -- Citus the Store writes as the subject's literal (Store.bind), so that
--- Citus runs the statement on that subject's shard alone (migration 00019).
+-- Citus runs the statement on that subject's shard alone (docs/scale.md).
 --
 -- A statement that tries a key (key_matches, pgp_sym_decrypt) requires
 -- current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (throttle.sql) says so

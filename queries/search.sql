@@ -7,11 +7,9 @@
 SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
 
 -- name: SetCollection :exec
--- now() in VALUES, excluded's in DO UPDATE: Citus wants the functions of
--- DO UPDATE SET immutable.
-INSERT INTO fieldseal.collections (collection, searchable, updated_at)
-VALUES (@collection, @searchable, now())
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at;
+INSERT INTO fieldseal.collections (collection, searchable)
+VALUES (@collection, @searchable)
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now();
 
 -- name: DeleteCollectionTags :exec
 DELETE FROM fieldseal.search_tags t
@@ -32,9 +30,7 @@ WITH d AS MATERIALIZED (
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
-    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) t
+    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, @collection::text, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -45,15 +41,14 @@ FROM j;
 -- The tags of records just written with their plaintext secrets: nothing
 -- for a collection without searchable fields. The EXISTS is a one-time
 -- filter: when no collection written to has a searchable field,
--- search_tags_in is not called at all (a statement that calls it plans
+-- search_tags_of is not called at all (a statement that calls it plans
 -- its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 -- with nothing to tag). sqlc knows unnest of one array only: the arrays
 -- are read by subscript.
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
-SELECT c.subject, (@ids::uuid[])[i], t.field, t.tag
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+SELECT (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
-JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t
+CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t
 WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
@@ -63,13 +58,13 @@ DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.sub
 -- After a rotation: every tag again, under the new key (DeleteAllTags
 -- first). Only records of collections with searchable fields are
 -- decrypted.
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
-SELECT r.subject, r.id, t.field, t.tag
+INSERT INTO fieldseal.search_tags (record_id, field, tag)
+SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
+CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, r.collection,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
+WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
 
 -- name: DeleteAllTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true);
@@ -93,11 +88,8 @@ FROM (
           FROM fieldseal.search_tags t
           WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM fieldseal.collections c
-              CROSS JOIN LATERAL unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in(@key::text, c.subject, c.collection, c.searchable,
-                                                                f.field, (@values::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text))
+              FROM unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, (@values::text[])[f.i]) q))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality(@fields::text[]))
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR m.public @@ sqlc.narg(public_filter)::jsonpath)
@@ -140,16 +132,12 @@ ORDER BY r.id;
 
 -- name: CreateRecords :many
 -- A batch: every record in one statement, in the order given.
--- The subject's row (the batch registered its key first) is there for
--- Citus, which then runs the statement on the subject's shard: an INSERT
--- ... SELECT with no table of the subject's in it would go through the
--- coordinator, whose COPY to the shard row-level security refuses.
-INSERT INTO fieldseal.records (subject, id, collection, public, secret)
-SELECT s.subject, (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
+-- (On Citus the Store inserts a batch record by record instead:
+-- createRecords in db/search.go.)
+INSERT INTO fieldseal.records (id, collection, public, secret)
+SELECT (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
        fieldseal.pgp_sym_encrypt((@secrets::text[])[i], @key::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM fieldseal.subjects s
-CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
-WHERE s.subject = current_setting('fieldseal.subject', true)
+FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at;
 
@@ -190,8 +178,7 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
-    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, o.doc) t
+    CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, o.collection, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,

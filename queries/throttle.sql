@@ -29,8 +29,8 @@ FROM f;
 -- A row keeps its own window's length (migration 00015): within it the
 -- count only grows; once it has passed, a new window starts. (In DO
 -- UPDATE, now() is excluded.window_start and the window is compared as
--- an interval: Citus wants its functions immutable, which timestamptz
--- minus interval is not; see SetCollection, search.sql.)
+-- an interval: Citus wants its functions immutable, which now() and
+-- timestamptz minus interval are not.)
 INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
 VALUES (@token_id::text, now(), 1, @window_seconds::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET

@@ -36,6 +36,10 @@ func (f *flags) String(name, def, help string) *string {
 	return f.fs.String(name, def, help+" ($"+f.variable(name)+")")
 }
 
+func (f *flags) Bool(name string, def bool, help string) *bool {
+	return f.fs.Bool(name, def, help+" ($"+f.variable(name)+")")
+}
+
 func (f *flags) Duration(name string, def time.Duration, help string) *time.Duration {
 	return f.fs.Duration(name, def, help+" ($"+f.variable(name)+")")
 }

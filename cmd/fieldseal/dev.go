@@ -38,6 +38,7 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	devDir := f.String("dev-dir", "./.fieldseal", "where dev keeps its PostgreSQL cluster, signing key and data key")
 	adminURL := f.String("admin-database-url", "", "with FIELDSEAL_DATABASE_URL: an admin URL to migrate with and to create the app login role")
 	binDir := f.String("pg-bindir", "", "directory of initdb and postgres (default: found under /usr/lib/postgresql or on PATH)")
+	citus := f.Bool("citus", false, "start a Citus coordinator and two workers instead of one PostgreSQL (Citus must be installed; docs/scale.md says what runs there)")
 	if err := f.parse(args); err != nil {
 		return err
 	}
@@ -52,7 +53,23 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 	}
 
 	admin := *adminURL
-	if c.databaseURL == "" {
+	switch {
+	case *citus && c.databaseURL != "":
+		return errors.New("--citus starts its own cluster: leave FIELDSEAL_DATABASE_URL unset")
+	case *citus:
+		pw, err := readOrCreate(filepath.Join(*devDir, "app.password"), func() string { return randomHex(18) })
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stderr, "fieldseal dev: starting a Citus coordinator and two workers in", filepath.Join(*devDir, "citus"))
+		cc, err := startDevCitus(ctx, filepath.Join(*devDir, "citus"), pw)
+		if err != nil {
+			return err
+		}
+		defer cc.Stop()
+		admin = cc.Coordinator.URL("fieldseal")
+		c.databaseURL = cc.Coordinator.URLAs(devAppRole, pw, "fieldseal")
+	case c.databaseURL == "":
 		fmt.Fprintln(stderr, "fieldseal dev: starting PostgreSQL in", filepath.Join(*devDir, "postgres"))
 		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(*devDir, "postgres"), BinDir: *binDir})
 		if err != nil {
@@ -146,19 +163,61 @@ The data key is this dev directory's: lose it and its records are lost too. Ctrl
 `, base, token, dataKey, devSubject)
 }
 
+// startDevCitus starts dev's Citus cluster in dir, with database
+// "fieldseal" distributed over two workers, migrated, and the app role
+// (password pw) able to log in on every node.
+func startDevCitus(ctx context.Context, dir, pw string) (*pglocal.CitusCluster, error) {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		return nil, err
+	}
+	cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: dir, Workers: 2})
+	if err != nil {
+		return nil, err
+	}
+	err = func() error {
+		exists, err := databaseExists(ctx, cc.Coordinator.URL("postgres"), "fieldseal")
+		if err == nil && !exists {
+			err = cc.CreateDatabase(ctx, "fieldseal")
+		}
+		if err == nil {
+			err = migrations.Up(ctx, cc.Coordinator.URL("fieldseal"))
+		}
+		if err == nil {
+			err = migrations.EnsureAppLogin(ctx, cc.Coordinator.URL("fieldseal"), devAppRole, pw)
+		}
+		if err == nil {
+			err = cc.NodePassword(ctx, "fieldseal", devAppRole, pw)
+		}
+		return err
+	}()
+	if err != nil {
+		cc.Stop()
+		return nil, err
+	}
+	return cc, nil
+}
+
+func databaseExists(ctx context.Context, adminURL, name string) (bool, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return false, err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
+	return exists, err
+}
+
 func ensureDatabase(ctx context.Context, adminURL, name string) error {
+	exists, err := databaseExists(ctx, adminURL, name)
+	if err != nil || exists {
+		return err
+	}
 	conn, err := pgx.Connect(ctx, adminURL)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	var exists bool
-	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-		return err
-	}
-	if exists {
-		return nil
-	}
 	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
 	return err
 }

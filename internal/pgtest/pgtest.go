@@ -51,7 +51,8 @@ const PgBouncerVariable = "FIELDSEAL_TEST_PGBOUNCER"
 // CitusVariable, set to 1, runs the tests on a Citus coordinator with two
 // workers, started from the installed binaries (Citus must be installed:
 // make test-citus does it): each test's database is created on every
-// node and migrated, which distributes it.
+// node and migrated, which distributes it. FIELDSEAL_TEST_CITUS_KEEP=1
+// keeps the nodes' directories, with their logs, after the run.
 const CitusVariable = "FIELDSEAL_TEST_CITUS"
 
 // Main runs m against a real PostgreSQL; call it from TestMain.
@@ -71,7 +72,11 @@ func run(m *testing.M) int {
 			fmt.Fprintln(os.Stderr, "pgtest:", err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
+		if os.Getenv(CitusVariable+"_KEEP") == "1" {
+			fmt.Fprintln(os.Stderr, "pgtest: the Citus nodes' directories and logs stay in", dir)
+		} else {
+			defer os.RemoveAll(dir)
+		}
 		cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: dir, Workers: 2, Settings: map[string]string{
 			"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
 			// Fewer shards than the default 32: each test distributes a
