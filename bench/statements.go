@@ -122,7 +122,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		"subject": "('bench-' || :client_id)", "token_id": ":tokenid", "window_seconds": "60",
 		"token_limit": "1000", "subject_limit": "1000",
 		"key": ":key", "outcome": "'ok'", "client_id": "'fieldseal-dev'", "request_id": "'bench-request'",
-		"client_addr": "'127.0.0.1'", "record_count": "NULL", "if_decrypted": "false",
+		"client_addr": "'127.0.0.1'", "record_count": "NULL",
 		"statement_timeout": "'15000ms'", "lock_timeout": "'5000ms'",
 		// Every measured transaction carries a key: generic plans (SetSubject).
 		"plan_cache_mode": "'force_generic_plan'",
@@ -144,8 +144,8 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		// One round trip: the entry is appended if the read decrypted.
 		s := &script{queries: queries, args: with(map[string]string{"id": "'" + id + "'"})}
 		s.startPipeline().run(append(open, "GetRecordDecrypted")...)
-		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti", "if_decrypted": "true"})
-		text, err := s.run(closing...).endPipeline().text()
+		s.args = with(map[string]string{"action": "'record.read'", "record_id": "'" + id + "'", "token_id": ":jti"})
+		text, err := s.run("AppendAuditEventIfDecrypted", "COMMIT").endPipeline().text()
 		if err != nil {
 			return nil, "", "", err
 		}

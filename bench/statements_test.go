@@ -30,7 +30,7 @@ func TestStatementScriptsBuildFromQueries(t *testing.T) {
 			t.Errorf("%s script is not BEGIN…COMMIT in %d round trips:\n%s", tc.name, tc.roundTrips, s)
 		}
 	}
-	if !strings.Contains(reads[0], "WHERE r.id = '0192f3a4-5b6c-7d8e-9f01-23456789abcd'") {
+	if !strings.Contains(reads[0], "AND r.id = '0192f3a4-5b6c-7d8e-9f01-23456789abcd'") {
 		t.Errorf("read script does not read the record by its id:\n%s", reads[0])
 	}
 	// A parameter the bench does not know is refused.

@@ -38,18 +38,16 @@ import (
 //     decrypted (fieldseal.decrypted, set on the worker), is not sent
 //     with the read but after it, once the Store has seen it decrypt.
 
-// Not yet on Citus (docs/scale.md says why): key rotation, searchable
-// fields (setting them, searching by them) and import. Citus keeps a
-// parameter a parameter only in a SELECT it sends to one shard; in an
-// UPDATE or INSERT it evaluates the parameters on the coordinator and
-// writes them into the worker's statement, so re-encrypting in place (an
-// UPDATE with both keys) or writing tags computed on the worker (INSERT
-// ... SELECT with the key and plaintext) would put keys in the worker's
-// log; an INSERT ... SELECT it cannot send whole goes through the
-// coordinator, whose COPY to the shard row-level security refuses; and
-// the verifier is replaced by a SECURITY DEFINER function, whose UPDATE
-// Citus would run as fieldseal_owner. They are refused with a message
-// saying so, before any work.
+// Not yet on Citus (docs/scale.md says why): searchable fields (setting
+// them, searching by them) and import. Citus keeps a parameter a
+// parameter only in a SELECT it sends to one shard; in an UPDATE or
+// INSERT it evaluates the parameters on the coordinator and writes them
+// into the worker's statement, so the INSERT ... SELECTs that write tags
+// computed on the worker would put the key and plaintext in the worker's
+// log, and one it cannot send whole goes through the coordinator, whose
+// COPY to the shard row-level security refuses. (Rotation avoids both:
+// see reencrypt in keys.go.) They are refused with a message saying so,
+// before any work.
 
 // notOnCitus refuses what, on Citus.
 func (s *Store) notOnCitus(what string) error {

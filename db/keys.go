@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 )
@@ -27,9 +28,6 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // search tag and the verifier under the current key; after it, all under
 // next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
-	if err := s.notOnCitus("key rotation"); err != nil {
-		return 0, err
-	}
 	var n int64
 	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionRotate, count: &n}, usesKey: true, long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
 		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
@@ -42,42 +40,109 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 		if !ok {
 			return errWrongKey
 		}
-		if n, err = q.ReencryptRecords(ctx, ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()}); err != nil {
+		if n, err = s.reencrypt(ctx, q, current, next); err != nil {
 			return err
-		}
-		total, err := q.CountRecords(ctx)
-		if err != nil {
-			return err
-		}
-		if n != total {
-			// Some record does not open under the verified key: refuse
-			// (rolling back) and name them, rather than leave them under
-			// a key the subject no longer has.
-			rows, err := q.ListDamagedRecords(ctx, current.Passphrase())
-			if err != nil {
-				return err
-			}
-			ids := make([]fieldseal.ID, len(rows))
-			for i, r := range rows {
-				ids[i] = r.Bytes
-			}
-			return damaged(ids...)
 		}
 		// Tags are keyed by the client's key: every one is computed again.
+		// Not on Citus, where no collection has searchable fields
+		// (SetCollection refuses) and where Citus would write this
+		// statement's key into the worker's (see index in search.go).
 		if err := q.DeleteAllTags(ctx); err != nil {
 			return err
 		}
-		if err := q.ReindexAllTags(ctx, next.Passphrase()); err != nil {
+		if !s.citus {
+			if err := q.ReindexAllTags(ctx, next.Passphrase()); err != nil {
+				return err
+			}
+		}
+		if err := q.ProveKey(ctx, current.Passphrase()); err != nil {
 			return err
 		}
-		replaced, err := q.ReplaceKeyVerifier(ctx, ReplaceKeyVerifierParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
-		if err == nil && !replaced {
+		replaced, err := q.ReplaceKeyVerifier(ctx, next.Passphrase())
+		if err == nil && replaced != 1 {
 			return fmt.Errorf("db: the verifier was not replaced although the current key was checked")
 		}
 		return err
 	}})
 	return n, err
 }
+
+// reencrypt puts every record of the subject under next, inside
+// PostgreSQL, and returns how many. A record that does not open under
+// current (the verified key) is damaged: the rotation is refused (and
+// rolls back), naming the damaged records, rather than leave them under a
+// key the subject no longer has.
+//
+// On one PostgreSQL it is one UPDATE. On Citus, whose UPDATE would carry
+// both keys written into the worker's statement, a page of records at a
+// time is re-encrypted by a SELECT (keys stay parameters) and its new
+// ciphertexts written back by an UPDATE (ciphertexts may be logged).
+func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error) {
+	if !s.citus {
+		n, err := q.ReencryptRecords(ctx, ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
+		if err != nil {
+			return 0, err
+		}
+		total, err := q.CountRecords(ctx)
+		if err != nil || n == total {
+			return n, err
+		}
+		rows, err := q.ListDamagedRecords(ctx, current.Passphrase())
+		if err != nil {
+			return 0, err
+		}
+		ids := make([]fieldseal.ID, len(rows))
+		for i, r := range rows {
+			ids[i] = r.Bytes
+		}
+		return 0, damaged(ids...)
+	}
+	var n int64
+	var bad []fieldseal.ID
+	after := pgtype.UUID{Valid: true}
+	for {
+		page, err := q.ReencryptPage(ctx, ReencryptPageParams{OldKey: current.Passphrase(), NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
+		if err != nil {
+			return 0, err
+		}
+		if len(page) == 0 {
+			break
+		}
+		ids := make([]pgtype.UUID, 0, len(page))
+		secrets := make([][]byte, 0, len(page))
+		for _, r := range page {
+			if r.Secret == nil {
+				if len(bad) < maxDamagedNamed {
+					bad = append(bad, r.ID.Bytes)
+				}
+				continue
+			}
+			ids, secrets = append(ids, r.ID), append(secrets, r.Secret)
+		}
+		after = page[len(page)-1].ID
+		if len(bad) > 0 {
+			continue // refused below: only the damaged ones are still wanted
+		}
+		m, err := q.ReplaceSecrets(ctx, ReplaceSecretsParams{Ids: ids, Secrets: secrets})
+		if err != nil {
+			return 0, err
+		}
+		n += m
+	}
+	if len(bad) > 0 {
+		return 0, damaged(bad...)
+	}
+	return n, nil
+}
+
+const (
+	// reencryptPageRows is how many records a Citus rotation re-encrypts per
+	// round trip; their ciphertexts are held in memory meanwhile.
+	reencryptPageRows = 1000
+	// maxDamagedNamed is how many damaged records a refusal names, as
+	// ListDamagedRecords does.
+	maxDamagedNamed = 20
+)
 
 var _ fieldseal.KeyService = (*Store)(nil)
 

@@ -139,6 +139,71 @@ func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, err
 	return matches, err
 }
 
+const proveKey = `-- name: ProveKey :exec
+SELECT set_config('fieldseal.key_proof', $1::text, true) FROM fieldseal.subjects WHERE subject = current_setting('fieldseal.subject', true)
+`
+
+// The current key, for the trigger that lets a verifier change only in a
+// transaction that proves it (migration 00019): kept in the transaction
+// as a parameter's value, never in a statement's text, by a statement
+// that reads the subject's row, so that on Citus it is set on the worker
+// that holds the row, where the trigger runs. The trigger clears it.
+func (q *Queries) ProveKey(ctx context.Context, key string) error {
+	_, err := q.db.Exec(ctx, proveKey, key)
+	return err
+}
+
+const reencryptPage = `-- name: ReencryptPage :many
+SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, $1::text), $2::text,
+                                     'cipher-algo=aes256, s2k-mode=1')::bytea AS secret
+FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND id > $3
+ORDER BY id
+LIMIT $4
+`
+
+type ReencryptPageParams struct {
+	OldKey  string
+	NewKey  string
+	After   pgtype.UUID
+	MaxRows int32
+}
+
+type ReencryptPageRow struct {
+	ID     pgtype.UUID
+	Secret []byte
+}
+
+// Rotation on Citus, a page at a time (db/keys.go): each record's secret
+// decrypted and encrypted again inside PostgreSQL, by a SELECT, whose
+// parameters (both keys) Citus keeps parameters on the worker; only the
+// new ciphertexts come back, for ReplaceSecrets. NULL: the record does
+// not open under the verified key (damaged).
+func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([]ReencryptPageRow, error) {
+	rows, err := q.db.Query(ctx, reencryptPage,
+		arg.OldKey,
+		arg.NewKey,
+		arg.After,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ReencryptPageRow{}
+	for rows.Next() {
+		var i ReencryptPageRow
+		if err := rows.Scan(&i.ID, &i.Secret); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const reencryptRecords = `-- name: ReencryptRecords :execrows
 UPDATE fieldseal.records r
 SET secret = fieldseal.pgp_sym_encrypt(d.secret, $1::text, 'cipher-algo=aes256, s2k-mode=1')
@@ -164,20 +229,43 @@ func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsPara
 	return result.RowsAffected(), nil
 }
 
-const replaceKeyVerifier = `-- name: ReplaceKeyVerifier :one
-SELECT fieldseal.replace_key_verifier($1::text, $2::text)::boolean AS replaced
+const replaceKeyVerifier = `-- name: ReplaceKeyVerifier :execrows
+UPDATE fieldseal.subjects s
+SET key_verifier = v.verifier, updated_at = now()
+FROM (SELECT fieldseal.new_key_verifier($1::text) AS verifier) v
+WHERE s.subject = current_setting('fieldseal.subject', true)
 `
 
-type ReplaceKeyVerifierParams struct {
-	OldKey string
-	NewKey string
+// After ProveKey. The new verifier is made in a subquery: Citus refuses a
+// volatile function in an UPDATE's SET (it makes it on the coordinator,
+// the key a parameter there, and sends the verifier).
+func (q *Queries) ReplaceKeyVerifier(ctx context.Context, newKey string) (int64, error) {
+	result, err := q.db.Exec(ctx, replaceKeyVerifier, newKey)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
-// The app role cannot write a verifier itself (migration 00014): the
-// function proves the old key first. False: it is not the subject's key.
-func (q *Queries) ReplaceKeyVerifier(ctx context.Context, arg ReplaceKeyVerifierParams) (bool, error) {
-	row := q.db.QueryRow(ctx, replaceKeyVerifier, arg.OldKey, arg.NewKey)
-	var replaced bool
-	err := row.Scan(&replaced)
-	return replaced, err
+const replaceSecrets = `-- name: ReplaceSecrets :execrows
+UPDATE fieldseal.records r
+SET secret = v.secret
+FROM (SELECT ($1::uuid[])[i] AS id, ($2::bytea[])[i] AS secret
+      FROM generate_series(1, cardinality($1::uuid[])) AS i) v
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = v.id
+`
+
+type ReplaceSecretsParams struct {
+	Ids     []pgtype.UUID
+	Secrets [][]byte
+}
+
+// ReencryptPage's ciphertexts written back. Citus writes an UPDATE's
+// parameters into the worker's statement: ciphertexts and ids only.
+func (q *Queries) ReplaceSecrets(ctx context.Context, arg ReplaceSecretsParams) (int64, error) {
+	result, err := q.db.Exec(ctx, replaceSecrets, arg.Ids, arg.Secrets)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

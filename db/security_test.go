@@ -175,7 +175,6 @@ func TestAppRoleCannot(t *testing.T) {
 		`UPDATE fieldseal.audit_heads SET seq = 1`,
 		`DELETE FROM fieldseal.audit_heads`,
 		`INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ('x', now())`,
-		`UPDATE fieldseal.subjects SET key_verifier = fieldseal.new_key_verifier('` + keyB + `')`,
 		`UPDATE fieldseal.revocations SET expires_at = now()`,
 	} {
 		t.Run(stmt, func(t *testing.T) {
@@ -494,23 +493,46 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 		return ok
 	}
 	const keyC = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M="
-	appTx(t, database, "alice", func(tx pgx.Tx) {
-		var replaced bool
-		// Without alice's key: refused. With bob's key: bob's row is not
-		// alice's transaction's to touch.
-		for _, k := range []string{keyC, keyB} {
-			if err := tx.QueryRow(ctx, `SELECT fieldseal.replace_key_verifier($1, $2)`, k, keyC).Scan(&replaced); err != nil || replaced {
-				t.Errorf("replace_key_verifier without alice's key: %v, %v; want false", replaced, err)
+	// A verifier changes only in a transaction that proves the key the
+	// old one opens with (migration 00019): not without a proof, not
+	// with another key's, and never bob's in alice's transaction.
+	for _, proof := range []string{"", keyC, keyB} {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			q := db.New(tx)
+			if proof != "" {
+				if err := q.ProveKey(ctx, proof); err != nil {
+					t.Fatal(err)
+				}
 			}
+			_, err := q.ReplaceKeyVerifier(ctx, keyC)
+			if err == nil || !strings.Contains(err.Error(), "proves the key") {
+				t.Errorf("alice's verifier replaced with proof %q: %v; want the trigger's refusal", proof, err)
+			}
+		})
+	}
+	appTx(t, database, "alice", func(tx pgx.Tx) {
+		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.key_proof', $1, true)`, keyB); err != nil {
+			t.Fatal(err)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE fieldseal.subjects SET key_verifier = fieldseal.new_key_verifier($1) WHERE subject = 'bob'`, keyC)
+		if err != nil || tag.RowsAffected() != 0 {
+			t.Errorf("alice's transaction replaced bob's verifier: %v, %v", tag, err)
 		}
 	})
 	if !verifierOpens("alice", keyA) || !verifierOpens("bob", keyB) {
 		t.Fatal("a verifier changed without its key")
 	}
 	appTx(t, database, "alice", func(tx pgx.Tx) {
-		var replaced bool
-		if err := tx.QueryRow(ctx, `SELECT fieldseal.replace_key_verifier($1, $2)`, keyA, keyC).Scan(&replaced); err != nil || !replaced {
-			t.Errorf("replace_key_verifier with alice's key: %v, %v; want true", replaced, err)
+		q := db.New(tx)
+		if err := q.ProveKey(ctx, keyA); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := q.ReplaceKeyVerifier(ctx, keyC); err != nil || n != 1 {
+			t.Errorf("alice's verifier replaced with her key: %d, %v; want 1", n, err)
+		}
+		var proof string
+		if err := tx.QueryRow(ctx, `SELECT current_setting('fieldseal.key_proof', true)`).Scan(&proof); err != nil || proof != "" {
+			t.Errorf("the proof outlived the replacement: %q, %v", proof, err)
 		}
 		if err := tx.Commit(ctx); err != nil {
 			t.Fatal(err)

@@ -35,10 +35,44 @@ WHERE subject = current_setting('fieldseal.subject', true) AND fieldseal.decrypt
 ORDER BY id
 LIMIT 20;
 
--- name: ReplaceKeyVerifier :one
--- The app role cannot write a verifier itself (migration 00014): the
--- function proves the old key first. False: it is not the subject's key.
-SELECT fieldseal.replace_key_verifier(@old_key::text, @new_key::text)::boolean AS replaced;
+-- name: ProveKey :exec
+-- The current key, for the trigger that lets a verifier change only in a
+-- transaction that proves it (migration 00019): kept in the transaction
+-- as a parameter's value, never in a statement's text, by a statement
+-- that reads the subject's row, so that on Citus it is set on the worker
+-- that holds the row, where the trigger runs. The trigger clears it.
+SELECT set_config('fieldseal.key_proof', @key::text, true) FROM fieldseal.subjects WHERE subject = current_setting('fieldseal.subject', true);
+
+-- name: ReplaceKeyVerifier :execrows
+-- After ProveKey. The new verifier is made in a subquery: Citus refuses a
+-- volatile function in an UPDATE's SET (it makes it on the coordinator,
+-- the key a parameter there, and sends the verifier).
+UPDATE fieldseal.subjects s
+SET key_verifier = v.verifier, updated_at = now()
+FROM (SELECT fieldseal.new_key_verifier(@new_key::text) AS verifier) v
+WHERE s.subject = current_setting('fieldseal.subject', true);
+
+-- name: ReencryptPage :many
+-- Rotation on Citus, a page at a time (db/keys.go): each record's secret
+-- decrypted and encrypted again inside PostgreSQL, by a SELECT, whose
+-- parameters (both keys) Citus keeps parameters on the worker; only the
+-- new ciphertexts come back, for ReplaceSecrets. NULL: the record does
+-- not open under the verified key (damaged).
+SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, @old_key::text), @new_key::text,
+                                     'cipher-algo=aes256, s2k-mode=1')::bytea AS secret
+FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND id > @after
+ORDER BY id
+LIMIT @max_rows;
+
+-- name: ReplaceSecrets :execrows
+-- ReencryptPage's ciphertexts written back. Citus writes an UPDATE's
+-- parameters into the worker's statement: ciphertexts and ids only.
+UPDATE fieldseal.records r
+SET secret = v.secret
+FROM (SELECT (@ids::uuid[])[i] AS id, (@secrets::bytea[])[i] AS secret
+      FROM generate_series(1, cardinality(@ids::uuid[])) AS i) v
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = v.id;
 
 -- name: GetRecordCiphertext :one
 SELECT fieldseal.armor(secret)::text AS armored
