@@ -71,7 +71,7 @@ type sample struct {
 	n                      int     // requests or transactions
 	seconds                float64 // measured time
 	lat                    []time.Duration
-	fieldseal, client, pgs float64 // CPU seconds: fieldseal serve's, the client's, PostgreSQL's
+	fieldseal, client, pgs float64   // CPU seconds: fieldseal serve's, the client's, PostgreSQL's
 	nodes                  []float64 // PostgreSQL's CPU seconds on each node (one but with -citus)
 }
 
@@ -103,12 +103,12 @@ func (a sample) result(name string) result {
 
 type result struct {
 	name             string
-	rps, p50, p99    float64 // p50, p99 in ms
-	cpuPerReq        float64 // server CPU ms per request; 0 for pgbench rows
-	clientCPUPerReq  float64 // the client's own CPU ms per request (load generator or pgbench)
-	pgCPUPerReq      float64 // PostgreSQL's CPU ms per request, all its processes
+	rps, p50, p99    float64   // p50, p99 in ms
+	cpuPerReq        float64   // server CPU ms per request; 0 for pgbench rows
+	clientCPUPerReq  float64   // the client's own CPU ms per request (load generator or pgbench)
+	pgCPUPerReq      float64   // PostgreSQL's CPU ms per request, all its processes
 	nodeCPUPerReq    []float64 // the same on each node
-	bare, statements string  // the pgbench rows this one is compared with
+	bare, statements string    // the pgbench rows this one is compared with
 }
 
 func main() {
