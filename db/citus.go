@@ -26,8 +26,11 @@ import (
 //     parameter, it would route too, but then Citus writes every
 //     parameter, the key among them, into the statement it sends to the
 //     worker, whose log_statement would log it. With the subject a
-//     literal the key stays a parameter there too, and parameter logging
-//     is off on every node (the SET LOCALs).
+//     literal a SELECT's parameters stay parameters there, and parameter
+//     logging is off on every node (the SET LOCALs). An UPDATE's or
+//     INSERT's parameters Citus still evaluates on the coordinator and
+//     writes in: no write sends a key to a worker (encryption for a write
+//     runs on the coordinator; rotation re-encrypts in a SELECT).
 //   - Citus evaluates a data-modifying statement's stable functions on
 //     the coordinator, and the throttle's answer (set_config of
 //     fieldseal.key_use, by AdmitKeyUse) is set on the worker that ran

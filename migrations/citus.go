@@ -107,8 +107,10 @@ func distribute(ctx context.Context, adminURL string) error {
 		    END LOOP;
 		END $$`,
 		// pgcrypto's functions are not distributed objects: the workers
-		// have them with their default privileges (PUBLIC may execute).
-		// Theirs are set on each worker as they are on the coordinator.
+		// have them with their default privileges (PUBLIC may execute),
+		// and a GRANT or REVOKE on the coordinator does not reach them.
+		// Theirs are set on each worker as they are on the coordinator,
+		// what fieldseal's roles held before taken back first.
 		`DO $$
 		DECLARE r record;
 		BEGIN
@@ -116,7 +118,7 @@ func distribute(ctx context.Context, adminURL string) error {
 		             FROM pg_proc p
 		             JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
 		             CROSS JOIN LATERAL (
-		                 SELECT format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', p.oid::regprocedure)
+		                 SELECT format('REVOKE ALL ON FUNCTION %s FROM PUBLIC, fieldseal_owner, fieldseal_app, fieldseal_auditor', p.oid::regprocedure)
 		                 UNION ALL
 		                 SELECT format('GRANT %s ON FUNCTION %s TO %I', a.privilege_type, p.oid::regprocedure, a.grantee::regrole)
 		                 FROM aclexplode(p.proacl) a WHERE a.grantee <> 0 AND a.grantee <> p.proowner
