@@ -12,6 +12,14 @@ type GrantsReport struct {
 	Members    []Member      `json:"members"`
 	Bypassers  []Bypasser    `json:"bypassers"`
 	Tables     []TableStatus `json:"tables"`
+	// Workers, on a Citus coordinator, are the workers whose privileges
+	// were compared with the coordinator's (functions, distributed and
+	// reference tables and their columns, parameters; and each shard's
+	// with its table's): a difference is a drift.
+	Workers []string `json:"workers,omitempty"`
+	// WorkersUnchecked, on a Citus coordinator, says why the workers
+	// were not compared.
+	WorkersUnchecked string `json:"workers_unchecked,omitempty"`
 }
 
 // Drift is one difference from the policy.

@@ -121,6 +121,11 @@ func TestServiceOnCitus(t *testing.T) {
 	if r := a.do(req{method: "GET", path: "/v1/audit/events?subject=alice", token: a.token("dba", "audit:read")}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"record.read"`) {
 		t.Errorf("audit events: %d %.300s", r.status, r.body)
 	}
+	// The grants report over HTTP (the app's role) says whether it
+	// compared the workers.
+	if r := a.do(req{method: "GET", path: "/v1/audit/grants", token: a.token("dba", "audit:read")}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"workers`) {
+		t.Errorf("grants report on Citus: %d %.300s; want it to say what it checked on the workers", r.status, r.body)
+	}
 	rep, err := db.VerifyAuditTrail(ctx, database.AdminURL, "", nil)
 	if err != nil {
 		t.Fatal(err)

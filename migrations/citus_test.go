@@ -234,8 +234,39 @@ func TestAuditChainOnCitus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(grants.Drift) != 0 {
-		t.Errorf("grants report on Citus: drift %+v", grants.Drift)
+	if len(grants.Drift) != 0 || len(grants.Workers) != 2 {
+		t.Errorf("grants report on Citus: drift %+v, workers compared %q; want none and both", grants.Drift, grants.Workers)
+	}
+	// A privilege granted on a worker behind the coordinator's back, and
+	// one on a shard: the report names both.
+	w1 := cc.Workers[0].URL("fieldseal")
+	for _, stmt := range []string{
+		`GRANT EXECUTE ON FUNCTION fieldseal.pgp_sym_decrypt(bytea, text) TO PUBLIC`,
+		`DO $$ BEGIN EXECUTE format('GRANT SELECT ON %s TO PUBLIC', (SELECT s.logicalrelid::regclass::text || '_' || s.shardid
+		   FROM pg_dist_shard s JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n ON n.groupid = p.groupid
+		   WHERE s.logicalrelid = 'fieldseal.records'::regclass AND n.nodeport = current_setting('port')::int LIMIT 1)); END $$`,
+	} {
+		conn, err := pgx.Connect(ctx, w1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = conn.Exec(ctx, stmt)
+		conn.Close(ctx)
+		if err != nil {
+			t.Fatalf("on worker 1: %s: %v", stmt, err)
+		}
+	}
+	grants, err = db.GrantsReport(ctx, coord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawFunction, sawShard bool
+	for _, d := range grants.Drift {
+		sawFunction = sawFunction || (d.ObjectType == "function" && d.Object == "fieldseal.pgp_sym_decrypt(bytea,text)" && strings.Contains(d.Problem, "worker"))
+		sawShard = sawShard || (d.ObjectType == "shard" && strings.HasPrefix(d.Object, "fieldseal.records_"))
+	}
+	if !sawFunction || !sawShard {
+		t.Errorf("grants report after privileges granted on worker 1 alone: %+v; want the function and the shard named", grants.Drift)
 	}
 	rep, err := db.VerifyAuditTrail(ctx, coord, "", nil)
 	if err != nil {
@@ -246,6 +277,21 @@ func TestAuditChainOnCitus(t *testing.T) {
 	}
 	if lanes := query[int64](t, coord, `SELECT count(DISTINCT lane) FROM fieldseal.audit_events WHERE subject = 'alice'`); lanes < 2 {
 		t.Errorf("alice's concurrent appends used %d lane(s); want several", lanes)
+	}
+	// A checkpoint of every lane's head, read across the shards, holds
+	// until a checkpointed entry is taken away.
+	cp, err := db.AuditCheckpoint(ctx, coord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if breaks, err := db.CheckCheckpoint(ctx, coord, cp, nil); err != nil || len(breaks) != 0 || len(cp.Heads) < 3 {
+		t.Errorf("checkpoint on Citus: %d heads, breaks %+v, %v; want at least 3 heads, intact", len(cp.Heads), breaks, err)
+	}
+	if err := runAdmin(ctx, coord, `SET session_replication_role = replica; DELETE FROM fieldseal.audit_events WHERE subject = 'bob' AND seq = 3`); err != nil {
+		t.Fatal(err)
+	}
+	if breaks, err := db.CheckCheckpoint(ctx, coord, cp, nil); err != nil || len(breaks) == 0 {
+		t.Errorf("checkpoint after bob's head entry was deleted: breaks %+v, %v; want one", breaks, err)
 	}
 	// An entry edited on its shard is found.
 	if err := runAdmin(ctx, coord, `UPDATE fieldseal.audit_events SET action = 'record.list' WHERE subject = 'bob' AND seq = 2`); err != nil {

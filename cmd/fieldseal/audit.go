@@ -446,6 +446,12 @@ func printGrants(w io.Writer, rep fieldseal.GrantsReport) {
 	for _, t := range rep.Tables {
 		fmt.Fprintf(tw, "%s\t%s\t%v\t%v\n", t.Table, t.Owner, t.RLSEnabled, t.RLSForced)
 	}
+	switch {
+	case len(rep.Workers) > 0:
+		fmt.Fprintf(tw, "\nCITUS WORKERS COMPARED\t%s (functions, tables, columns, parameters, shards)\n", strings.Join(rep.Workers, ", "))
+	case rep.WorkersUnchecked != "":
+		fmt.Fprintf(tw, "\nCITUS WORKERS NOT COMPARED\t%s\n", rep.WorkersUnchecked)
+	}
 	tw.Flush()
 	if len(rep.Drift) > 0 {
 		fmt.Fprintf(w, "\n%d difference(s) from the policy\n", len(rep.Drift))
