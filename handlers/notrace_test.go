@@ -75,15 +75,7 @@ func TestNoTraceInAnyLog(t *testing.T) {
 		t.Fatal("PostgreSQL's log does not hold the traffic's statements: the test would prove nothing")
 	}
 	logs := map[string]string{"PostgreSQL's log": string(pgLog), "fieldseal's log": a.logBuf.String()}
-	var needles []string
-	for _, k := range keys {
-		raw, _ := base64.StdEncoding.DecodeString(k)
-		needles = append(needles, k, hex.EncodeToString(raw), hex.EncodeToString([]byte(k)))
-	}
-	for _, tk := range tokens {
-		needles = append(needles, tk, tk[len(tk)-30:]) // the whole token and its signature's tail
-	}
-	needles = append(needles, secrets...)
+	needles := traces(keys, tokens, secrets)
 	for name, log := range logs {
 		for _, n := range needles {
 			if strings.Contains(log, n) {
@@ -91,4 +83,19 @@ func TestNoTraceInAnyLog(t *testing.T) {
 			}
 		}
 	}
+}
+
+// traces are what must never reach a log: every key in base64 and hex
+// (of the key bytes and of the passphrase), every token and its
+// signature's tail, every secret value.
+func traces(keys, tokens, secrets []string) []string {
+	var needles []string
+	for _, k := range keys {
+		raw, _ := base64.StdEncoding.DecodeString(k)
+		needles = append(needles, k, hex.EncodeToString(raw), hex.EncodeToString([]byte(k)))
+	}
+	for _, tk := range tokens {
+		needles = append(needles, tk, tk[len(tk)-30:])
+	}
+	return append(needles, secrets...)
 }

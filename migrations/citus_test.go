@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
@@ -267,6 +268,17 @@ func TestAuditChainOnCitus(t *testing.T) {
 	}
 	if !sawFunction || !sawShard {
 		t.Errorf("grants report after privileges granted on worker 1 alone: %+v; want the function and the shard named", grants.Drift)
+	}
+	// Citus's own logging of what it sends to the shards is a logging risk.
+	if err := runAdmin(ctx, coord, `ALTER DATABASE fieldseal SET citus.log_remote_commands = on`); err != nil {
+		t.Fatal(err)
+	}
+	grants, err = db.GrantsReport(ctx, coord)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(grants.Drift, func(d fieldseal.Drift) bool { return d.Object == "citus.log_remote_commands = on" }) {
+		t.Errorf("grants report with citus.log_remote_commands on for the database: %+v; want it named", grants.Drift)
 	}
 	rep, err := db.VerifyAuditTrail(ctx, coord, "", nil)
 	if err != nil {

@@ -34,8 +34,10 @@ ORDER BY 1, 2;
 -- log for fieldseal's sessions: auto_explain's verbose plans with a
 -- non-negative log_min_duration (custom plans fold values in; fieldseal
 -- plans key-bearing statements generically, but the setting is a trap for
--- any other session), pgaudit's log_parameter, and a
--- log_parameter_max_length other than 0 set for the app's roles. Read from
+-- any other session), pgaudit's log_parameter, Citus's
+-- log_remote_commands and log_local_commands (the statements Citus runs
+-- on shards, with an UPDATE's or INSERT's values written in: docs/scale.md),
+-- and a log_parameter_max_length other than 0 set for the app's roles. Read from
 -- the server's own settings and from ALTER DATABASE / ALTER ROLE settings
 -- of this database and of members of fieldseal_app.
 WITH s AS (
@@ -49,11 +51,13 @@ WITH s AS (
       AND (x.setrole = 0 OR pg_catalog.pg_has_role(x.setrole, 'fieldseal_app', 'MEMBER'))
     UNION ALL
     SELECT '', '', name::text, setting::text FROM pg_catalog.pg_settings
-    WHERE name IN ('auto_explain.log_verbose', 'auto_explain.log_min_duration', 'pgaudit.log_parameter') AND source <> 'default'
+    WHERE name IN ('auto_explain.log_verbose', 'auto_explain.log_min_duration', 'pgaudit.log_parameter',
+                   'citus.log_remote_commands', 'citus.log_local_commands') AND source <> 'default'
 )
 SELECT s.role::text AS role, s.database::text AS database, s.name::text AS name, s.value::text AS value FROM s
 WHERE (s.name = 'auto_explain.log_verbose' AND lower(s.value) IN ('on', 'true', 'yes', '1')
        AND EXISTS (SELECT FROM s m WHERE m.name = 'auto_explain.log_min_duration' AND m.value !~ '^-'))
-   OR (s.name = 'pgaudit.log_parameter' AND lower(s.value) IN ('on', 'true', 'yes', '1'))
+   OR (s.name IN ('pgaudit.log_parameter', 'citus.log_remote_commands', 'citus.log_local_commands')
+       AND lower(s.value) IN ('on', 'true', 'yes', '1'))
    OR (s.name = 'log_parameter_max_length' AND s.value <> '0' AND s.role <> '')
 ORDER BY 3, 1, 2;
