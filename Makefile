@@ -20,9 +20,9 @@ CITUS_BUILD ?= ../shared/citus/build.sh
 # The API tests run against the coordinator (FIELDSEAL_TEST_CITUS=1: each
 # test's database is created on every node and distributed): records,
 # lists and filters, wrong keys and throttling, subject isolation,
-# idempotency, export, rotation, audit and grants, and TestServiceOnCitus (one
+# idempotency, export, rotation, search, audit and grants, and TestServiceOnCitus (one
 # shard per request, no secret in any node's log, what is refused).
-CITUS_API_TESTS = TestServiceOnCitus|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
+CITUS_API_TESTS = TestServiceOnCitus|TestSearchBySecretField|TestSearchRefusals|TestBlindIndexTags|TestBatchCreate|TestCollectionNamesInThePath|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
 test-citus:
 	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
 	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \

@@ -41,16 +41,12 @@ import (
 //     decrypted (fieldseal.decrypted, set on the worker), is not sent
 //     with the read but after it, once the Store has seen it decrypt.
 
-// Not yet on Citus (docs/scale.md says why): searchable fields (setting
-// them, searching by them) and import. Citus keeps a parameter a
-// parameter only in a SELECT it sends to one shard; in an UPDATE or
-// INSERT it evaluates the parameters on the coordinator and writes them
-// into the worker's statement, so the INSERT ... SELECTs that write tags
-// computed on the worker would put the key and plaintext in the worker's
-// log, and one it cannot send whole goes through the coordinator, whose
-// COPY to the shard row-level security refuses. (Rotation avoids both:
-// see reencrypt in keys.go.) They are refused with a message saying so,
-// before any work.
+// Not yet on Citus (docs/scale.md says why): import, whose one
+// statement decrypts, inserts and tags in data-modifying CTEs that Citus
+// would either send to the worker with the key written in, or run through
+// the coordinator, whose COPY to the shard row-level security refuses. It
+// is refused with a message saying so, before any work. (Rotation and
+// tags avoid both: see reencrypt in keys.go and tagger in search.go.)
 
 // notOnCitus refuses what, on Citus.
 func (s *Store) notOnCitus(what string) error {

@@ -44,16 +44,11 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 			return err
 		}
 		// Tags are keyed by the client's key: every one is computed again.
-		// Not on Citus, where no collection has searchable fields
-		// (SetCollection refuses) and where Citus would write this
-		// statement's key into the worker's (see index in search.go).
 		if err := q.DeleteAllTags(ctx); err != nil {
 			return err
 		}
-		if !s.citus {
-			if err := q.ReindexAllTags(ctx, next.Passphrase()); err != nil {
-				return err
-			}
+		if err := s.reindexAll(ctx, q, next); err != nil {
+			return err
 		}
 		if err := q.ProveKey(ctx, current.Passphrase()); err != nil {
 			return err

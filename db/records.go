@@ -33,7 +33,7 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 		if err := writeKey.check(); err != nil {
 			return err
 		}
-		if _, err := tagged.get(); err != nil {
+		if err := tagged.check(); err != nil {
 			return err
 		}
 		row, err := created.get()
@@ -43,6 +43,7 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
 		return nil
 	}
+	t.then = func(q *Queries) error { return tagged.write(ctx, q) }
 	return rec, s.run(ctx, t)
 }
 
@@ -102,9 +103,6 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 	case len(opts.Secret) > 0:
 		if key.IsZero() || opts.Collection == "" {
 			return fieldseal.Page{}, fmt.Errorf("db: secret filters need the key and a collection")
-		}
-		if err := s.notOnCitus("search by secret fields"); err != nil {
-			return fieldseal.Page{}, err
 		}
 		s.search(ctx, t, key, opts, &page)
 	case len(opts.Public) > 0:
@@ -188,10 +186,10 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 			return versionOrNotFound(ctx, q, id, err)
 		}
 		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil || s.citus { // nothing is searchable on Citus (index)
+		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
 			return err
 		}
-		return q.IndexRecords(ctx, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
+		return s.reindexRecords(ctx, q, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	}})
 	return rec, err
 }

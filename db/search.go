@@ -20,9 +20,6 @@ import (
 // and later ones wait, so none commits a record of the collection
 // untagged while it is reindexed.
 func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (int64, error) {
-	if err := s.notOnCitus("a collection's searchable fields"); err != nil {
-		return 0, err
-	}
 	searchable, err := json.Marshal(c.Searchable)
 	if err != nil {
 		return 0, err
@@ -46,7 +43,7 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 		if len(c.Searchable) == 0 {
 			return nil // nothing to index, nothing decrypted
 		}
-		row, err := q.IndexCollection(ctx, IndexCollectionParams{Key: key.Passphrase(), Collection: c.Collection})
+		row, err := s.indexCollection(ctx, q, key, c.Collection)
 		switch {
 		case err != nil:
 			return err
@@ -107,7 +104,7 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 		if err != nil {
 			return err
 		}
-		if _, err := tagged.get(); err != nil {
+		if err := tagged.check(); err != nil {
 			return err
 		}
 		if len(rows) != len(in) {
@@ -123,6 +120,7 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 		}
 		return nil
 	}
+	t.then = func(q *Queries) error { return tagged.write(ctx, q) }
 	if err := s.run(ctx, t); err != nil {
 		return nil, err
 	}
@@ -170,15 +168,147 @@ func (s *Store) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.K
 	}
 }
 
+// Tags on Citus. Citus writes an INSERT's parameters into the statement
+// it sends to the worker, so the INSERT ... SELECTs that tag records on
+// one PostgreSQL (IndexRecords, IndexCollection, ReindexAllTags) would
+// put the key and plaintext in the worker's log. There, SELECTs compute
+// the tags (their parameters stay parameters) and InsertTags writes them:
+// ids, fields and tags, which the worker's log may then hold, as its
+// table does (docs/scale.md).
+
+// tagger tags records just written: on one PostgreSQL IndexRecords, in
+// the first round trip; on Citus RecordTags there, and InsertTags after
+// (write, from the transaction's then).
+type tagger struct {
+	indexed *pending[struct{}]
+	tags    *pending[[]RecordTagsRow]
+}
+
 // index queues into b the tagging of records just written, for the
-// collections with searchable fields. On Citus, where no collection has
-// any (SetCollection refuses), nothing: Citus would write the statement's
-// parameters, key and plaintext among them, into the worker's statement.
-func (s *Store) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *pending[struct{}] {
-	if s.citus {
-		return &pending[struct{}]{}
+// collections with searchable fields.
+func (s *Store) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *tagger {
+	if !s.citus {
+		return &tagger{indexed: exec(b, func(q *Queries) error { return q.IndexRecords(ctx, p) })}
 	}
-	return exec(b, func(q *Queries) error { return q.IndexRecords(ctx, p) })
+	return &tagger{tags: query(b, func(q *Queries) ([]RecordTagsRow, error) {
+		return q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
+	})}
+}
+
+// check returns the tagging's error, once the round trip has been read.
+func (t *tagger) check() error {
+	if t.indexed != nil {
+		_, err := t.indexed.get()
+		return err
+	}
+	_, err := t.tags.get()
+	return err
+}
+
+// write writes the tags RecordTags computed (on Citus; else nothing).
+func (t *tagger) write(ctx context.Context, q *Queries) error {
+	if t.tags == nil {
+		return nil
+	}
+	rows, err := t.tags.get()
+	if err != nil {
+		return err
+	}
+	var set tagSet
+	for _, r := range rows {
+		set.add(r.RecordID, r.Field, r.Tag)
+	}
+	return set.insert(ctx, q)
+}
+
+// reindexRecords tags records just replaced, in a then step.
+func (s *Store) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsParams) error {
+	if !s.citus {
+		return q.IndexRecords(ctx, p)
+	}
+	rows, err := q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
+	if err != nil {
+		return err
+	}
+	var set tagSet
+	for _, r := range rows {
+		set.add(r.RecordID, r.Field, r.Tag)
+	}
+	return set.insert(ctx, q)
+}
+
+// indexCollection tags every record of a collection (after
+// DeleteCollectionTags) and says how many it read, and which it could not.
+func (s *Store) indexCollection(ctx context.Context, q *Queries, key fieldseal.Key, collection string) (IndexCollectionRow, error) {
+	if !s.citus {
+		return q.IndexCollection(ctx, IndexCollectionParams{Key: key.Passphrase(), Collection: collection})
+	}
+	rows, err := q.CollectionTags(ctx, CollectionTagsParams{Key: key.Passphrase(), Collection: collection})
+	if err != nil {
+		return IndexCollectionRow{}, err
+	}
+	row := IndexCollectionRow{Records: int64(len(rows))}
+	var set tagSet
+	for _, r := range rows {
+		switch {
+		case r.Damaged:
+			if len(row.Damaged) < maxNamed {
+				row.Damaged = append(row.Damaged, r.ID)
+			}
+		case r.Unreadable:
+			if len(row.Unreadable) < maxNamed {
+				row.Unreadable = append(row.Unreadable, r.ID)
+			}
+		default:
+			for i := range r.Fields {
+				set.add(r.ID, r.Fields[i], r.Tags[i])
+			}
+		}
+	}
+	if len(row.Damaged) > 0 || len(row.Unreadable) > 0 {
+		return row, nil // refused by the caller: nothing to write
+	}
+	return row, set.insert(ctx, q)
+}
+
+// reindexAll tags every record again under key, after a rotation's
+// DeleteAllTags.
+func (s *Store) reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) error {
+	if !s.citus {
+		return q.ReindexAllTags(ctx, key.Passphrase())
+	}
+	rows, err := q.AllTags(ctx, key.Passphrase())
+	if err != nil {
+		return err
+	}
+	var set tagSet
+	for _, r := range rows {
+		set.add(r.RecordID, r.Field, r.Tag)
+	}
+	return set.insert(ctx, q)
+}
+
+// maxNamed is how many damaged or unreadable records a refusal names, as
+// IndexCollection does.
+const maxNamed = 20
+
+// tagSet is tags to write with InsertTags.
+type tagSet struct{ p InsertTagsParams }
+
+func (t *tagSet) add(id pgtype.UUID, field string, tag []byte) {
+	t.p.RecordIds, t.p.Fields, t.p.Tags = append(t.p.RecordIds, id), append(t.p.Fields, field), append(t.p.Tags, tag)
+}
+
+// insert writes the tags, a bounded number per statement.
+func (t *tagSet) insert(ctx context.Context, q *Queries) error {
+	const per = 5000
+	for i := 0; i < len(t.p.RecordIds); i += per {
+		j := min(i+per, len(t.p.RecordIds))
+		if err := q.InsertTags(ctx, InsertTagsParams{RecordIds: t.p.RecordIds[i:j], Fields: t.p.Fields[i:j], Tags: t.p.Tags[i:j]}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func batchParams(recIDs []fieldseal.ID, in []fieldseal.RecordInput) recordBatch {

@@ -12,6 +12,97 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const allTags = `-- name: AllTags :many
+SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
+FROM fieldseal.records r
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+`
+
+type AllTagsRow struct {
+	RecordID pgtype.UUID
+	Field    string
+	Tag      []byte
+}
+
+// ReindexAllTags' tags, returned instead of inserted.
+func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error) {
+	rows, err := q.db.Query(ctx, allTags, key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []AllTagsRow{}
+	for rows.Next() {
+		var i AllTagsRow
+		if err := rows.Scan(&i.RecordID, &i.Field, &i.Tag); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const collectionTags = `-- name: CollectionTags :many
+SELECT r.id, (d.secret IS NULL)::boolean AS damaged, (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM fieldseal.records r
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND r.collection = $2::text
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY r.id
+`
+
+type CollectionTagsParams struct {
+	Key        string
+	Collection string
+}
+
+type CollectionTagsRow struct {
+	ID         pgtype.UUID
+	Damaged    bool
+	Unreadable bool
+	Fields     []string
+	Tags       [][]byte
+}
+
+// IndexCollection's work, returned instead of inserted: a row per record
+// of the collection (its tags, or why it has none: damaged, unreadable).
+func (q *Queries) CollectionTags(ctx context.Context, arg CollectionTagsParams) ([]CollectionTagsRow, error) {
+	rows, err := q.db.Query(ctx, collectionTags, arg.Key, arg.Collection)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CollectionTagsRow{}
+	for rows.Next() {
+		var i CollectionTagsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Damaged,
+			&i.Unreadable,
+			&i.Fields,
+			&i.Tags,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const createRecords = `-- name: CreateRecords :many
 INSERT INTO fieldseal.records (id, collection, public, secret)
 SELECT ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
@@ -156,7 +247,8 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    CROSS JOIN LATERAL fieldseal.search_tags_of($8::text, o.collection, o.doc) t
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
+    CROSS JOIN LATERAL fieldseal.search_tags_in($8::text, c.subject, c.collection, c.searchable, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,
@@ -218,7 +310,9 @@ WITH d AS MATERIALIZED (
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, $2::text, j.doc) t
+    FROM j
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
+    CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -252,31 +346,53 @@ const indexRecords = `-- name: IndexRecords :exec
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
-CROSS JOIN LATERAL fieldseal.search_tags_of($2::text, ($3::text[])[i], fieldseal.jsonb_or_null(($4::text[])[i])) t
-WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($3::text[]) AND c.searchable <> '{}')
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
+WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($2::text[]) AND c.searchable <> '{}')
 `
 
 type IndexRecordsParams struct {
 	Ids         []pgtype.UUID
-	Key         string
 	Collections []string
+	Key         string
 	Secrets     []string
 }
 
 // The tags of records just written with their plaintext secrets: nothing
 // for a collection without searchable fields. The EXISTS is a one-time
 // filter: when no collection written to has a searchable field,
-// search_tags_of is not called at all (a statement that calls it plans
+// search_tags_in is not called at all (a statement that calls it plans
 // its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 // with nothing to tag). sqlc knows unnest of one array only: the arrays
-// are read by subscript.
+// are read by subscript. (On Citus: RecordTags and InsertTags.)
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
 	_, err := q.db.Exec(ctx, indexRecords,
 		arg.Ids,
-		arg.Key,
 		arg.Collections,
+		arg.Key,
 		arg.Secrets,
 	)
+	return err
+}
+
+const insertTags = `-- name: InsertTags :exec
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::bytea[])[i]
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
+`
+
+type InsertTagsParams struct {
+	RecordIds []pgtype.UUID
+	Fields    []string
+	Tags      [][]byte
+}
+
+// Tags computed by the statements above. The subject's row is there so
+// that Citus sends the statement whole to the subject's shard.
+func (q *Queries) InsertTags(ctx context.Context, arg InsertTagsParams) error {
+	_, err := q.db.Exec(ctx, insertTags, arg.RecordIds, arg.Fields, arg.Tags)
 	return err
 }
 
@@ -412,12 +528,64 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 	return items, nil
 }
 
+const recordTags = `-- name: RecordTags :many
+
+SELECT ($1::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
+FROM generate_series(1, cardinality($1::uuid[])) AS i
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
+`
+
+type RecordTagsParams struct {
+	Ids         []pgtype.UUID
+	Collections []string
+	Key         string
+	Secrets     []string
+}
+
+type RecordTagsRow struct {
+	RecordID pgtype.UUID
+	Field    string
+	Tag      []byte
+}
+
+// Tags on Citus (db/search.go). Citus writes an INSERT's parameters into
+// the statement it sends to the worker, so tags are computed by SELECTs,
+// whose parameters (the key, the plaintext) stay parameters there, and
+// written by InsertTags, whose values (ids, fields, tags) the worker's
+// log may hold, as its table does.
+// IndexRecords' tags, returned instead of inserted.
+func (q *Queries) RecordTags(ctx context.Context, arg RecordTagsParams) ([]RecordTagsRow, error) {
+	rows, err := q.db.Query(ctx, recordTags,
+		arg.Ids,
+		arg.Collections,
+		arg.Key,
+		arg.Secrets,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []RecordTagsRow{}
+	for rows.Next() {
+		var i RecordTagsRow
+		if err := rows.Scan(&i.RecordID, &i.Field, &i.Tag); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const reindexAllTags = `-- name: ReindexAllTags :exec
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_of($1::text, r.collection,
+CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
 WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
@@ -445,8 +613,11 @@ FROM (
           FROM fieldseal.search_tags t
           WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM unnest($3::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags($4::text, $1::text, f.field, ($5::text[])[f.i]) q))
+              FROM fieldseal.collections c
+              CROSS JOIN LATERAL unnest($3::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in($4::text, c.subject, c.collection, c.searchable,
+                                                                f.field, ($5::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $1::text))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality($3::text[]))
       AND ($6::jsonpath IS NULL OR m.public @@ $6::jsonpath)
@@ -523,9 +694,9 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 }
 
 const setCollection = `-- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable)
-VALUES ($1, $2)
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now()
+INSERT INTO fieldseal.collections (collection, searchable, updated_at)
+VALUES ($1, $2, now())
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at
 `
 
 type SetCollectionParams struct {
@@ -533,6 +704,8 @@ type SetCollectionParams struct {
 	Searchable []byte
 }
 
+// now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+// functions immutable.
 func (q *Queries) SetCollection(ctx context.Context, arg SetCollectionParams) error {
 	_, err := q.db.Exec(ctx, setCollection, arg.Collection, arg.Searchable)
 	return err

@@ -7,9 +7,11 @@
 SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
 
 -- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable)
-VALUES (@collection, @searchable)
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = now();
+-- now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+-- functions immutable.
+INSERT INTO fieldseal.collections (collection, searchable, updated_at)
+VALUES (@collection, @searchable, now())
+ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at;
 
 -- name: DeleteCollectionTags :exec
 DELETE FROM fieldseal.search_tags t
@@ -30,7 +32,9 @@ WITH d AS MATERIALIZED (
 ), tagged AS (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT j.id, t.field, t.tag
-    FROM j CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, @collection::text, j.doc) t
+    FROM j
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
+    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) t
 )
 SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
@@ -41,14 +45,15 @@ FROM j;
 -- The tags of records just written with their plaintext secrets: nothing
 -- for a collection without searchable fields. The EXISTS is a one-time
 -- filter: when no collection written to has a searchable field,
--- search_tags_of is not called at all (a statement that calls it plans
+-- search_tags_in is not called at all (a statement that calls it plans
 -- its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 -- with nothing to tag). sqlc knows unnest of one array only: the arrays
--- are read by subscript.
+-- are read by subscript. (On Citus: RecordTags and InsertTags.)
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
-CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, (@collections::text[])[i], fieldseal.jsonb_or_null((@secrets::text[])[i])) t
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t
 WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
@@ -62,7 +67,7 @@ INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, r.collection,
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
                                             fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
 WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
 
@@ -88,8 +93,11 @@ FROM (
           FROM fieldseal.search_tags t
           WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
               SELECT q.tag
-              FROM unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags(@key::text, @collection::text, f.field, (@values::text[])[f.i]) q))
+              FROM fieldseal.collections c
+              CROSS JOIN LATERAL unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in(@key::text, c.subject, c.collection, c.searchable,
+                                                                f.field, (@values::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text))
           GROUP BY t.record_id
           HAVING count(DISTINCT t.field) = cardinality(@fields::text[]))
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR m.public @@ sqlc.narg(public_filter)::jsonpath)
@@ -178,9 +186,56 @@ WITH given AS MATERIALIZED (
     INSERT INTO fieldseal.search_tags (record_id, field, tag)
     SELECT o.id, t.field, t.tag
     FROM opened o JOIN inserted i ON i.id = o.id
-    CROSS JOIN LATERAL fieldseal.search_tags_of(@key::text, o.collection, o.doc) t
+    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
+    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, o.doc) t
 )
 SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        (SELECT count(*) FROM inserted)::bigint AS imported,
        coalesce((SELECT unopened FROM bad)[1:20], '{}')::bigint[] AS unopened,
        coalesce((SELECT unreadable FROM bad)[1:20], '{}')::bigint[] AS unreadable;
+
+-- Tags on Citus (db/search.go). Citus writes an INSERT's parameters into
+-- the statement it sends to the worker, so tags are computed by SELECTs,
+-- whose parameters (the key, the plaintext) stay parameters there, and
+-- written by InsertTags, whose values (ids, fields, tags) the worker's
+-- log may hold, as its table does.
+
+-- name: RecordTags :many
+-- IndexRecords' tags, returned instead of inserted.
+SELECT (@ids::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
+FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
+
+-- name: CollectionTags :many
+-- IndexCollection's work, returned instead of inserted: a row per record
+-- of the collection (its tags, or why it has none: damaged, unreadable).
+SELECT r.id, (d.secret IS NULL)::boolean AS damaged, (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM fieldseal.records r
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND r.collection = @collection::text
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY r.id;
+
+-- name: AllTags :many
+-- ReindexAllTags' tags, returned instead of inserted.
+SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
+FROM fieldseal.records r
+JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
+CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
+
+-- name: InsertTags :exec
+-- Tags computed by the statements above. The subject's row is there so
+-- that Citus sends the statement whole to the subject's shard.
+INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+SELECT s.subject, (@record_ids::uuid[])[i], (@fields::text[])[i], (@tags::bytea[])[i]
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality(@record_ids::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true);
