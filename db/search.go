@@ -214,11 +214,7 @@ func (t *tagger) write(ctx context.Context, q *Queries) error {
 	if err != nil {
 		return err
 	}
-	var set tagSet
-	for _, r := range rows {
-		set.add(r.RecordID, r.Field, r.Tag)
-	}
-	return set.insert(ctx, q)
+	return writeTags(ctx, q, rows)
 }
 
 // reindexRecords tags records just replaced, in a then step.
@@ -230,11 +226,7 @@ func (s *Store) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsPa
 	if err != nil {
 		return err
 	}
-	var set tagSet
-	for _, r := range rows {
-		set.add(r.RecordID, r.Field, r.Tag)
-	}
-	return set.insert(ctx, q)
+	return writeTags(ctx, q, rows)
 }
 
 // indexCollection tags every record of a collection (after
@@ -281,6 +273,15 @@ func (s *Store) reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) e
 	if err != nil {
 		return err
 	}
+	tags := make([]RecordTagsRow, len(rows))
+	for i, r := range rows {
+		tags[i] = RecordTagsRow(r)
+	}
+	return writeTags(ctx, q, tags)
+}
+
+// writeTags writes tags computed by RecordTags or AllTags.
+func writeTags(ctx context.Context, q *Queries, rows []RecordTagsRow) error {
 	var set tagSet
 	for _, r := range rows {
 		set.add(r.RecordID, r.Field, r.Tag)
