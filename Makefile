@@ -20,15 +20,16 @@ CITUS_BUILD ?= ../shared/citus/build.sh
 # The API tests run against the coordinator (FIELDSEAL_TEST_CITUS=1: each
 # test's database is created on every node and distributed): records,
 # lists and filters, wrong keys and throttling, subject isolation,
-# idempotency, export, rotation, search, audit and grants, and TestServiceOnCitus (one
+# idempotency, export, rotation, search, audit, grants and revocation (two
+# servers on one coordinator), and TestServiceOnCitus (one
 # shard per request, no secret in any node's log, what is refused).
-CITUS_API_TESTS = TestServiceOnCitus|TestSearchBySecretField|TestSearchRefusals|TestBlindIndexTags|TestBatchCreate|TestCollectionNamesInThePath|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
+CITUS_API_TESTS = TestServiceOnCitus|TestRevocationReachesEveryInstance|TestSearchBySecretField|TestSearchRefusals|TestBlindIndexTags|TestBatchCreate|TestCollectionNamesInThePath|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
 test-citus:
 	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
 	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \
 	  echo "Citus is not installed and $(CITUS_BUILD) is missing: install Citus 13 for PostgreSQL 15, or set CITUS_BUILD"; exit 1; fi
 	$(GO) test -tags citus -count=1 -run Citus ./migrations/ ./cmd/fieldseal/
-	FIELDSEAL_TEST_CITUS=1 $(GO) test -tags citus -count=1 -run '$(CITUS_API_TESTS)' ./handlers/
+	FIELDSEAL_TEST_CITUS=1 $(GO) test -tags citus -count=1 -run '$(CITUS_API_TESTS)' ./handlers/ ./cmd/fieldseal/
 
 build:
 	$(GO) build -o bin/fieldseal ./cmd/fieldseal
