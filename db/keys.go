@@ -86,11 +86,7 @@ func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldse
 		if err != nil {
 			return 0, err
 		}
-		ids := make([]fieldseal.ID, len(rows))
-		for i, r := range rows {
-			ids[i] = r.Bytes
-		}
-		return 0, damaged(ids...)
+		return 0, damaged(ids(rows)...)
 	}
 	var n int64
 	var bad []fieldseal.ID
@@ -103,22 +99,22 @@ func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldse
 		if len(page) == 0 {
 			break
 		}
-		ids := make([]pgtype.UUID, 0, len(page))
+		written := make([]pgtype.UUID, 0, len(page))
 		secrets := make([][]byte, 0, len(page))
 		for _, r := range page {
 			if r.Secret == nil {
-				if len(bad) < maxDamagedNamed {
+				if len(bad) < maxNamed {
 					bad = append(bad, r.ID.Bytes)
 				}
 				continue
 			}
-			ids, secrets = append(ids, r.ID), append(secrets, r.Secret)
+			written, secrets = append(written, r.ID), append(secrets, r.Secret)
 		}
 		after = page[len(page)-1].ID
 		if len(bad) > 0 {
 			continue // refused below: only the damaged ones are still wanted
 		}
-		m, err := q.ReplaceSecrets(ctx, ReplaceSecretsParams{Ids: ids, Secrets: secrets})
+		m, err := q.ReplaceSecrets(ctx, ReplaceSecretsParams{Ids: written, Secrets: secrets})
 		if err != nil {
 			return 0, err
 		}
@@ -130,14 +126,9 @@ func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldse
 	return n, nil
 }
 
-const (
-	// reencryptPageRows is how many records a Citus rotation re-encrypts per
-	// round trip; their ciphertexts are held in memory meanwhile.
-	reencryptPageRows = 1000
-	// maxDamagedNamed is how many damaged records a refusal names, as
-	// ListDamagedRecords does.
-	maxDamagedNamed = 20
-)
+// reencryptPageRows is how many records a Citus rotation re-encrypts per
+// round trip; their ciphertexts are held in memory meanwhile.
+const reencryptPageRows = 1000
 
 var _ fieldseal.KeyService = (*Store)(nil)
 

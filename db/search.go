@@ -290,7 +290,7 @@ func writeTags(ctx context.Context, q *Queries, rows []RecordTagsRow) error {
 }
 
 // maxNamed is how many damaged or unreadable records a refusal names, as
-// IndexCollection does.
+// IndexCollection and ListDamagedRecords do (LIMIT 20, [1:20]).
 const maxNamed = 20
 
 // tagSet is tags to write with InsertTags.
