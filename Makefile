@@ -23,7 +23,7 @@ CITUS_BUILD ?= ../shared/citus/build.sh
 # idempotency, export, rotation, search, audit, grants and revocation (two
 # servers on one coordinator), and TestServiceOnCitus (one
 # shard per request, no secret in any node's log, what is refused).
-CITUS_API_TESTS = TestServiceOnCitus|TestRevocationReachesEveryInstance|TestSearchBySecretField|TestSearchRefusals|TestBlindIndexTags|TestBatchCreate|TestCollectionNamesInThePath|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
+CITUS_API_TESTS = TestServiceOnCitus|TestAuditArchive$$|TestAuditEventsAfterArchive|TestExportDeleteImport|TestImportAcrossPages|TestRevocationReachesEveryInstance|TestSearchBySecretField|TestSearchRefusals|TestBlindIndexTags|TestBatchCreate|TestCollectionNamesInThePath|TestRotateKey|TestWritesRacingRotation|TestDamagedRecordIsNotAWrongKey|TestIdempotentRotate|TestRecordLifecycle|TestListPagination|TestIfMatchForms|TestWrongKey$$|TestCrossSubjectIsolation|TestPublicFilters|TestAuditChainsUnderConcurrency|TestGrantsReportOverHTTP|TestIdempotentCreate|TestAuditEventsNeedAuditRead|TestNoWorkWithoutItsAuditEntry|TestVerifyKey|TestCiphertextOpensWithGPG|TestExportRecoversWithGPG|TestIdempotentConcurrentDuplicates
 test-citus:
 	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
 	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \

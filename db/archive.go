@@ -50,7 +50,7 @@ func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.W
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
 	q := New(tx)
-	if err := q.EnableAuditArchiving(ctx); err != nil {
+	if _, err := tx.Exec(ctx, enableAuditArchiving); err != nil {
 		return ArchiveResult{}, err
 	}
 	cuts, err := q.ListArchiveCuts(ctx, before)
@@ -122,6 +122,14 @@ func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.W
 	}
 	return res, tx.Commit(ctx)
 }
+
+// enableAuditArchiving lets the archive's transaction read every entry
+// and delete the archived ones (as a fieldseal_owner member: migration
+// 00017's policy), on every node of a Citus cluster too: SET LOCAL, which
+// Citus sends on to the workers when citus.propagate_set_commands is
+// 'local' (on one PostgreSQL that setting is a placeholder nothing reads).
+const enableAuditArchiving = `SET LOCAL citus.propagate_set_commands = 'local'; ` +
+	`SET LOCAL fieldseal.audit_reader = 'on'; SET LOCAL fieldseal.audit_archive = 'on'`
 
 // AuditChainStarts is the database's name and where each archived chain
 // starts in it (FirstSeq and PrevHash): for `fieldseal audit verify

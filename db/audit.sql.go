@@ -150,17 +150,6 @@ func (q *Queries) DeleteArchivedEntries(ctx context.Context, arg DeleteArchivedE
 	return result.RowsAffected(), nil
 }
 
-const enableAuditArchiving = `-- name: EnableAuditArchiving :exec
-SELECT set_config('fieldseal.audit_reader', 'on', true), set_config('fieldseal.audit_archive', 'on', true)
-`
-
-// For `fieldseal audit archive`: lets this transaction read every entry
-// and delete the archived ones (as a fieldseal_owner member; migration 00017).
-func (q *Queries) EnableAuditArchiving(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, enableAuditArchiving)
-	return err
-}
-
 const enableAuditReading = `-- name: EnableAuditReading :exec
 SELECT set_config('fieldseal.audit_reader', 'on', true)
 `
@@ -668,9 +657,9 @@ func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpoin
 }
 
 const moveChainStart = `-- name: MoveChainStart :exec
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now()
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
+VALUES ($1, $2, $3, $4, now())
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at
 `
 
 type MoveChainStartParams struct {
@@ -680,6 +669,8 @@ type MoveChainStartParams struct {
 	PrevHash []byte
 }
 
+// now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+// functions immutable.
 func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) error {
 	_, err := q.db.Exec(ctx, moveChainStart,
 		arg.Subject,

@@ -7,8 +7,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/fieldseal/fieldseal"
 )
 
 // On a Citus coordinator (CheckSessionRole finds out), a subject's rows
@@ -41,20 +39,13 @@ import (
 //     decrypted (fieldseal.decrypted, set on the worker), is not sent
 //     with the read but after it, once the Store has seen it decrypt.
 
-// Not yet on Citus (docs/scale.md says why): import, whose one
-// statement decrypts, inserts and tags in data-modifying CTEs that Citus
-// would either send to the worker with the key written in, or run through
-// the coordinator, whose COPY to the shard row-level security refuses. It
-// is refused with a message saying so, before any work. (Rotation and
-// tags avoid both: see reencrypt in keys.go and tagger in search.go.)
-
-// notOnCitus refuses what, on Citus.
-func (s *Store) notOnCitus(what string) error {
-	if !s.citus {
-		return nil
-	}
-	return fieldseal.Errorf(fieldseal.EUNAVAILABLE, "%s does not run on a Citus cluster yet (docs/scale.md)", what)
-}
+// Where one PostgreSQL runs a key-using INSERT or UPDATE, the Store on
+// Citus splits it: a SELECT does the key's work on the worker and returns
+// only what may be logged (ciphertexts, tags), and a write sends that.
+// So rotation (reencrypt in keys.go), tagging (tagger in search.go) and
+// import (importPages in search.go); a batch create inserts record by
+// record (createRecords), each INSERT ... VALUES encrypting on the
+// coordinator, as a single create does.
 
 // subjectSetting is the text bind replaces.
 const subjectSetting = "current_setting('fieldseal.subject', true)"

@@ -325,13 +325,11 @@ func (b recordBatch) index(key fieldseal.Key) IndexRecordsParams {
 	return IndexRecordsParams{Ids: b.ids, Collections: b.collections, Secrets: b.secrets, Key: key.Passphrase()}
 }
 
-// Import implements fieldseal.ExportService: one statement opens every
-// ciphertext under the verified key and, only if all open, inserts the
-// records the subject does not have and tags them.
+// Import implements fieldseal.ExportService: every ciphertext is opened
+// under the verified key and, only if all open, the records the subject
+// does not have are inserted and tagged. On one PostgreSQL that is one
+// statement (ImportRecords); on Citus, importPages.
 func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
-	if err := s.notOnCitus("import"); err != nil {
-		return fieldseal.ImportResult{}, err
-	}
 	var res fieldseal.ImportResult
 	p := ImportRecordsParams{
 		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),
@@ -344,32 +342,125 @@ func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldse
 	}
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
 	writeKey := registerKey(ctx, &t.first, key)
-	imported := query(&t.first, func(q *Queries) (ImportRecordsRow, error) { return q.ImportRecords(ctx, p) })
-	t.check = func() error {
-		if err := writeKey.check(); err != nil {
+	if s.citus {
+		t.check = writeKey.check
+		t.then = func(q *Queries) (err error) {
+			res, err = importPages(ctx, q, p)
 			return err
 		}
-		row, err := imported.get()
-		switch {
-		case err != nil:
-			return err
-		case len(row.Unopened) > 0:
-			return fieldseal.Errorf(fieldseal.EWRONGKEY, "the ciphertext of line %s does not open under this key (the subject's current key): nothing was imported; "+
-				"records exported before a key rotation open only under the key of their time", joinInts(row.Unopened))
-		case len(row.Unreadable) > 0:
-			return fieldseal.Errorf(fieldseal.EINVALID, "the secret of line %s cannot be indexed for search: PostgreSQL's jsonb cannot read it "+
-				"(\\u0000, a lone surrogate escape or a number beyond its range); nothing was imported", joinInts(row.Unreadable))
+	} else {
+		imported := query(&t.first, func(q *Queries) (ImportRecordsRow, error) { return q.ImportRecords(ctx, p) })
+		t.check = func() error {
+			if err := writeKey.check(); err != nil {
+				return err
+			}
+			row, err := imported.get()
+			if err != nil {
+				return err
+			}
+			if err := importRefused(row.Unopened, row.Unreadable); err != nil {
+				return err
+			}
+			if row.OpenedCount != int64(len(recs)) {
+				return fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(recs))
+			}
+			res = fieldseal.ImportResult{Imported: row.Imported, Skipped: int64(len(recs)) - row.Imported}
+			return nil
 		}
-		if row.OpenedCount != int64(len(recs)) {
-			return fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(recs))
-		}
-		res = fieldseal.ImportResult{Imported: row.Imported, Skipped: int64(len(recs)) - row.Imported}
-		return nil
 	}
 	if err := s.run(ctx, t); err != nil {
 		return fieldseal.ImportResult{}, err
 	}
 	return res, nil
+}
+
+// importPages is Import on Citus, importPageLines lines at a time:
+// ImportLines opens them and computes their tags (a SELECT: key and
+// ciphertexts stay parameters on the worker), InsertImported writes the
+// records and InsertTags the tags of those it inserted. Once a line is
+// refused nothing more is written, but every page is still opened, so
+// that the refusal names the first lines that fail, as ImportRecords'
+// does; the caller's transaction rolls back what was written before.
+func importPages(ctx context.Context, q *Queries, p ImportRecordsParams) (fieldseal.ImportResult, error) {
+	var unopened, unreadable []int64
+	var imported int64
+	for lo := 0; lo < len(p.Ids); lo += importPageLines {
+		hi := min(lo+importPageLines, len(p.Ids))
+		lines, err := q.ImportLines(ctx, ImportLinesParams{Secrets: p.Secrets[lo:hi], Key: p.Key, Collections: p.Collections[lo:hi]})
+		if err != nil {
+			return fieldseal.ImportResult{}, err
+		}
+		if len(lines) != hi-lo {
+			return fieldseal.ImportResult{}, fmt.Errorf("db: %d of %d import lines were read", len(lines), hi-lo)
+		}
+		for _, l := range lines {
+			n := int64(lo) + l.N
+			switch {
+			case !l.Opened:
+				unopened = appendNamed(unopened, n)
+			case l.Unreadable:
+				unreadable = appendNamed(unreadable, n)
+			}
+		}
+		if len(unopened) > 0 || len(unreadable) > 0 {
+			continue
+		}
+		ids, err := q.InsertImported(ctx, InsertImportedParams{
+			Ids: p.Ids[lo:hi], Collections: p.Collections[lo:hi], Publics: p.Publics[lo:hi], Secrets: p.Secrets[lo:hi],
+			Versions: p.Versions[lo:hi], Created: p.Created[lo:hi], Updated: p.Updated[lo:hi],
+		})
+		if err != nil {
+			return fieldseal.ImportResult{}, err
+		}
+		imported += int64(len(ids))
+		inserted := make(map[pgtype.UUID]bool, len(ids))
+		for _, id := range ids {
+			inserted[id] = true
+		}
+		var set tagSet
+		for i, l := range lines {
+			if id := p.Ids[lo+i]; inserted[id] {
+				for k := range l.Fields {
+					set.add(id, l.Fields[k], l.Tags[k])
+				}
+			}
+		}
+		if err := set.insert(ctx, q); err != nil {
+			return fieldseal.ImportResult{}, err
+		}
+	}
+	if err := importRefused(unopened, unreadable); err != nil {
+		return fieldseal.ImportResult{}, err
+	}
+	return fieldseal.ImportResult{Imported: imported, Skipped: int64(len(p.Ids)) - imported}, nil
+}
+
+// importPageLines is how many lines a Citus import opens and writes per
+// round trip: its statements' text on the worker holds a page's
+// ciphertexts.
+const importPageLines = 1000
+
+// appendNamed appends n to a refusal's list, up to maxNamed.
+func appendNamed(ns []int64, n int64) []int64 {
+	if len(ns) < maxNamed {
+		ns = append(ns, n)
+	}
+	return ns
+}
+
+// importRefused is the refusal of an import some of whose lines
+// (1-based) do not open under the key, or hold a secret that cannot be
+// indexed for search; nil if none.
+func importRefused(unopened, unreadable []int64) error {
+	switch {
+	case len(unopened) > 0:
+		return fieldseal.Errorf(fieldseal.EWRONGKEY, "the ciphertext of line %s does not open under this key (the subject's current key): nothing was imported; "+
+			"records exported before a key rotation open only under the key of their time", joinInts(unopened))
+	case len(unreadable) > 0:
+		return fieldseal.Errorf(fieldseal.EINVALID, "the secret of line %s cannot be indexed for search: PostgreSQL's jsonb cannot read it "+
+			"(\\u0000, a lone surrogate escape or a number beyond its range); nothing was imported", joinInts(unreadable))
+	}
+	return nil
 }
 
 // search is ListRecords with secret filters: the collection's settings,

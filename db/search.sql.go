@@ -215,6 +215,73 @@ func (q *Queries) GetCollection(ctx context.Context, collection string) (GetColl
 	return i, err
 }
 
+const importLines = `-- name: ImportLines :many
+
+SELECT i::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened,
+       (d.plain IS NOT NULL AND c.collection IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($1::bytea[])) AS i
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(($1::bytea[])[i], $2::text) AS plain) d
+LEFT JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true)
+                                 AND c.collection = ($3::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL (SELECT CASE WHEN c.collection IS NOT NULL THEN fieldseal.jsonb_or_null(d.plain) END AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in($2::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY i
+`
+
+type ImportLinesParams struct {
+	Secrets     [][]byte
+	Key         string
+	Collections []string
+}
+
+type ImportLinesRow struct {
+	N          int64
+	Opened     bool
+	Unreadable bool
+	Fields     []string
+	Tags       [][]byte
+}
+
+// Import on Citus (db/search.go), a page of lines at a time: ImportRecords'
+// data-modifying CTEs would have Citus write the key into the statement
+// it sends to the worker, or insert through the coordinator's COPY, which
+// row-level security refuses. ImportLines opens the lines and computes
+// their tags in a SELECT (key and ciphertexts stay parameters on the
+// worker); InsertImported writes the records (ciphertexts, which the
+// worker's log may hold, as its table does), then InsertTags their tags.
+// A row per line (n, 1-based): whether its ciphertext opens under the
+// key, whether its secret is unreadable to jsonb in a collection with
+// searchable fields, and its tags there.
+func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]ImportLinesRow, error) {
+	rows, err := q.db.Query(ctx, importLines, arg.Secrets, arg.Key, arg.Collections)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ImportLinesRow{}
+	for rows.Next() {
+		var i ImportLinesRow
+		if err := rows.Scan(
+			&i.N,
+			&i.Opened,
+			&i.Unreadable,
+			&i.Fields,
+			&i.Tags,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const importRecords = `-- name: ImportRecords :one
 WITH given AS MATERIALIZED (
     SELECT i AS n, ($1::uuid[])[i] AS id, ($2::text[])[i] AS collection,
@@ -373,6 +440,59 @@ func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) erro
 		arg.Secrets,
 	)
 	return err
+}
+
+const insertImported = `-- name: InsertImported :many
+INSERT INTO fieldseal.records (subject, id, collection, public, secret, version, created_at, updated_at)
+SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i], ($4::bytea[])[i],
+       ($5::bigint[])[i], ($6::timestamptz[])[i], ($7::timestamptz[])[i]
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
+ORDER BY i
+ON CONFLICT (subject, id) DO NOTHING
+RETURNING id
+`
+
+type InsertImportedParams struct {
+	Ids         []pgtype.UUID
+	Collections []string
+	Publics     [][]byte
+	Secrets     [][]byte
+	Versions    []int64
+	Created     []time.Time
+	Updated     []time.Time
+}
+
+// Lines ImportLines opened, inserted as exported unless the subject has
+// the id already; the ids inserted. The subject's row is there so that
+// Citus sends the statement whole to the subject's shard.
+func (q *Queries) InsertImported(ctx context.Context, arg InsertImportedParams) ([]pgtype.UUID, error) {
+	rows, err := q.db.Query(ctx, insertImported,
+		arg.Ids,
+		arg.Collections,
+		arg.Publics,
+		arg.Secrets,
+		arg.Versions,
+		arg.Created,
+		arg.Updated,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []pgtype.UUID{}
+	for rows.Next() {
+		var id pgtype.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const insertTags = `-- name: InsertTags :exec

@@ -4,6 +4,7 @@ package handlers_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -21,8 +22,7 @@ import (
 // a subject's requests each run on the subject's shard alone (Citus's
 // own counters of single- and multi-shard executions), a rotation too,
 // no key, token or secret reaches any node's log with every statement
-// logged, the audit trail verifies, and what does not run on Citus yet
-// is refused, saying so.
+// logged, and the audit trail verifies.
 func TestServiceOnCitus(t *testing.T) {
 	if !pgtest.Citus() {
 		t.Fatalf("this test needs a Citus cluster: run it with %s=1 (make test-citus does)", pgtest.CitusVariable)
@@ -106,24 +106,37 @@ func TestServiceOnCitus(t *testing.T) {
 	if r := a.do(req{method: "GET", path: "/v1/records?collection=notes&secret.v=" + secrets[3], token: alice, key: key3}); r.status != http.StatusOK || !strings.Contains(string(r.body), secrets[3]) {
 		t.Errorf("after the rotation, a search (tags computed again under the new key): %d %.300s", r.status, r.body)
 	}
+	// Import: alice's export into carol's shard, where the collection is
+	// searchable: every record written, and tagged there; again, every
+	// record skipped; under another key, nothing.
+	carol := a.token("carol", allScopes)
+	exported := a.do(req{method: "GET", path: "/v1/export", token: alice})
+	lines := strings.Count(string(exported.body), "\n")
+	if r := a.do(req{method: "PUT", path: "/v1/collections/notes", token: carol, key: key3, body: map[string]any{"searchable": map[string]any{"v": map[string]any{}}}}); r.status != http.StatusOK {
+		t.Errorf("carol's collection: %d %.300s", r.status, r.body)
+	}
+	imp := func(key string) response {
+		return a.do(req{method: "POST", path: "/v1/import", token: carol, key: key, body: string(exported.body), header: map[string]string{"Content-Type": "application/x-ndjson"}})
+	}
+	if r := imp(wrong); r.status != http.StatusForbidden || a.count(`SELECT count(*) FROM fieldseal.records WHERE subject = 'carol'`) != 0 {
+		t.Errorf("an import under another key: %d %.300s; want 403 and nothing written", r.status, r.body)
+	}
+	if r := imp(key3); r.status != http.StatusOK || !strings.Contains(string(r.body), fmt.Sprintf(`{"imported":%d,"skipped":0}`, lines)) {
+		t.Errorf("import: %d %.300s; want %d imported", r.status, r.body, lines)
+	}
+	if r := imp(key3); r.status != http.StatusOK || !strings.Contains(string(r.body), fmt.Sprintf(`{"imported":0,"skipped":%d}`, lines)) {
+		t.Errorf("import again: %d %.300s; want %d skipped", r.status, r.body, lines)
+	}
+	if r := a.do(req{method: "GET", path: "/v1/records?collection=notes&secret.v=" + secrets[3], token: carol, key: key3}); r.status != http.StatusOK || !strings.Contains(string(r.body), secrets[3]) {
+		t.Errorf("an imported record, searched for: %d %.300s", r.status, r.body)
+	}
+
 	// Every request above ran on its subject's shard alone.
 	single1, multi1 := counters()
 	if multi1 != multi0 || single1-single0 < 20 {
 		t.Errorf("Citus ran %d multi-shard and %d single-shard statements for one subject's requests; want none and every one", multi1-multi0, single1-single0)
 	}
 
-	// Not on Citus yet: refused before any work, saying so.
-	exported := a.do(req{method: "GET", path: "/v1/export", token: alice})
-	refused := []req{
-		{method: "POST", path: "/v1/import", key: key3, body: string(exported.body)},
-	}
-	for _, r := range refused {
-		r.token = alice
-		got := a.do(r)
-		if got.status != http.StatusServiceUnavailable || !strings.Contains(string(got.body), "Citus") {
-			t.Errorf("%s %s on Citus: %d %.300s; want 503 saying it does not run on Citus yet", r.method, r.path, got.status, got.body)
-		}
-	}
 	if r := a.do(req{method: "GET", path: "/v1/audit/events?subject=alice", token: a.token("dba", "audit:read")}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"record.read"`) {
 		t.Errorf("audit events: %d %.300s", r.status, r.body)
 	}
@@ -136,12 +149,12 @@ func TestServiceOnCitus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Breaks) != 0 || rep.Subjects != 2 || rep.Entries < 15 {
-		t.Errorf("audit verify on Citus: %+v; want an intact trail of 2 subjects", rep)
+	if len(rep.Breaks) != 0 || rep.Subjects != 3 || rep.Entries < 15 {
+		t.Errorf("audit verify on Citus: %+v; want an intact trail of 3 subjects", rep)
 	}
 
 	// No node logged a key, a token or a secret.
-	needles := traces([]string{key, key2, key3, wrong}, []string{alice, bob}, secrets)
+	needles := traces([]string{key, key2, key3, wrong}, []string{alice, bob, carol}, secrets)
 	sawDecrypt := false
 	for i, file := range pgtest.CitusNodeLogs() {
 		b, err := os.ReadFile(file)

@@ -499,3 +499,73 @@ func TestCollectionNamesInThePath(t *testing.T) {
 		}
 	}
 }
+
+// TestImportAcrossPages: an import of more lines than a Citus import
+// opens per round trip (1,000) is still one transaction: a line that does
+// not open, past the first thousand, refuses it all and is named; lines
+// the subject has are skipped in any page; every record imported is
+// tagged.
+func TestImportAcrossPages(t *testing.T) {
+	a := newAPI(t)
+	alice, bob, carol := a.token("alice", allScopes), a.token("bob", allScopes), a.token("carol", allScopes)
+	key, key2 := newKey(t), newKey(t)
+	const n = 1200
+	for _, tok := range []string{alice, carol} {
+		if r := a.setSearchable(tok, key, "p", `{"searchable":{"e":{}}}`); r.status != http.StatusOK {
+			t.Fatalf("PUT collection: %d %s", r.status, r.body)
+		}
+	}
+	for lo := 0; lo < n; lo += 600 {
+		var recs []any
+		for i := lo; i < lo+600; i++ {
+			recs = append(recs, map[string]any{"collection": "p", "secret": map[string]any{"e": fmt.Sprintf("p%d@example.org", i)}})
+		}
+		if r := a.do(req{method: "POST", path: "/v1/records/batch", token: alice, key: key, body: map[string]any{"records": recs}}); r.status != http.StatusCreated {
+			t.Fatalf("batch: %d %.300s", r.status, r.body)
+		}
+	}
+	a.create(bob, key2, map[string]any{"collection": "p", "secret": map[string]any{"e": "bob@example.org"}})
+	export := func(tok string) []string {
+		r := a.do(req{method: "GET", path: "/v1/export", token: tok})
+		if r.status != http.StatusOK {
+			t.Fatalf("export: %d", r.status)
+		}
+		return strings.Split(strings.TrimSpace(string(r.body)), "\n")
+	}
+	lines, bobs := export(alice), export(bob)
+	if len(lines) != n {
+		t.Fatalf("export of %d lines; want %d", len(lines), n)
+	}
+	imp := func(lines []string) response {
+		return a.do(req{method: "POST", path: "/v1/import", token: carol, key: key, body: strings.Join(lines, "\n"), header: map[string]string{"Content-Type": "application/x-ndjson"}})
+	}
+	carols := func() (records, tags int) {
+		return a.count(`SELECT count(*) FROM fieldseal.records WHERE subject = 'carol'`), a.count(`SELECT count(*) FROM fieldseal.search_tags WHERE subject = 'carol'`)
+	}
+
+	bad := slices.Clone(lines)
+	bad[1100] = bobs[0]
+	r := imp(bad)
+	wantProblem(t, r, http.StatusForbidden, "wrong_key")
+	if !strings.Contains(string(r.body), "line 1101 ") {
+		t.Errorf("the refusal does not name line 1101: %s", r.body)
+	}
+	if recs, tags := carols(); recs != 0 || tags != 0 {
+		t.Errorf("a refused import left %d records and %d tags", recs, tags)
+	}
+
+	if r := imp(lines[:500]); r.status != http.StatusOK || !strings.Contains(string(r.body), `{"imported":500,"skipped":0}`) {
+		t.Fatalf("import of 500: %d %s", r.status, r.body)
+	}
+	if r := imp(lines); r.status != http.StatusOK || !strings.Contains(string(r.body), `{"imported":700,"skipped":500}`) {
+		t.Fatalf("import of all: %d %s; want 700 imported, 500 skipped", r.status, r.body)
+	}
+	if recs, tags := carols(); recs != n || tags != n {
+		t.Errorf("carol has %d records and %d tags; want %d of each", recs, tags, n)
+	}
+	for _, i := range []int{7, 1150} {
+		if got := secrets(t, a.search(carol, key, fmt.Sprintf("collection=p&secret.e=p%d@example.org", i)), "e"); len(got) != 1 {
+			t.Errorf("imported record %d found by search: %q", i, got)
+		}
+	}
+}

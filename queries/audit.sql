@@ -153,11 +153,9 @@ DELETE FROM fieldseal.audit_events
 WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
 
 -- name: MoveChainStart :exec
-INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash)
-VALUES (@subject, @lane, @seq, @prev_hash)
-ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = now();
+-- now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
+-- functions immutable.
+INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
+VALUES (@subject, @lane, @seq, @prev_hash, now())
+ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at;
 
--- name: EnableAuditArchiving :exec
--- For `fieldseal audit archive`: lets this transaction read every entry
--- and delete the archived ones (as a fieldseal_owner member; migration 00017).
-SELECT set_config('fieldseal.audit_reader', 'on', true), set_config('fieldseal.audit_archive', 'on', true);

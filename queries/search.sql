@@ -194,6 +194,46 @@ SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
        coalesce((SELECT unopened FROM bad)[1:20], '{}')::bigint[] AS unopened,
        coalesce((SELECT unreadable FROM bad)[1:20], '{}')::bigint[] AS unreadable;
 
+-- Import on Citus (db/search.go), a page of lines at a time: ImportRecords'
+-- data-modifying CTEs would have Citus write the key into the statement
+-- it sends to the worker, or insert through the coordinator's COPY, which
+-- row-level security refuses. ImportLines opens the lines and computes
+-- their tags in a SELECT (key and ciphertexts stay parameters on the
+-- worker); InsertImported writes the records (ciphertexts, which the
+-- worker's log may hold, as its table does), then InsertTags their tags.
+
+-- name: ImportLines :many
+-- A row per line (n, 1-based): whether its ciphertext opens under the
+-- key, whether its secret is unreadable to jsonb in a collection with
+-- searchable fields, and its tags there.
+SELECT i::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened,
+       (d.plain IS NOT NULL AND c.collection IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality(@secrets::bytea[])) AS i
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null((@secrets::bytea[])[i], @key::text) AS plain) d
+LEFT JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true)
+                                 AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
+CROSS JOIN LATERAL (SELECT CASE WHEN c.collection IS NOT NULL THEN fieldseal.jsonb_or_null(d.plain) END AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY i;
+
+-- name: InsertImported :many
+-- Lines ImportLines opened, inserted as exported unless the subject has
+-- the id already; the ids inserted. The subject's row is there so that
+-- Citus sends the statement whole to the subject's shard.
+INSERT INTO fieldseal.records (subject, id, collection, public, secret, version, created_at, updated_at)
+SELECT s.subject, (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i], (@secrets::bytea[])[i],
+       (@versions::bigint[])[i], (@created::timestamptz[])[i], (@updated::timestamptz[])[i]
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
+ORDER BY i
+ON CONFLICT (subject, id) DO NOTHING
+RETURNING id;
+
 -- Tags on Citus (db/search.go). Citus writes an INSERT's parameters into
 -- the statement it sends to the worker, so tags are computed by SELECTs,
 -- whose parameters (the key, the plaintext) stay parameters there, and

@@ -287,12 +287,22 @@ func LoginRole(t testing.TB, db DB, attributes string) string {
 	t.Helper()
 	name, pw := "fieldseal_r_"+randomName(), randomName()
 	ident := pgx.Identifier{name}.Sanitize()
-	if err := adminExec(context.Background(), "postgres", fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' %s`, ident, pw, attributes)); err != nil {
+	// On Citus the role is created from the distributed database, which
+	// creates it on every node, and the nodes are told its password.
+	home := "postgres"
+	if Citus() {
+		home = db.Name
+	}
+	err := adminExec(context.Background(), home, fmt.Sprintf(`CREATE ROLE %s LOGIN PASSWORD '%s' %s`, ident, pw, attributes))
+	if err == nil && Citus() {
+		err = server.citus.NodePassword(context.Background(), db.Name, name, pw)
+	}
+	if err != nil {
 		t.Fatalf("create role: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = adminExec(context.Background(), db.Name, fmt.Sprintf(`DROP OWNED BY %s`, ident))
-		_ = adminExec(context.Background(), "postgres", fmt.Sprintf(`DROP ROLE IF EXISTS %s`, ident))
+		_ = adminExec(context.Background(), home, fmt.Sprintf(`DROP ROLE IF EXISTS %s`, ident))
 	})
 	u, _ := url.Parse(db.AdminURL)
 	u.User = url.UserPassword(name, pw)
@@ -351,7 +361,7 @@ func AppendAudit(t testing.TB, url, subject string, n int) {
 	defer conn.Close(ctx)
 	for i := range n {
 		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+			if err := setSubject(ctx, tx, subject); err != nil {
 				return err
 			}
 			_, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, record_count, request_id) VALUES ('record.list', 'ok', $1, 'req')`, i)
@@ -361,6 +371,17 @@ func AppendAudit(t testing.TB, url, subject string, n int) {
 			t.Fatalf("append to %s's chain: %v", subject, err)
 		}
 	}
+}
+
+// setSubject sets the transaction's subject, on every node in Citus mode
+// (as the service does: db/citus.go).
+func setSubject(ctx context.Context, tx pgx.Tx, subject string) error {
+	if !Citus() {
+		_, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject)
+		return err
+	}
+	_, err := tx.Exec(ctx, `SET LOCAL citus.propagate_set_commands = 'local'; SET LOCAL fieldseal.subject = '`+strings.ReplaceAll(subject, "'", "''")+"'")
+	return err
 }
 
 // RunThroughPgBouncer runs this test binary's tests again, except the
@@ -405,7 +426,7 @@ func AppendAuditLanes(t testing.TB, url, subject string, lanes, rounds int) {
 				t.Fatal(err)
 			}
 			open[i] = tx
-			if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.subject', $1, true)`, subject); err != nil {
+			if err := setSubject(ctx, tx, subject); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO fieldseal.audit_events (action, outcome, request_id) VALUES ('record.read', 'ok', 'req')`); err != nil {
