@@ -325,10 +325,12 @@ func (b recordBatch) index(key fieldseal.Key) IndexRecordsParams {
 	return IndexRecordsParams{Ids: b.ids, Collections: b.collections, Secrets: b.secrets, Key: key.Passphrase()}
 }
 
-// Import implements fieldseal.ExportService: every ciphertext is opened
-// under the verified key and, only if all open, the records the subject
-// does not have are inserted and tagged. On one PostgreSQL that is one
-// statement (ImportRecords); on Citus, importPages.
+// Import implements fieldseal.ExportService: importPageLines lines at a
+// time, every ciphertext is opened under the verified key and, only if
+// all of the page's open, the records the subject does not have are
+// inserted and tagged. The first page with a line that does not open (or
+// cannot be indexed) refuses the import, naming its lines, and the
+// transaction rolls back what the pages before it wrote.
 func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
 	var res fieldseal.ImportResult
 	p := ImportRecordsParams{
@@ -341,32 +343,20 @@ func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldse
 		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
 	}
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
-	writeKey := registerKey(ctx, &t.first, key)
-	if s.citus {
-		t.check = writeKey.check
-		t.then = func(q *Queries) (err error) {
-			res, err = importPages(ctx, q, p)
-			return err
-		}
-	} else {
-		imported := query(&t.first, func(q *Queries) (ImportRecordsRow, error) { return q.ImportRecords(ctx, p) })
-		t.check = func() error {
-			if err := writeKey.check(); err != nil {
-				return err
-			}
-			row, err := imported.get()
+	t.check = registerKey(ctx, &t.first, key).check
+	t.then = func(q *Queries) error {
+		for lo := 0; lo < len(recs); lo += importPageLines {
+			page, err := s.importPage(ctx, q, p.lines(lo, min(lo+importPageLines, len(recs))))
 			if err != nil {
 				return err
 			}
-			if err := importRefused(row.Unopened, row.Unreadable); err != nil {
+			if err := importRefused(lineNumbers(page.Unopened, lo), lineNumbers(page.Unreadable, lo)); err != nil {
 				return err
 			}
-			if row.OpenedCount != int64(len(recs)) {
-				return fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(recs))
-			}
-			res = fieldseal.ImportResult{Imported: row.Imported, Skipped: int64(len(recs)) - row.Imported}
-			return nil
+			res.Imported += page.Imported
 		}
+		res.Skipped = int64(len(recs)) - res.Imported
+		return nil
 	}
 	if err := s.run(ctx, t); err != nil {
 		return fieldseal.ImportResult{}, err
@@ -374,71 +364,89 @@ func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldse
 	return res, nil
 }
 
-// importPages is Import on Citus, importPageLines lines at a time:
-// ImportLines opens them and computes their tags (a SELECT: key and
-// ciphertexts stay parameters on the worker), InsertImported writes the
-// records and InsertTags the tags of those it inserted. Once a line is
-// refused nothing more is written, but every page is still opened, so
-// that the refusal names the first lines that fail, as ImportRecords'
-// does; the caller's transaction rolls back what was written before.
-func importPages(ctx context.Context, q *Queries, p ImportRecordsParams) (fieldseal.ImportResult, error) {
-	var unopened, unreadable []int64
-	var imported int64
-	for lo := 0; lo < len(p.Ids); lo += importPageLines {
-		hi := min(lo+importPageLines, len(p.Ids))
-		lines, err := q.ImportLines(ctx, ImportLinesParams{Secrets: p.Secrets[lo:hi], Key: p.Key, Collections: p.Collections[lo:hi]})
-		if err != nil {
-			return fieldseal.ImportResult{}, err
-		}
-		if len(lines) != hi-lo {
-			return fieldseal.ImportResult{}, fmt.Errorf("db: %d of %d import lines were read", len(lines), hi-lo)
-		}
-		for _, l := range lines {
-			n := int64(lo) + l.N
-			switch {
-			case !l.Opened:
-				unopened = appendNamed(unopened, n)
-			case l.Unreadable:
-				unreadable = appendNamed(unreadable, n)
-			}
-		}
-		if len(unopened) > 0 || len(unreadable) > 0 {
-			continue
-		}
-		ids, err := q.InsertImported(ctx, InsertImportedParams{
-			Ids: p.Ids[lo:hi], Collections: p.Collections[lo:hi], Publics: p.Publics[lo:hi], Secrets: p.Secrets[lo:hi],
-			Versions: p.Versions[lo:hi], Created: p.Created[lo:hi], Updated: p.Updated[lo:hi],
-		})
-		if err != nil {
-			return fieldseal.ImportResult{}, err
-		}
-		imported += int64(len(ids))
-		inserted := make(map[pgtype.UUID]bool, len(ids))
-		for _, id := range ids {
-			inserted[id] = true
-		}
-		var set tagSet
-		for i, l := range lines {
-			if id := p.Ids[lo+i]; inserted[id] {
-				for k := range l.Fields {
-					set.add(id, l.Fields[k], l.Tags[k])
-				}
-			}
-		}
-		if err := set.insert(ctx, q); err != nil {
-			return fieldseal.ImportResult{}, err
-		}
+// importPageLines is how many lines of an import one page holds. On one
+// PostgreSQL a page is one statement, whose arrays PostgreSQL reads by
+// subscript, each element of a variable-length type found by walking the
+// array from its start: a statement's cost grows with the square of its
+// lines: an import of 10,000 took 1.63 s in one statement, 0.61 s in
+// pages of 1,000 (the import row of go run ./bench -pgbench=false
+// -hot=false -archive=false -rounds 1, each binary given with -bin). On
+// Citus a page's ciphertexts are in the text of the statement that
+// writes them.
+const importPageLines = 1000
+
+// lines is p's lines lo to hi (0-based, hi excluded).
+func (p ImportRecordsParams) lines(lo, hi int) ImportRecordsParams {
+	return ImportRecordsParams{
+		Ids: p.Ids[lo:hi], Collections: p.Collections[lo:hi], Publics: p.Publics[lo:hi], Secrets: p.Secrets[lo:hi],
+		Versions: p.Versions[lo:hi], Created: p.Created[lo:hi], Updated: p.Updated[lo:hi], Key: p.Key,
 	}
-	if err := importRefused(unopened, unreadable); err != nil {
-		return fieldseal.ImportResult{}, err
-	}
-	return fieldseal.ImportResult{Imported: imported, Skipped: int64(len(p.Ids)) - imported}, nil
 }
 
-// importPageLines is how many lines a Citus import opens and writes per
-// round trip: its statements' text on the worker holds a page's
-// ciphertexts.
-const importPageLines = 1000
+// lineNumbers is a page's line numbers (1-based) as the import's, the
+// page starting after line lo.
+func lineNumbers(ns []int64, lo int) []int64 {
+	out := make([]int64, len(ns))
+	for i, n := range ns {
+		out[i] = n + int64(lo)
+	}
+	return out
+}
+
+// importPage imports one page: ImportRecords on one PostgreSQL. On Citus,
+// whose ImportRecords would carry the key into the worker's statement or
+// insert through the coordinator's COPY, ImportLines opens the lines and
+// computes their tags (a SELECT: key and ciphertexts stay parameters on
+// the worker), then InsertImported writes the records and InsertTags the
+// tags of those it inserted.
+func (s *Store) importPage(ctx context.Context, q *Queries, p ImportRecordsParams) (ImportRecordsRow, error) {
+	if !s.citus {
+		row, err := q.ImportRecords(ctx, p)
+		if err == nil && row.OpenedCount != int64(len(p.Ids)) {
+			err = fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(p.Ids))
+		}
+		return row, err
+	}
+	lines, err := q.ImportLines(ctx, ImportLinesParams{Secrets: p.Secrets, Key: p.Key, Collections: p.Collections})
+	if err != nil {
+		return ImportRecordsRow{}, err
+	}
+	if len(lines) != len(p.Ids) {
+		return ImportRecordsRow{}, fmt.Errorf("db: %d of %d import lines were read", len(lines), len(p.Ids))
+	}
+	row := ImportRecordsRow{OpenedCount: int64(len(lines))}
+	for _, l := range lines {
+		switch {
+		case !l.Opened:
+			row.Unopened = appendNamed(row.Unopened, l.N)
+		case l.Unreadable:
+			row.Unreadable = appendNamed(row.Unreadable, l.N)
+		}
+	}
+	if len(row.Unopened) > 0 || len(row.Unreadable) > 0 {
+		return row, nil // refused by the caller: nothing to write
+	}
+	ids, err := q.InsertImported(ctx, InsertImportedParams{
+		Ids: p.Ids, Collections: p.Collections, Publics: p.Publics, Secrets: p.Secrets, Versions: p.Versions, Created: p.Created, Updated: p.Updated,
+	})
+	if err != nil {
+		return ImportRecordsRow{}, err
+	}
+	row.Imported = int64(len(ids))
+	inserted := make(map[pgtype.UUID]bool, len(ids))
+	for _, id := range ids {
+		inserted[id] = true
+	}
+	var set tagSet
+	for i, l := range lines {
+		if id := p.Ids[i]; inserted[id] {
+			for k := range l.Fields {
+				set.add(id, l.Fields[k], l.Tags[k])
+			}
+		}
+	}
+	return row, set.insert(ctx, q)
+}
 
 // appendNamed appends n to a refusal's list, up to maxNamed.
 func appendNamed(ns []int64, n int64) []int64 {

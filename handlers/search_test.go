@@ -500,8 +500,8 @@ func TestCollectionNamesInThePath(t *testing.T) {
 	}
 }
 
-// TestImportAcrossPages: an import of more lines than a Citus import
-// opens per round trip (1,000) is still one transaction: a line that does
+// TestImportAcrossPages: an import of more lines than one page holds
+// (1,000: db.importPageLines) is still one transaction: a line that does
 // not open, past the first thousand, refuses it all and is named; lines
 // the subject has are skipped in any page; every record imported is
 // tagged.
