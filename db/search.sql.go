@@ -341,8 +341,9 @@ type ImportRecordsRow struct {
 	Unreadable  []int64
 }
 
-// An import: every ciphertext is opened under the verified key first; if
-// any does not open (unopened: the first such lines, 1-based), or holds a
+// A page of an import (db/search.go: Import): every ciphertext is opened
+// under the verified key first; if any does not open (unopened: the
+// first such lines, 1-based, of the page), or holds a
 // secret jsonb refuses in a collection with searchable fields
 // (unreadable), nothing is written. Else every record whose id the
 // subject does not have yet is inserted as it was exported, and tagged.

@@ -553,6 +553,21 @@ func TestImportAcrossPages(t *testing.T) {
 	if recs, tags := carols(); recs != 0 || tags != 0 {
 		t.Errorf("a refused import left %d records and %d tags", recs, tags)
 	}
+	// A line whose secret jsonb cannot read (written before secrets were
+	// checked), in a collection carol searches: refused, named, nothing
+	// written.
+	a.exec("", `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+		VALUES ('dave', '0192f3a4-5b6c-7d8e-9f01-23456789abcd', 'p', '{}', fieldseal.pgp_sym_encrypt('{"e":"legacy-\u0000-text"}', $1, 'cipher-algo=aes256, s2k-mode=1'))`, key)
+	bad = slices.Clone(lines)
+	bad[1049] = export(a.token("dave", allScopes))[0]
+	r = imp(bad)
+	wantProblem(t, r, http.StatusBadRequest, "invalid_request")
+	if !strings.Contains(string(r.body), "line 1050 ") || strings.Contains(string(r.body), "legacy-") {
+		t.Errorf("the refusal should name line 1050 and quote nothing of it: %s", r.body)
+	}
+	if recs, tags := carols(); recs != 0 || tags != 0 {
+		t.Errorf("a refused import left %d records and %d tags", recs, tags)
+	}
 
 	if r := imp(lines[:500]); r.status != http.StatusOK || !strings.Contains(string(r.body), `{"imported":500,"skipped":0}`) {
 		t.Fatalf("import of 500: %d %s", r.status, r.body)
