@@ -153,3 +153,35 @@ func TestIdempotentRotate(t *testing.T) {
 		t.Errorf("%d rotation entries; want 1", n)
 	}
 }
+
+// An import retried with its Idempotency-Key gets the first answer (not
+// "all skipped"); the key with another body is refused.
+func TestIdempotentImport(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	alice, bob, key := a.token("alice", allScopes), a.token("bob", allScopes), newKey(t)
+	for range 3 {
+		a.create(alice, key, map[string]any{"collection": "c", "secret": map[string]any{"x": 1}})
+	}
+	ex := a.do(req{method: "GET", path: "/v1/export", token: alice})
+	imp := func(body string) response {
+		return a.do(req{method: "POST", path: "/v1/import", token: bob, key: key, body: body,
+			header: map[string]string{"Content-Type": "application/x-ndjson", "Idempotency-Key": "imp-1"}})
+	}
+	first := imp(string(ex.body))
+	if first.status != http.StatusOK || string(first.body) != "{\"imported\":3,\"skipped\":0}\n" {
+		t.Fatalf("import: %d %s", first.status, first.body)
+	}
+	again := imp(string(ex.body))
+	if again.status != http.StatusOK || !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("retried import: %d %s (replayed %q); want the first answer again", again.status, again.body, again.header.Get("Idempotent-Replayed"))
+	}
+	lines := strings.SplitAfter(string(ex.body), "\n")
+	wantProblem(t, imp(lines[0]), http.StatusUnprocessableEntity, "idempotency_key_reused")
+	if n := a.count(`SELECT count(*) FROM fieldseal.records WHERE subject = 'bob'`); n != 3 {
+		t.Errorf("bob has %d records; want 3", n)
+	}
+	if n := a.count(`SELECT count(*) FROM fieldseal.audit_events WHERE subject = 'bob' AND action = 'records.import'`); n != 1 {
+		t.Errorf("%d import entries; want 1", n)
+	}
+}
