@@ -5,6 +5,10 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/internal/apitest"
 )
 
 func TestVerifyKey(t *testing.T) {
@@ -107,7 +111,9 @@ func TestRotateKey(t *testing.T) {
 // under the old key.
 func TestWritesRacingRotation(t *testing.T) {
 	t.Parallel()
-	a := newAPI(t)
+	// A throttle that 20 refusals do not trip: when the rotation wins every
+	// race, the default's 10 wrong keys a token would turn the rest to 429.
+	a := startAPI(t, newDB(t), apitest.Options{Throttle: db.Throttle{TokenLimit: 50, SubjectLimit: 50, Window: time.Minute}})
 	tok, oldKey, newK := a.token("alice", allScopes), newKey(t), newKey(t)
 	a.create(tok, oldKey, map[string]any{"collection": "c", "secret": map[string]any{}})
 	a.exec("", `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
