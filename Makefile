@@ -4,7 +4,7 @@
 GO ?= go
 SQLC = $(GO) tool -modfile=tools/go.mod sqlc
 
-.PHONY: dev test test-citus generate check-generated vet build bench
+.PHONY: dev test test-citus generate check-generated vet build bench bench-citus
 
 dev:
 	$(GO) run ./cmd/fieldseal dev
@@ -45,7 +45,13 @@ vet:
 	$(GO) vet ./...
 
 # Service against PostgreSQL's own limit (pgbench), on this machine; writes
-# bench/RESULTS.md, with the hot-subject rows. About 3.5 minutes; stops by
-# itself.
+# bench/RESULTS.md, with the hot-subject, bulk and archive rows. About 9
+# minutes; stops by itself.
 bench:
 	$(GO) run ./bench
+
+# The service rows and the bulk ones against a Citus coordinator and two
+# workers on this machine, with PostgreSQL's CPU on each node; writes
+# bench/RESULTS-citus.md. About 2 minutes (Citus installed: make test-citus).
+bench-citus:
+	$(GO) run ./bench -citus
