@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -204,6 +205,28 @@ func (a *api) adminQuery(sql string, args ...any) pgx.Rows {
 
 // exec runs one statement as the admin on database ("" for the API's),
 // failing the test if it fails.
+// execTx runs stmts, one at a time, in one transaction, as the admin.
+func (a *api) execTx(stmts ...string) {
+	a.t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, a.db.AdminURL)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", s, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		a.t.Fatal(err)
+	}
+}
+
 func (a *api) exec(database, sql string, args ...any) {
 	a.t.Helper()
 	u := a.db.AdminURL
