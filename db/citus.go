@@ -43,7 +43,7 @@ import (
 // Citus splits it: a SELECT does the key's work on the worker and returns
 // only what may be logged (ciphertexts, tags), and a write sends that.
 // So rotation (reencrypt in keys.go), tagging (tagger in search.go) and
-// import (importPages in search.go); a batch create inserts record by
+// import (importPage in search.go); a batch create inserts record by
 // record (createRecords), each INSERT ... VALUES encrypting on the
 // coordinator, as a single create does.
 

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -171,21 +172,14 @@ func workerDrift(ctx context.Context, db DBTX, rep *fieldseal.GrantsReport) erro
 		}
 		theirs := privilegeLines(w.result)
 		shardDrift(rep, "worker "+w.node, theirs)
-		for _, key := range sortedKeys(coordinator) {
-			acl := coordinator[key]
-			if key.kind == "shard" {
-				continue
-			}
-			if got, ok := theirs[key]; !ok || got != acl {
+		all := maps.Clone(coordinator)
+		maps.Copy(all, theirs)
+		for _, key := range sortedKeys(all) {
+			mine, onCoordinator := coordinator[key]
+			got, onWorker := theirs[key]
+			if key.kind != "shard" && (!onCoordinator || !onWorker || got != mine) {
 				rep.Drift = append(rep.Drift, fieldseal.Drift{Problem: "worker " + w.node + " differs from the coordinator", ObjectType: key.kind, Object: key.name,
-					Privilege: fmt.Sprintf("worker: %s; coordinator: %s", orMissing(got, ok), acl)})
-			}
-		}
-		for _, key := range sortedKeys(theirs) {
-			got := theirs[key]
-			if _, ok := coordinator[key]; !ok && key.kind != "shard" {
-				rep.Drift = append(rep.Drift, fieldseal.Drift{Problem: "worker " + w.node + " differs from the coordinator", ObjectType: key.kind, Object: key.name,
-					Privilege: fmt.Sprintf("worker: %s; coordinator: missing", got)})
+					Privilege: fmt.Sprintf("worker: %s; coordinator: %s", orMissing(got, onWorker), orMissing(mine, onCoordinator))})
 			}
 		}
 	}

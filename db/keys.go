@@ -103,9 +103,7 @@ func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldse
 		secrets := make([][]byte, 0, len(page))
 		for _, r := range page {
 			if r.Secret == nil {
-				if len(bad) < maxNamed {
-					bad = append(bad, r.ID.Bytes)
-				}
+				bad = appendNamed(bad, fieldseal.ID(r.ID.Bytes))
 				continue
 			}
 			written, secrets = append(written, r.ID), append(secrets, r.Secret)

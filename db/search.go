@@ -244,13 +244,9 @@ func (s *Store) indexCollection(ctx context.Context, q *Queries, key fieldseal.K
 	for _, r := range rows {
 		switch {
 		case r.Damaged:
-			if len(row.Damaged) < maxNamed {
-				row.Damaged = append(row.Damaged, r.ID)
-			}
+			row.Damaged = appendNamed(row.Damaged, r.ID)
 		case r.Unreadable:
-			if len(row.Unreadable) < maxNamed {
-				row.Unreadable = append(row.Unreadable, r.ID)
-			}
+			row.Unreadable = appendNamed(row.Unreadable, r.ID)
 		default:
 			for i := range r.Fields {
 				set.add(r.ID, r.Fields[i], r.Tags[i])
@@ -448,12 +444,12 @@ func (s *Store) importPage(ctx context.Context, q *Queries, p ImportRecordsParam
 	return row, set.insert(ctx, q)
 }
 
-// appendNamed appends n to a refusal's list, up to maxNamed.
-func appendNamed(ns []int64, n int64) []int64 {
-	if len(ns) < maxNamed {
-		ns = append(ns, n)
+// appendNamed appends v to a refusal's list, up to maxNamed.
+func appendNamed[T any](list []T, v T) []T {
+	if len(list) < maxNamed {
+		list = append(list, v)
 	}
-	return ns
+	return list
 }
 
 // importRefused is the refusal of an import some of whose lines
