@@ -40,8 +40,13 @@ var auditedRefusals = map[string]bool{
 
 // recordRefusal appends the audit entry of a refused request, in a
 // transaction of its own (one round trip), and counts a wrong key against
-// the caller.
+// the caller. A refused batch is one refusal: one entry, whose count is
+// the batch's size, and one wrong key counted.
 func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) error {
+	if note.recordIDs != nil {
+		n := int64(len(note.recordIDs))
+		note = auditNote{action: note.action, count: &n}
+	}
 	t := &tx{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
 	if outcome == fieldseal.EWRONGKEY {
 		exec(&t.first, func(q *Queries) error {

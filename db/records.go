@@ -77,7 +77,7 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 			return err // no rows: not found
 		case !row.KeyMatches:
 			return errWrongKey
-		case row.Damaged:
+		case row.Damaged || !fieldseal.IsObject([]byte(row.Secret)):
 			return damaged(id)
 		}
 		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -321,152 +320,6 @@ func (b recordBatch) index(key fieldseal.Key) IndexRecordsParams {
 	return IndexRecordsParams{Ids: b.ids, Collections: b.collections, Secrets: b.secrets, Key: key.Passphrase()}
 }
 
-// Import implements fieldseal.ExportService: importPageLines lines at a
-// time, every ciphertext is opened under the verified key and, only if
-// all of the page's open, the records the subject does not have are
-// inserted and tagged. The first page with a line that does not open (or
-// cannot be indexed) refuses the import, naming its lines, and the
-// transaction rolls back what the pages before it wrote.
-func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
-	var res fieldseal.ImportResult
-	p := ImportRecordsParams{
-		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),
-		Secrets: make([][]byte, len(recs)), Versions: make([]int64, len(recs)),
-		Created: make([]time.Time, len(recs)), Updated: make([]time.Time, len(recs)), Key: key.Passphrase(),
-	}
-	for i, r := range recs {
-		p.Ids[i], p.Collections[i], p.Publics[i], p.Secrets[i] = uuid(r.ID), r.Collection, r.Public, r.Ciphertext
-		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
-	}
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
-	t.check = registerKey(ctx, &t.first, key).check
-	t.then = func(q *Queries) error {
-		for lo := 0; lo < len(recs); lo += importPageLines {
-			page, err := s.importPage(ctx, q, p.lines(lo, min(lo+importPageLines, len(recs))))
-			if err != nil {
-				return err
-			}
-			if err := importRefused(lineNumbers(page.Unopened, lo), lineNumbers(page.Unreadable, lo)); err != nil {
-				return err
-			}
-			res.Imported += page.Imported
-		}
-		res.Skipped = int64(len(recs)) - res.Imported
-		return nil
-	}
-	if err := s.run(ctx, t); err != nil {
-		return fieldseal.ImportResult{}, err
-	}
-	return res, nil
-}
-
-// importPageLines is how many lines of an import one page holds. On one
-// PostgreSQL a page is one statement, whose arrays PostgreSQL reads by
-// subscript, each element of a variable-length type found by walking the
-// array from its start: a statement's cost grows with the square of its
-// lines: an import of 10,000 took 1.63 s in one statement, 0.61 s in
-// pages of 1,000 (the import row of go run ./bench -pgbench=false
-// -hot=false -archive=false -rounds 1, each binary given with -bin). On
-// Citus a page's ciphertexts are in the text of the statement that
-// writes them.
-const importPageLines = 1000
-
-// lines is p's lines lo to hi (0-based, hi excluded).
-func (p ImportRecordsParams) lines(lo, hi int) ImportRecordsParams {
-	return ImportRecordsParams{
-		Ids: p.Ids[lo:hi], Collections: p.Collections[lo:hi], Publics: p.Publics[lo:hi], Secrets: p.Secrets[lo:hi],
-		Versions: p.Versions[lo:hi], Created: p.Created[lo:hi], Updated: p.Updated[lo:hi], Key: p.Key,
-	}
-}
-
-// lineNumbers is a page's line numbers (1-based) as the import's, the
-// page starting after line lo.
-func lineNumbers(ns []int64, lo int) []int64 {
-	out := make([]int64, len(ns))
-	for i, n := range ns {
-		out[i] = n + int64(lo)
-	}
-	return out
-}
-
-// importPage imports one page: ImportRecords on one PostgreSQL. On Citus,
-// whose ImportRecords would carry the key into the worker's statement or
-// insert through the coordinator's COPY, ImportLines opens the lines and
-// computes their tags (a SELECT: key and ciphertexts stay parameters on
-// the worker), then InsertImported writes the records and InsertTags the
-// tags of those it inserted.
-func (s *Store) importPage(ctx context.Context, q *Queries, p ImportRecordsParams) (ImportRecordsRow, error) {
-	if !s.citus {
-		row, err := q.ImportRecords(ctx, p)
-		if err == nil && row.OpenedCount != int64(len(p.Ids)) {
-			err = fmt.Errorf("db: %d of %d import lines were read", row.OpenedCount, len(p.Ids))
-		}
-		return row, err
-	}
-	lines, err := q.ImportLines(ctx, ImportLinesParams{Secrets: p.Secrets, Key: p.Key, Collections: p.Collections})
-	if err != nil {
-		return ImportRecordsRow{}, err
-	}
-	if len(lines) != len(p.Ids) {
-		return ImportRecordsRow{}, fmt.Errorf("db: %d of %d import lines were read", len(lines), len(p.Ids))
-	}
-	row := ImportRecordsRow{OpenedCount: int64(len(lines))}
-	for _, l := range lines {
-		switch {
-		case !l.Opened:
-			row.Unopened = appendNamed(row.Unopened, l.N)
-		case l.Unreadable:
-			row.Unreadable = appendNamed(row.Unreadable, l.N)
-		}
-	}
-	if len(row.Unopened) > 0 || len(row.Unreadable) > 0 {
-		return row, nil // refused by the caller: nothing to write
-	}
-	ids, err := q.InsertImported(ctx, InsertImportedParams{
-		Ids: p.Ids, Collections: p.Collections, Publics: p.Publics, Secrets: p.Secrets, Versions: p.Versions, Created: p.Created, Updated: p.Updated,
-	})
-	if err != nil {
-		return ImportRecordsRow{}, err
-	}
-	row.Imported = int64(len(ids))
-	inserted := make(map[pgtype.UUID]bool, len(ids))
-	for _, id := range ids {
-		inserted[id] = true
-	}
-	var set tagSet
-	for i, l := range lines {
-		if id := p.Ids[i]; inserted[id] {
-			for k := range l.Fields {
-				set.add(id, l.Fields[k], l.Tags[k])
-			}
-		}
-	}
-	return row, set.insert(ctx, q)
-}
-
-// appendNamed appends v to a refusal's list, up to maxNamed.
-func appendNamed[T any](list []T, v T) []T {
-	if len(list) < maxNamed {
-		list = append(list, v)
-	}
-	return list
-}
-
-// importRefused is the refusal of an import some of whose lines
-// (1-based) do not open under the key, or hold a secret that cannot be
-// indexed for search; nil if none.
-func importRefused(unopened, unreadable []int64) error {
-	switch {
-	case len(unopened) > 0:
-		return fieldseal.Errorf(fieldseal.EWRONGKEY, "the ciphertext of line %s does not open under this key (the subject's current key): nothing was imported; "+
-			"records exported before a key rotation open only under the key of their time", joinInts(unopened))
-	case len(unreadable) > 0:
-		return fieldseal.Errorf(fieldseal.EINVALID, "the secret of line %s cannot be indexed for search: PostgreSQL's jsonb cannot read it "+
-			"(\\u0000, a lone surrogate escape or a number beyond its range); nothing was imported", joinInts(unreadable))
-	}
-	return nil
-}
-
 // search is ListRecords with secret filters: the collection's settings,
 // the key check and the page in one round trip.
 func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts fieldseal.ListOptions, page *fieldseal.Page) {
@@ -557,8 +410,10 @@ func readKeyCheck(matches *pending[bool]) error {
 }
 
 // decrypted is a row read with the key: a damaged one without secret.
+// A secret that is not one JSON object (written by an import before
+// imports were checked) is damaged too: a response never carries it.
 func decrypted(r ListRecordsDecryptedRow) fieldseal.Record {
-	if r.Damaged {
+	if r.Damaged || !fieldseal.IsObject([]byte(r.Secret)) {
 		rec := record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
 		rec.Damaged = true
 		return rec

@@ -1,7 +1,9 @@
 package handlers
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -21,6 +23,9 @@ type Export struct {
 	// take the next bytes within it is cut off, so it cannot hold the
 	// export's database connection for as long as it likes.
 	writeTimeout time.Duration
+	// maxSecret is the largest secret a create accepts (the body limit):
+	// an import line's ciphertext may hold no larger.
+	maxSecret int64
 }
 
 // ciphertext returns the stored OpenPGP message, ASCII-armored.
@@ -44,10 +49,19 @@ func (h *Export) ciphertext(c echo.Context) error {
 func (h *Export) export(c echo.Context) error {
 	w := c.Response()
 	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
 	started := false
+	var line bytes.Buffer
+	enc := json.NewEncoder(&line)
+	enc.SetEscapeHTML(false)
 	err := h.service.Export(c.Request().Context(), caller(c), func(r fieldseal.ExportedRecord) error {
+		line.Reset()
+		if err := enc.Encode(r); err != nil {
+			// The server's fault, not the client's: a value stored that
+			// JSON cannot carry (a record imported before imports were
+			// checked). Loud: an ERROR line naming the record, and a 500
+			// or, once lines have gone, the connection cut.
+			return fmt.Errorf("export record %s: %w", r.ID, err)
+		}
 		if err := rc.SetWriteDeadline(time.Now().Add(h.writeTimeout)); err != nil {
 			return err
 		}
@@ -57,7 +71,7 @@ func (h *Export) export(c echo.Context) error {
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
-		if err := enc.Encode(r); err != nil {
+		if _, err := w.Write(line.Bytes()); err != nil {
 			return &clientWriteError{err}
 		}
 		return nil

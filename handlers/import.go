@@ -45,7 +45,7 @@ func (h *Export) importRecords(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	recs, err := readImport(c)
+	recs, err := h.readImport(c)
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func importAnswer(res fieldseal.ImportResult) fieldseal.Answer {
 
 // readImport reads and checks every line; an error names the line
 // (1-based) and quotes nothing of it.
-func readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
+func (h *Export) readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
 	sc := bufio.NewScanner(c.Request().Body)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxImportBytes)
 	var recs []fieldseal.ImportedRecord
@@ -76,7 +76,7 @@ func readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
 		if len(recs) == MaxImportRecords {
 			return nil, fieldseal.Errorf(fieldseal.ETOOLARGE, "an import holds at most %d records; import the rest in another request (records already imported are skipped)", MaxImportRecords)
 		}
-		rec, err := importRecord(line)
+		rec, err := importRecord(line, maxSecretMessage(h.maxSecret))
 		if err != nil {
 			return nil, placed(err, fmt.Sprintf("line %d", n), "nothing was imported")
 		}
@@ -99,8 +99,36 @@ func readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) {
 	return recs, nil
 }
 
-// importRecord checks one line.
-func importRecord(line []byte) (fieldseal.ImportedRecord, error) {
+// MaxVersion is the largest version a record may have: 2^53 - 1, the
+// largest integer a JSON reader that holds numbers as doubles keeps
+// exactly (RFC 7493), and far enough below PostgreSQL's bigint that a
+// replace can always count one more.
+const MaxVersion = 1<<53 - 1
+
+// checkTimestamp refuses a time an export could not write back: outside
+// years 1 to 9999 in UTC (RFC 3339's four digits; PostgreSQL has no year
+// 0), or finer than PostgreSQL's microseconds, which would be rounded.
+func checkTimestamp(name string, t time.Time) error {
+	u := t.UTC()
+	switch {
+	case u.Year() < 1 || u.Year() > 9999:
+		return fieldseal.Errorf(fieldseal.EINVALID, "%s is outside years 1 to 9999 in UTC, which an export cannot write back", name)
+	case u.Nanosecond()%1000 != 0:
+		return fieldseal.Errorf(fieldseal.EINVALID, "%s is finer than a microsecond, which PostgreSQL does not keep", name)
+	}
+	return nil
+}
+
+// maxSecretMessage is the size of the OpenPGP message an import line may
+// carry for a secret of up to maxSecret bytes: pgcrypto's packets add
+// under 100 bytes, and a length octet per 512 bytes at most.
+func maxSecretMessage(maxSecret int64) int {
+	return int(maxSecret + maxSecret/512 + 1024)
+}
+
+// importRecord checks one line; maxMessage bounds its dearmored
+// ciphertext (maxSecretMessage).
+func importRecord(line []byte, maxMessage int) (fieldseal.ImportedRecord, error) {
 	var l importLine
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
@@ -131,19 +159,30 @@ func importRecord(line []byte) (fieldseal.ImportedRecord, error) {
 	if err := checkCollection(*l.Collection); err != nil {
 		return fieldseal.ImportedRecord{}, err
 	}
-	public, err := jsonObject("public", l.Public, false)
+	public, err := fieldseal.CheckObject("public", l.Public, false)
 	if err != nil {
 		return fieldseal.ImportedRecord{}, err
 	}
-	if err := checkJSONB("public", public); err != nil {
-		return fieldseal.ImportedRecord{}, err
+	switch {
+	case l.ID.IsZero():
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "id is the all-zero UUID, which no record has")
+	case *l.Version < 1 || *l.Version > MaxVersion:
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "version must be between 1 and %d (2^53 - 1, the largest integer every JSON reader holds exactly)", MaxVersion)
 	}
-	if *l.Version < 1 {
-		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "version must be 1 or more")
+	for _, t := range []struct {
+		name string
+		at   time.Time
+	}{{"created_at", *l.CreatedAt}, {"updated_at", *l.UpdatedAt}} {
+		if err := checkTimestamp(t.name, t.at); err != nil {
+			return fieldseal.ImportedRecord{}, err
+		}
 	}
 	message, err := fieldseal.Dearmor(*l.Ciphertext)
 	if err != nil {
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "ciphertext is not an ASCII-armored OpenPGP message: %v", err)
+	}
+	if len(message) > maxMessage {
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.ETOOLARGE, "ciphertext is larger than the message of any secret this server accepts (%d bytes)", maxMessage)
 	}
 	return fieldseal.ImportedRecord{
 		ID: *l.ID, Collection: *l.Collection, Public: public, Version: *l.Version,

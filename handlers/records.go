@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -275,18 +274,12 @@ func (req recordRequest) input() (fieldseal.RecordInput, error) {
 	if err := checkCollection(*req.Collection); err != nil {
 		return fieldseal.RecordInput{}, err
 	}
-	public, err := jsonObject("public", req.Public, true)
+	public, err := fieldseal.CheckObject("public", req.Public, true)
 	if err != nil {
 		return fieldseal.RecordInput{}, err
 	}
-	if err := checkJSONB("public", public); err != nil {
-		return fieldseal.RecordInput{}, err
-	}
-	secret, err := jsonObject("secret", req.Secret, false)
+	secret, err := fieldseal.CheckObject("secret", req.Secret, false)
 	if err != nil {
-		return fieldseal.RecordInput{}, err
-	}
-	if err := checkJSONB("secret", secret); err != nil {
 		return fieldseal.RecordInput{}, err
 	}
 	return fieldseal.RecordInput{Collection: *req.Collection, Public: public, Secret: secret}, nil
@@ -311,25 +304,3 @@ func checkName(what, s string, max int) error {
 	return nil
 }
 
-// jsonObject checks that raw is a JSON object and returns it compacted.
-// An absent or null value is {} when optional, else an error.
-func jsonObject(field string, raw json.RawMessage, optional bool) (json.RawMessage, error) {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
-		if optional {
-			return json.RawMessage(`{}`), nil
-		}
-		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is required and must be a JSON object", field)
-	}
-	if raw[0] != '{' {
-		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s must be a JSON object", field)
-	}
-	if !utf8.Valid(raw) {
-		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is not valid UTF-8", field)
-	}
-	var buf bytes.Buffer
-	if err := json.Compact(&buf, raw); err != nil {
-		return nil, fieldseal.Errorf(fieldseal.EINVALID, "%s is not valid JSON", field)
-	}
-	return buf.Bytes(), nil
-}

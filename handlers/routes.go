@@ -3,7 +3,9 @@ package handlers
 import (
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
 
@@ -53,6 +55,47 @@ type router interface {
 
 // get registers a GET route and its HEAD twin: the same handler, whose
 // body net/http drops (RFC 9110 section 9.3.2).
+// only refuses a request with a query parameter h does not read (400
+// naming it), so that a typo (colection=) is not silently an unfiltered
+// list. A name ending in ".*" allows every name with that prefix.
+func only(h echo.HandlerFunc, names ...string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		for name := range c.QueryParams() {
+			if !allowedParam(name, names) {
+				return fieldseal.Errorf(fieldseal.EINVALID, "unknown query parameter %q: this route takes %s", truncate(name, 64), paramList(names))
+			}
+		}
+		return h(c)
+	}
+}
+
+func allowedParam(name string, names []string) bool {
+	for _, n := range names {
+		if prefix, ok := strings.CutSuffix(n, "*"); ok && strings.HasPrefix(name, prefix) && len(name) > len(prefix) || n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func paramList(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 func get(r router, path string, h echo.HandlerFunc, m ...echo.MiddlewareFunc) {
 	r.GET(path, h, m...)
 	r.HEAD(path, h, m...)
@@ -100,28 +143,28 @@ func New(o Options) *echo.Echo {
 		timeout: o.RequestTimeout, longTimeout: o.LongRequestTimeout,
 	}
 	records := &Records{service: o.Records, now: time.Now}
-	v1.POST("/records", records.create, g.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
-	get(v1, "/records", records.list, g.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
-	get(v1, "/records/:id", records.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
-	v1.PUT("/records/:id", records.replace, g.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
-	v1.DELETE("/records/:id", records.delete, g.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
-	v1.POST("/records/batch", records.batch, g.needBulk(MaxBatchBytes, auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+	v1.POST("/records", only(records.create), g.need(auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
+	get(v1, "/records", only(records.list, "collection", "limit", "after", "secret.*", "public.*"), g.need(auth.ScopeRecordsRead, fieldseal.ActionList)...)
+	get(v1, "/records/:id", only(records.get), g.need(auth.ScopeRecordsRead, fieldseal.ActionRead)...)
+	v1.PUT("/records/:id", only(records.replace), g.need(auth.ScopeRecordsWrite, fieldseal.ActionReplace)...)
+	v1.DELETE("/records/:id", only(records.delete), g.need(auth.ScopeRecordsWrite, fieldseal.ActionDelete)...)
+	v1.POST("/records/batch", only(records.batch), g.needBulk(MaxBatchBytes, auth.ScopeRecordsWrite, fieldseal.ActionCreate)...)
 
 	collections := &Collections{service: o.Collections}
-	v1.PUT("/collections/:collection", collections.put, g.needLong(auth.ScopeRecordsWrite, fieldseal.ActionCollection)...)
-	get(v1, "/collections/:collection", collections.get, g.need(auth.ScopeRecordsRead, fieldseal.ActionCollectionRead)...)
+	v1.PUT("/collections/:collection", only(collections.put), g.needLong(auth.ScopeRecordsWrite, fieldseal.ActionCollection)...)
+	get(v1, "/collections/:collection", only(collections.get), g.need(auth.ScopeRecordsRead, fieldseal.ActionCollectionRead)...)
 
 	keys := &Keys{service: o.Keys}
-	v1.POST("/keys/verify", keys.verify, g.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
-	v1.POST("/keys/rotate", keys.rotate, g.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
+	v1.POST("/keys/verify", only(keys.verify), g.need(auth.ScopeRecordsRead, fieldseal.ActionVerify)...)
+	v1.POST("/keys/rotate", only(keys.rotate), g.needLong(auth.ScopeKeysRotate, fieldseal.ActionRotate)...)
 
-	export := &Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout}
-	get(v1, "/records/:id/ciphertext", export.ciphertext, g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
-	get(v1, "/export", export.export, g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
-	v1.POST("/import", export.importRecords, g.needBulk(MaxImportBytes, auth.ScopeRecordsWrite, fieldseal.ActionImport)...)
+	export := &Export{service: o.Export, log: o.Log, writeTimeout: o.RequestTimeout, maxSecret: o.MaxBody}
+	get(v1, "/records/:id/ciphertext", only(export.ciphertext), g.need(auth.ScopeRecordsRead, fieldseal.ActionCiphertext)...)
+	get(v1, "/export", only(export.export), g.needLong(auth.ScopeRecordsRead, fieldseal.ActionExport)...)
+	v1.POST("/import", only(export.importRecords), g.needBulk(MaxImportBytes, auth.ScopeRecordsWrite, fieldseal.ActionImport)...)
 
 	audit := &Audit{service: o.Audit, grants: o.Grants}
-	get(v1, "/audit/events", audit.events, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
-	get(v1, "/audit/grants", audit.grantsReport, g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
+	get(v1, "/audit/events", only(audit.events, "subject", "action", "since", "until", "limit", "after"), g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
+	get(v1, "/audit/grants", only(audit.grantsReport), g.need(auth.ScopeAuditRead, fieldseal.ActionAuditRead)...)
 	return e
 }

@@ -546,7 +546,7 @@ func TestImportAcrossPages(t *testing.T) {
 	bad := slices.Clone(lines)
 	bad[1100] = bobs[0]
 	r := imp(bad)
-	wantProblem(t, r, http.StatusForbidden, "wrong_key")
+	wantProblem(t, r, http.StatusBadRequest, "invalid_request")
 	if !strings.Contains(string(r.body), "line 1101 ") {
 		t.Errorf("the refusal does not name line 1101: %s", r.body)
 	}

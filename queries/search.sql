@@ -149,77 +149,31 @@ FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at;
 
--- name: ImportRecords :one
--- A page of an import (db/search.go: Import): every ciphertext is opened
--- under the verified key first; if any does not open (unopened: the
--- first such lines, 1-based, of the page), or holds a
--- secret jsonb refuses in a collection with searchable fields
--- (unreadable), nothing is written. Else every record whose id the
--- subject does not have yet is inserted as it was exported, and tagged.
-WITH given AS MATERIALIZED (
-    SELECT i AS n, (@ids::uuid[])[i] AS id, (@collections::text[])[i] AS collection,
-           (@publics::jsonb[])[i] AS public, (@secrets::bytea[])[i] AS secret,
-           (@versions::bigint[])[i] AS version, (@created::timestamptz[])[i] AS created_at,
-           (@updated::timestamptz[])[i] AS updated_at,
-           fieldseal.decrypt_or_null((@secrets::bytea[])[i], @key::text) AS plain
-    FROM generate_series(1, cardinality(@ids::uuid[])) AS i
-    WHERE current_setting('fieldseal.key_use', true) = 'admitted'
-), opened AS MATERIALIZED (
-    SELECT g.*, s.searchable,
-           CASE WHEN g.plain IS NOT NULL AND s.searchable THEN fieldseal.jsonb_or_null(g.plain) END AS doc
-    FROM given g
-    CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM fieldseal.collections c
-                                       WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = g.collection
-                                         AND c.searchable <> '{}') AS searchable) s
-), bad AS (
-    SELECT array_agg(n ORDER BY n) FILTER (WHERE plain IS NULL) AS unopened,
-           array_agg(n ORDER BY n) FILTER (WHERE plain IS NOT NULL AND searchable AND doc IS NULL) AS unreadable
-    FROM opened
-), inserted AS (
-    INSERT INTO fieldseal.records (id, collection, public, secret, version, created_at, updated_at)
-    SELECT o.id, o.collection, o.public, o.secret, o.version, o.created_at, o.updated_at
-    FROM opened o, bad
-    WHERE bad.unopened IS NULL AND bad.unreadable IS NULL
-    ORDER BY o.n
-    ON CONFLICT (subject, id) DO NOTHING
-    RETURNING id
-), tagged AS (
-    INSERT INTO fieldseal.search_tags (record_id, field, tag)
-    SELECT o.id, t.field, t.tag
-    FROM opened o JOIN inserted i ON i.id = o.id
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = o.collection
-    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, o.doc) t
-)
-SELECT (SELECT count(*) FROM opened)::bigint AS opened_count,
-       (SELECT count(*) FROM inserted)::bigint AS imported,
-       coalesce((SELECT unopened FROM bad)[1:20], '{}')::bigint[] AS unopened,
-       coalesce((SELECT unreadable FROM bad)[1:20], '{}')::bigint[] AS unreadable;
-
--- Import on Citus (db/search.go), a page of lines at a time: ImportRecords'
--- data-modifying CTEs would have Citus write the key into the statement
--- it sends to the worker, or insert through the coordinator's COPY, which
--- row-level security refuses. ImportLines opens the lines and computes
--- their tags in a SELECT (key and ciphertexts stay parameters on the
--- worker); InsertImported writes the records (ciphertexts, which the
--- worker's log may hold, as its table does), then InsertTags their tags.
+-- Import (db/import.go), a page of lines at a time, in the same three
+-- statements on one PostgreSQL and on Citus. ImportLines opens the lines
+-- and computes their tags in a SELECT (on Citus key and ciphertexts stay
+-- parameters on the worker); fieldseal checks each plaintext as a
+-- create checks a secret; then InsertImported writes the records
+-- (ciphertexts, which a Citus worker's log may hold, as its table does)
+-- and InsertTags their tags.
 
 -- name: ImportLines :many
--- A row per line (n, 1-based): whether its ciphertext opens under the
--- key, whether its secret is unreadable to jsonb in a collection with
--- searchable fields, and its tags there.
-SELECT i::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened,
-       (d.plain IS NOT NULL AND c.collection IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+-- A row per line (n, 1-based): its plaintext, NULL if it does not open
+-- under the key or is not in the form fieldseal writes (literal_message,
+-- migration 00021: a compressed message is never opened), and its tags
+-- in a collection with searchable fields.
+SELECT m.n::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened, coalesce(d.plain, '')::text AS plain,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
 FROM fieldseal.subjects s
-CROSS JOIN generate_series(1, cardinality(@secrets::bytea[])) AS i
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null((@secrets::bytea[])[i], @key::text) AS plain) d
+CROSS JOIN unnest(@secrets::bytea[]) WITH ORDINALITY AS m(message, n)
+CROSS JOIN LATERAL (SELECT CASE WHEN fieldseal.literal_message(m.message, @key::text)
+                                THEN fieldseal.decrypt_or_null(m.message, @key::text) END AS plain) d
 LEFT JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true)
-                                 AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL (SELECT CASE WHEN c.collection IS NOT NULL THEN fieldseal.jsonb_or_null(d.plain) END AS doc) j
+                                 AND c.collection = (@collections::text[])[m.n] AND c.searchable <> '{}'
 CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
+                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(d.plain)) x) t
 WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
-ORDER BY i;
+ORDER BY m.n;
 
 -- name: InsertImported :many
 -- Lines ImportLines opened, inserted as exported unless the subject has
