@@ -34,4 +34,3 @@ func checkText(name, v string) error {
 	}
 	return nil
 }
-

@@ -303,4 +303,3 @@ func checkName(what, s string, max int) error {
 	}
 	return nil
 }
-
