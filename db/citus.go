@@ -73,6 +73,7 @@ func setLocal(b *pgx.Batch, p SetSubjectParams) {
 		{"log_parameter_max_length", "0"},
 		{"log_parameter_max_length_on_error", "0"},
 		{"plan_cache_mode", p.PlanCacheMode},
+		{"enable_seqscan", "off"}, // see SetSubject
 	} {
 		b.Queue("SET LOCAL " + kv[0] + " = " + quote(kv[1]))
 	}

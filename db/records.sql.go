@@ -454,7 +454,16 @@ SELECT set_config('fieldseal.subject', $1::text, true),
        -- force_generic_plan in transactions that carry a key: a custom plan
        -- folds bind values into constants, which auto_explain (log_verbose)
        -- would log; a generic plan shows $n.
-       set_config('plan_cache_mode', $4::text, true)
+       set_config('plan_cache_mode', $4::text, true),
+       -- A generic plan is made once per connection, from the statistics
+       -- and the table sizes of that moment, and kept until an ANALYZE:
+       -- made while a table was tiny, a sequential scan looked cheapest,
+       -- and stayed, in the foreign-key checks of every tag written among
+       -- others (a reindex of 20,000 records: 42 s instead of 3.2 s,
+       -- TestPlansMadeOnTinyTables). Every table is keyed by subject and
+       -- every statement names one: an index serves each, whatever the
+       -- statistics said when its plan was made.
+       set_config('enable_seqscan', 'off', true)
 `
 
 type SetSubjectParams struct {
