@@ -62,6 +62,7 @@ var (
 	withHot     = flag.Bool("hot", true, "also run the hot-subject rows: reads and creates of one subject against as many subjects as clients, with 2 ms commits")
 	withBulk    = flag.Bool("bulk", true, "also run the search, batch and import rows")
 	withArchive = flag.Bool("archive", true, "also archive a million audit entries while creates go on")
+	withSkewed  = flag.Bool("skewed", true, "also run the skewed rows: one subject of 200,000 records among 10,000 of 10, its requests planned on the small subjects, before and after ANALYZE")
 	withService = flag.Bool("service", true, "run the main rows (read, create, list; false: only the sections asked for)")
 	onCitus     = flag.Bool("citus", false, "run the main rows against a Citus coordinator and two workers on this machine (Citus installed: make test-citus installs it), with PostgreSQL's CPU per request on each node, and the search, batch and import rows")
 )
@@ -269,6 +270,9 @@ func main() {
 	var bulkRows []bulkRow
 	if *withBulk {
 		bulkRows = bulk(ctx, admin, srv, iss, key, phase)
+	}
+	if *withSkewed && !*onCitus {
+		bulkRows = append(bulkRows, skewed(ctx, admin, srv, iss, key)...)
 	}
 	if *withArchive {
 		bulkRows = append(bulkRows, archiveRows(ctx, admin, bin, work, srv, tokens, key)...)

@@ -376,3 +376,22 @@ func TestRefusedBatchIsOneRefusal(t *testing.T) {
 		t.Errorf("refused batches left %d records; want 1", n)
 	}
 }
+
+// TestCarefulClientsTrips: an unknown query parameter answers a clear
+// problem (a typo would list everything).
+func TestCarefulClientsTrips(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	tok, key := a.token("alice", allScopes), newKey(t)
+	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{"s": 1}})
+	for _, path := range []string{"/v1/records?colection=c", "/v1/records?collection=c&secret.s=1&limt=5", "/v1/export?since=x", "/v1/audit/events?subjct=a"} {
+		r := a.do(req{method: "GET", path: path, token: tok, key: key})
+		wantProblem(t, r, http.StatusBadRequest, "invalid_request")
+		if !strings.Contains(string(r.body), "unknown query parameter") {
+			t.Errorf("GET %s: %s", path, r.body)
+		}
+	}
+	if r := a.do(req{method: "GET", path: "/v1/records?collection=c&public.x=1&limit=5", token: tok, key: key}); r.status != http.StatusOK {
+		t.Errorf("known parameters refused: %d %s", r.status, r.body)
+	}
+}
