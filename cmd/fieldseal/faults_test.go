@@ -548,6 +548,10 @@ func TestServeBehindPgBouncer(t *testing.T) {
 
 	vars, tok := tokenSetup(t, "alice")
 	vars["FIELDSEAL_DATABASE_URL"] = pooled
+	// Without the pooler setting, serve stops saying what to set.
+	if code, _, errOut := runCmdEnv(t, vars, "serve"); code == 0 || !strings.Contains(errOut, "FIELDSEAL_TRANSACTION_POOLER=true") {
+		t.Errorf("serve through PgBouncer without FIELDSEAL_TRANSACTION_POOLER: exit %d, %q; want a failure that says to set it", code, errOut)
+	}
 	vars["FIELDSEAL_TRANSACTION_POOLER"] = "true"
 	polling := startServer(t, vars)
 	direct := map[string]string{}

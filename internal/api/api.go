@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/fieldseal/fieldseal/auth"
@@ -51,6 +52,10 @@ func New(ctx context.Context, c Config) (*API, error) {
 	store.OnAudit = c.OnAudit
 	if err := store.CheckSessionRole(ctx); err != nil {
 		store.Close()
+		if !c.Database.TransactionPooler && strings.Contains(err.Error(), "unsupported startup parameter") {
+			return nil, fmt.Errorf("FIELDSEAL_DATABASE_URL: %w: a transaction pooler (PgBouncer) refuses the settings fieldseal sends when it connects; "+
+				"set FIELDSEAL_TRANSACTION_POOLER=true (--transaction-pooler) to connect through one", err)
+		}
 		return nil, fmt.Errorf("refusing to start: %w", err)
 	}
 	revocations := auth.NewRevocations()
