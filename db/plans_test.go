@@ -188,7 +188,7 @@ func TestPlansMadeOnTinyTables(t *testing.T) {
 	for _, o := range ops {
 		s, f := staleTook[o.name], freshTook[o.name]
 		fmt.Fprintf(&report, "%-32s planned on tiny tables %8.3fs, fresh after ANALYZE %8.3fs\n", o.name, s.Seconds(), f.Seconds())
-		if s > 3*f+50*time.Millisecond {
+		if s > 3*f+10*time.Millisecond {
 			t.Errorf("%s over %d records: %s on a connection whose plans were made on tiny tables, %s on a fresh one after ANALYZE", o.name, bigRecords, s, f)
 		}
 	}

@@ -18,13 +18,14 @@ import (
 // verifier is locked as for a rotation: writes in flight finish first,
 // and later ones wait, so none commits a record of the collection
 // untagged while it is reindexed.
-func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (int64, error) {
+func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (fieldseal.Indexed, error) {
+	var res fieldseal.Indexed
 	searchable, err := json.Marshal(c.Searchable)
 	if err != nil {
-		return 0, err
+		return res, err
 	}
-	var n int64
-	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &n}, usesKey: true, long: true, then: func(q *Queries) error {
+	n := &res.Records
+	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: n}, usesKey: true, long: true, then: func(q *Queries) error {
 		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 			return err
 		}
@@ -52,13 +53,17 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 			return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
 				"fieldseal accepted such secrets before it could search them): replace or delete them, then try again", joinIDs(ids(row.Unreadable)))
 		}
-		n = row.Records
-		return nil
+		*n = row.Records
+		fields, err := q.CollectionFieldTags(ctx, c.Collection)
+		for _, f := range fields {
+			res.Fields = append(res.Fields, fieldseal.FieldTags{Field: f.Field, Tagged: f.Tagged, Distinct: f.DistinctValues, MostCommon: f.MostCommon})
+		}
+		return err
 	}})
 	if err != nil {
-		return 0, err
+		return fieldseal.Indexed{}, err
 	}
-	return n, nil
+	return res, nil
 }
 
 // GetCollection implements fieldseal.CollectionService.

@@ -48,6 +48,52 @@ func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error)
 	return items, nil
 }
 
+const collectionFieldTags = `-- name: CollectionFieldTags :many
+SELECT g.field::text AS field, sum(g.n)::bigint AS tagged, count(*)::bigint AS distinct_values, max(g.n)::bigint AS most_common
+FROM (SELECT t.field, t.tag, count(*) AS n
+      FROM fieldseal.records r
+      JOIN fieldseal.search_tags t ON t.subject = current_setting('fieldseal.subject', true) AND t.record_id = r.id
+      WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = $1::text
+      GROUP BY t.field, t.tag) g
+GROUP BY g.field
+ORDER BY g.field
+`
+
+type CollectionFieldTagsRow struct {
+	Field          string
+	Tagged         int64
+	DistinctValues int64
+	MostCommon     int64
+}
+
+// What a collection's tags show of each searchable field: how many of
+// its records hold it, how many distinct values, how many records share
+// the most common (a PUT's warnings: handlers/collections.go).
+func (q *Queries) CollectionFieldTags(ctx context.Context, collection string) ([]CollectionFieldTagsRow, error) {
+	rows, err := q.db.Query(ctx, collectionFieldTags, collection)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []CollectionFieldTagsRow{}
+	for rows.Next() {
+		var i CollectionFieldTagsRow
+		if err := rows.Scan(
+			&i.Field,
+			&i.Tagged,
+			&i.DistinctValues,
+			&i.MostCommon,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const collectionTags = `-- name: CollectionTags :many
 SELECT r.id, (d.secret IS NULL)::boolean AS damaged, (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
@@ -635,47 +681,52 @@ func (q *Queries) ReindexAllTags(ctx context.Context, key string) error {
 
 const searchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
 WITH matched AS MATERIALIZED (
-    -- The filters' tags, computed once (an InitPlan). A tag is bound to
+    -- The filters' tags, computed once (an InitPlan), each looked up on
+    -- its own in the (subject, tag) index: with the subject alone, the
+    -- primary key would read every tag of the subject. A tag is bound to
     -- its collection and field by its key, so a record matching every
     -- filter has one per field.
     SELECT t.record_id AS id
-    FROM fieldseal.search_tags t
-    WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
+    FROM unnest(ARRAY(
               SELECT q.tag
               FROM fieldseal.collections c
-              CROSS JOIN LATERAL unnest($5::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in($3::text, c.subject, c.collection, c.searchable,
-                                                                f.field, ($6::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $1::text))
-      AND t.record_id > $7
-      AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $3::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+              CROSS JOIN LATERAL unnest($6::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in($4::text, c.subject, c.collection, c.searchable,
+                                                                f.field, ($7::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text)) AS w(tag)
+    CROSS JOIN LATERAL (
+        SELECT t.record_id, t.field FROM fieldseal.search_tags t
+        WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
+        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
+    WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     GROUP BY t.record_id
-    HAVING count(DISTINCT t.field) = cardinality($5::text[])
+    HAVING count(DISTINCT t.field) = cardinality($6::text[])
 )
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
-FROM (SELECT id FROM matched ORDER BY id) m
+FROM (SELECT id FROM matched WHERE id > $1 ORDER BY id) m
 CROSS JOIN LATERAL (
     SELECT r.id, r.collection, r.public, r.secret, r.version, r.created_at, r.updated_at
     FROM fieldseal.records r
-    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = $1::text
-      AND ($2::jsonpath IS NULL OR r.public @@ $2::jsonpath)
+    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = $2::text
+      AND ($3::jsonpath IS NULL OR r.public @@ $3::jsonpath)
+    OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
 ) r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $3::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $4::text) AS secret) d
 ORDER BY m.id
-LIMIT $4
+LIMIT $5
 `
 
 type SearchRecordsDecryptedParams struct {
+	After        pgtype.UUID
 	Collection   string
 	PublicFilter interface{}
 	Key          string
 	MaxRows      int32
 	Fields       []string
 	Values       []string
-	After        pgtype.UUID
 }
 
 type SearchRecordsDecryptedRow struct {
@@ -701,13 +752,13 @@ type SearchRecordsDecryptedRow struct {
 // candidate: 3 s and timeouts after a bulk import.)
 func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsDecryptedParams) ([]SearchRecordsDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, searchRecordsDecrypted,
+		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
 		arg.Key,
 		arg.MaxRows,
 		arg.Fields,
 		arg.Values,
-		arg.After,
 	)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 
@@ -26,6 +27,9 @@ type collectionAnswer struct {
 	Collection string                               `json:"collection"`
 	Searchable map[string]fieldseal.SearchableField `json:"searchable"`
 	Indexed    int64                                `json:"indexed"`
+	// Warnings name the searchable fields whose tags give their values
+	// away to frequency analysis (fieldseal.FieldTags.Revealing).
+	Warnings []string `json:"warnings"`
 }
 
 func (h *Collections) put(c echo.Context) error {
@@ -58,11 +62,20 @@ func (h *Collections) put(c echo.Context) error {
 		}
 		settings.Searchable[field] = opts
 	}
-	n, err := h.service.SetCollection(c.Request().Context(), caller(c), key, settings)
+	res, err := h.service.SetCollection(c.Request().Context(), caller(c), key, settings)
 	if err != nil {
 		return err
 	}
-	return writeJSON(c, http.StatusOK, collectionAnswer{Collection: name, Searchable: settings.Searchable, Indexed: n})
+	answer := collectionAnswer{Collection: name, Searchable: settings.Searchable, Indexed: res.Records, Warnings: []string{}}
+	for _, f := range res.Fields {
+		if f.Revealing() {
+			answer.Warnings = append(answer.Warnings, fmt.Sprintf("secret.%s: %d records hold %d distinct values, the most common held by %d (%.0f %%): "+
+				"whoever reads the search tags can count the records that share each value and match the counts to known frequencies, "+
+				"which recovers values from few or skewed sets (docs/security.md, \"What a blind index reveals\")",
+				f.Field, f.Tagged, f.Distinct, f.MostCommon, 100*float64(f.MostCommon)/float64(f.Tagged)))
+		}
+	}
+	return writeJSON(c, http.StatusOK, answer)
 }
 
 func (h *Collections) get(c echo.Context) error {

@@ -395,3 +395,37 @@ func TestCarefulClientsTrips(t *testing.T) {
 		t.Errorf("known parameters refused: %d %s", r.status, r.body)
 	}
 }
+
+// TestSearchableWarnsWhatTagsReveal: making a field of few or skewed
+// values searchable answers a warning naming it; unique values do not.
+func TestSearchableWarnsWhatTagsReveal(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	tok, key := a.token("alice", allScopes), newKey(t)
+	blood := []string{"O+", "O+", "O+", "A+", "A+", "B+", "AB-", "O-"}
+	var recs []any
+	for i := range 400 {
+		recs = append(recs, map[string]any{"collection": "patients", "secret": map[string]any{
+			"email": fmt.Sprintf("p%d@example.org", i), "blood": blood[i%len(blood)], "zip": fmt.Sprint(10000 + i%150)}})
+	}
+	if r := a.do(req{method: "POST", path: "/v1/records/batch", token: tok, key: key, body: map[string]any{"records": recs}}); r.status != http.StatusCreated {
+		t.Fatalf("batch: %d %s", r.status, r.body)
+	}
+	r := a.setSearchable(tok, key, "patients", `{"searchable":{"email":{},"blood":{},"zip":{}}}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("PUT: %d %s", r.status, r.body)
+	}
+	var answer struct {
+		Indexed  int      `json:"indexed"`
+		Warnings []string `json:"warnings"`
+	}
+	if err := json.Unmarshal(r.body, &answer); err != nil {
+		t.Fatal(err)
+	}
+	if answer.Indexed != 400 || len(answer.Warnings) != 1 || !strings.HasPrefix(answer.Warnings[0], "secret.blood: 400 records hold 5 distinct values, the most common held by 150 (38 %)") {
+		t.Errorf("warnings for blood alone (5 values; zip has 150 values, none over 5 %%; email is unique): %s", r.body)
+	}
+	if strings.Contains(string(r.body), "O+") {
+		t.Errorf("a warning quotes a value: %s", r.body)
+	}
+}

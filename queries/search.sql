@@ -41,6 +41,19 @@ SELECT count(*)::bigint AS records,
        coalesce((array_agg(id ORDER BY id) FILTER (WHERE doc IS NULL AND NOT damaged))[1:20], '{}')::uuid[] AS unreadable
 FROM j;
 
+-- name: CollectionFieldTags :many
+-- What a collection's tags show of each searchable field: how many of
+-- its records hold it, how many distinct values, how many records share
+-- the most common (a PUT's warnings: handlers/collections.go).
+SELECT g.field::text AS field, sum(g.n)::bigint AS tagged, count(*)::bigint AS distinct_values, max(g.n)::bigint AS most_common
+FROM (SELECT t.field, t.tag, count(*) AS n
+      FROM fieldseal.records r
+      JOIN fieldseal.search_tags t ON t.subject = current_setting('fieldseal.subject', true) AND t.record_id = r.id
+      WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = @collection::text
+      GROUP BY t.field, t.tag) g
+GROUP BY g.field
+ORDER BY g.field;
+
 -- name: IndexRecords :exec
 -- The tags of records just written with their plaintext secrets: nothing
 -- for a collection without searchable fields. The EXISTS is a one-time
@@ -86,20 +99,24 @@ DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.sub
 -- statistics once re-aggregated every tag of the subject for each
 -- candidate: 3 s and timeouts after a bulk import.)
 WITH matched AS MATERIALIZED (
-    -- The filters' tags, computed once (an InitPlan). A tag is bound to
+    -- The filters' tags, computed once (an InitPlan), each looked up on
+    -- its own in the (subject, tag) index: with the subject alone, the
+    -- primary key would read every tag of the subject. A tag is bound to
     -- its collection and field by its key, so a record matching every
     -- filter has one per field.
     SELECT t.record_id AS id
-    FROM fieldseal.search_tags t
-    WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = ANY (ARRAY(
+    FROM unnest(ARRAY(
               SELECT q.tag
               FROM fieldseal.collections c
               CROSS JOIN LATERAL unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
               CROSS JOIN LATERAL fieldseal.search_query_tags_in(@key::text, c.subject, c.collection, c.searchable,
                                                                 f.field, (@values::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text))
-      AND t.record_id > @after
-      AND current_setting('fieldseal.key_use', true) = 'admitted'
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text)) AS w(tag)
+    CROSS JOIN LATERAL (
+        SELECT t.record_id, t.field FROM fieldseal.search_tags t
+        WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
+        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
+    WHERE current_setting('fieldseal.key_use', true) = 'admitted'
       AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     GROUP BY t.record_id
     HAVING count(DISTINCT t.field) = cardinality(@fields::text[])
@@ -107,12 +124,13 @@ WITH matched AS MATERIALIZED (
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
-FROM (SELECT id FROM matched ORDER BY id) m
+FROM (SELECT id FROM matched WHERE id > @after ORDER BY id) m
 CROSS JOIN LATERAL (
     SELECT r.id, r.collection, r.public, r.secret, r.version, r.created_at, r.updated_at
     FROM fieldseal.records r
     WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = @collection::text
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR r.public @@ sqlc.narg(public_filter)::jsonpath)
+    OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
 ) r
 CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
 ORDER BY m.id
