@@ -25,6 +25,18 @@
 //     parameter logging off, set with the subject), so the bounds hold
 //     behind a transaction pooler too; a request waits for a connection
 //     at most Timeouts.PoolWait.
+//   - A statement's cost follows what it touches, whatever the statistics
+//     were when its plan was made: transactions plan with enable_seqscan
+//     off and force_generic_plan when they carry a key (a plan made once
+//     per connection, kept until an ANALYZE), and subject-wide statements
+//     take forms that cannot go quadratic (no self-join of a subject's
+//     rows; a lookup per candidate behind an OFFSET 0 fence).
+//     TestPlansMadeOnTinyTables plans them on tiny tables and runs them
+//     on a grown one.
+//   - What an import brings back in is what a create would have written:
+//     its ciphertexts opened (never a compressed one: literal_message,
+//     migration 00021) and each plaintext checked by fieldseal.CheckObject
+//     before anything is written (import.go).
 //   - An Idempotency-Key is claimed and its answer stored in the
 //     transaction of the work it names (idempotency.go): both commit, or
 //     neither does.
