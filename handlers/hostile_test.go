@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
@@ -125,16 +126,34 @@ func FuzzAPI(f *testing.F) {
 		{`{"records":[{"collection":"c","secret":{"email":"a"}}]}`, "a@example.org"},
 		{`{"searchable":{"email":{"case_insensitive":true}}}`, "1e999999"},
 		{`{"id":"0192f3a4-5b6c-7d8e-9f01-23456789abcd","collection":"c","public":{},"version":1,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","ciphertext":"-----BEGIN PGP MESSAGE-----\n\nwx4=\n-----END PGP MESSAGE-----"}`, "-0.0"},
+		{`{"records":[{"collection":"c","secret":{"a":1}},{"collection":"c","secret":{"b":2}},{"collection":"d","secret":{"c":3}}]}`, "c"},
+		{`{"records":[{"collection":"c","secret":{"a":1,"a":2}},{"collection":"c","secret":{}}]}`, "c"},
 	} {
-		f.Add([]byte(seed.body), seed.query)
+		// which: 0 the subject's key; 1 a wrong key, on a token whose
+		// throttle soon trips (then 429s); 2 the right key on that token.
+		for which := range byte(3) {
+			f.Add([]byte(seed.body), seed.query, which)
+		}
 	}
-	a := startAPI(f, pgtest.NewDB(f), apitest.Options{})
+	a := startAPI(f, pgtest.NewDB(f), apitest.Options{Throttle: db.Throttle{TokenLimit: 5, SubjectLimit: 1 << 30, Window: time.Minute}})
 	tok, key := a.token("alice", allScopes), newKey(f)
 	a.create(tok, key, map[string]any{"collection": "c", "secret": map[string]any{"email": "a@example.org"}})
 	if r := a.setSearchable(tok, key, "c", `{"searchable":{"email":{"case_insensitive":true}}}`); r.status != http.StatusOK {
 		f.Fatalf("PUT collection: %d %s", r.status, r.body)
 	}
-	f.Fuzz(func(t *testing.T, body []byte, query string) {
+	// A token of the same subject for the wrong and throttled keys: its
+	// refusals trip its own throttle, not the subject's (the limit per
+	// subject is above what a run sends).
+	throttled := a.token("alice", allScopes)
+	wrong := newKey(f)
+	f.Fuzz(func(t *testing.T, body []byte, query string, which byte) {
+		token, k := tok, key
+		switch which % 3 {
+		case 1:
+			token, k = throttled, wrong
+		case 2:
+			token = throttled
+		}
 		requests := []struct {
 			method, target string
 			body           []byte
@@ -154,8 +173,8 @@ func FuzzAPI(f *testing.F) {
 			if err != nil {
 				continue // not a request a client could send
 			}
-			req.Header.Set("Authorization", "Bearer "+tok)
-			req.Header.Set("Encryption-Key", key)
+			req.Header.Set("Authorization", "Bearer "+token)
+			req.Header.Set("Encryption-Key", k)
 			req.Header.Set("Content-Type", "application/json")
 			start := time.Now()
 			resp, err := http.DefaultClient.Do(req)
