@@ -15,10 +15,13 @@ type ExportService interface {
 	// Export calls fn with every record of the subject, in creation order,
 	// from one consistent snapshot; an error from fn stops it.
 	Export(ctx context.Context, caller Caller, fn func(ExportedRecord) error) error
-	// Import restores exported records under key, in one transaction:
-	// every ciphertext must open under key (EWRONGKEY and nothing written
-	// otherwise; a subject's first write registers key); records whose id
-	// the subject has are skipped. EUNAVAILABLE; with idem as CreateRecord.
+	// Import restores exported records under key, in one transaction
+	// (a subject's first write registers key; EWRONGKEY if key is not the
+	// subject's): every ciphertext must be a message in the form fieldseal
+	// writes that opens under key to a secret CheckObject accepts
+	// (EINVALID naming the lines, nothing written otherwise); records
+	// whose id the subject has are skipped. EUNAVAILABLE; with idem as
+	// CreateRecord.
 	Import(ctx context.Context, caller Caller, key Key, recs []ImportedRecord, idem *Idempotent[ImportResult]) (ImportResult, error)
 }
 
