@@ -52,7 +52,10 @@ const collectionFieldTags = `-- name: CollectionFieldTags :many
 SELECT g.field::text AS field, sum(g.n)::bigint AS tagged, count(*)::bigint AS distinct_values, max(g.n)::bigint AS most_common
 FROM (SELECT t.field, t.tag, count(*) AS n
       FROM fieldseal.records r
-      JOIN fieldseal.search_tags t ON t.subject = current_setting('fieldseal.subject', true) AND t.record_id = r.id
+      CROSS JOIN LATERAL (
+          SELECT t.field, t.tag FROM fieldseal.search_tags t
+          WHERE t.subject = current_setting('fieldseal.subject', true) AND t.record_id = r.id
+          OFFSET 0) t -- a fence: each record's tags by primary key (a plan made on small subjects scanned them all per record)
       WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = $1::text
       GROUP BY t.field, t.tag) g
 GROUP BY g.field
