@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log"
 	"net/http"
 	"net/url"
@@ -40,20 +39,7 @@ func bulk(ctx context.Context, admin string, srv *server, iss *devissuer.Issuer,
 		return tok
 	}
 	call := func(method, path, token, contentType string, body []byte) (int, []byte, time.Duration) {
-		req, err := http.NewRequest(method, srv.url+path, bytes.NewReader(body))
-		check(err)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Encryption-Key", key)
-		if contentType != "" {
-			req.Header.Set("Content-Type", contentType)
-		}
-		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		check(err)
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		check(err)
-		return resp.StatusCode, b, time.Since(start)
+		return srv.call(method, path, token, map[string]string{"Encryption-Key": key, "Content-Type": contentType}, body)
 	}
 
 	// Search.

@@ -345,6 +345,27 @@ type server struct {
 	done chan error
 }
 
+// call sends one request to the service with token and the headers
+// given (an empty value is left out) and returns its status, body and
+// how long it took; any failure to talk to the service stops the bench.
+func (s *server) call(method, path, token string, header map[string]string, body []byte) (int, []byte, time.Duration) {
+	req, err := http.NewRequest(method, s.url+path, bytes.NewReader(body))
+	check(err)
+	req.Header.Set("Authorization", "Bearer "+token)
+	for k, v := range header {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	check(err)
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	check(err)
+	return resp.StatusCode, b, time.Since(start)
+}
+
 func startServer(bin string, env map[string]string) *server {
 	cmd := exec.Command(bin, "serve")
 	cmd.Env = os.Environ()

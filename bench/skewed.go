@@ -1,11 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log"
+	"maps"
 	"net/http"
 	"time"
 
@@ -39,72 +38,48 @@ func skewed(ctx context.Context, admin string, srv *server, iss *devissuer.Issue
 		check(err)
 		return tok
 	}
-	call := func(method, path, token, key string, hdr map[string]string, body string) (int, []byte, time.Duration) {
-		req, err := http.NewRequest(method, srv.url+path, bytes.NewReader([]byte(body)))
-		check(err)
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Encryption-Key", key)
-		req.Header.Set("Content-Type", "application/json")
-		for k, v := range hdr {
-			req.Header.Set(k, v)
-		}
-		start := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		check(err)
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		check(err)
-		return resp.StatusCode, b, time.Since(start)
-	}
 	type request struct {
 		name string
 		run  func(tok, key string) (string, time.Duration) // the key after
 	}
-	want := func(what string, status, code int, body []byte) {
-		if status != code {
-			log.Fatalf("bench: skewed %s: %d %.300s", what, status, body)
+	// do sends one request with the key and wants 200.
+	do := func(what, method, path, tok, key string, header map[string]string, body string) time.Duration {
+		h := map[string]string{"Encryption-Key": key, "Content-Type": "application/json"}
+		maps.Copy(h, header)
+		status, b, took := srv.call(method, path, tok, h, []byte(body))
+		if status != http.StatusOK {
+			log.Fatalf("bench: skewed %s: %d %.300s", what, status, b)
 		}
+		return took
+	}
+	// read is a request that leaves the key as it is.
+	read := func(name, what, path string, withKey bool) request {
+		return request{name, func(tok, key string) (string, time.Duration) {
+			k := key
+			if !withKey {
+				k = ""
+			}
+			return key, do(what, "GET", path, tok, k, nil, "")
+		}}
 	}
 	var middle string
 	requests := []request{
 		{"reindex (PUT collection)", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("PUT", "/v1/collections/people", tok, key, nil, `{"searchable":{"email":{"case_insensitive":true},"ward":{}}}`)
-			want("reindex", s, http.StatusOK, b)
-			return key, took
+			return key, do("reindex", "PUT", "/v1/collections/people", tok, key, nil, `{"searchable":{"email":{"case_insensitive":true},"ward":{}}}`)
 		}},
-		{"search of a rare value", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("GET", "/v1/records?collection=people&secret.email=user7@example.org", tok, key, nil, "")
-			want("search", s, http.StatusOK, b)
-			return key, took
-		}},
-		{"search of a common value, page 1", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("GET", "/v1/records?collection=people&secret.ward=3&limit=50", tok, key, nil, "")
-			want("search", s, http.StatusOK, b)
-			return key, took
-		}},
+		read("search of a rare value", "search", "/v1/records?collection=people&secret.email=user7@example.org", true),
+		read("search of a common value, page 1", "search", "/v1/records?collection=people&secret.ward=3&limit=50", true),
 		{"list page of 50 halfway", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("GET", "/v1/records?limit=50&after="+middle, tok, key, nil, "")
-			want("list", s, http.StatusOK, b)
-			return key, took
+			return key, do("list", "GET", "/v1/records?limit=50&after="+middle, tok, key, nil, "") // middle is set later
 		}},
-		{"list page of 50 of the collection, public filter", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("GET", "/v1/records?collection=people&public.ward=3&limit=50", tok, key, nil, "")
-			want("list", s, http.StatusOK, b)
-			return key, took
-		}},
-		{"export", func(tok, key string) (string, time.Duration) {
-			s, b, took := call("GET", "/v1/export", tok, "", nil, "")
-			want("export", s, http.StatusOK, b)
-			return key, took
-		}},
+		read("list page of 50 of the collection, public filter", "list", "/v1/records?collection=people&public.ward=3&limit=50", true),
+		read("export", "export", "/v1/export", false),
 		{"rotation", func(tok, key string) (string, time.Duration) {
 			next := key2
 			if key == key2 {
 				next = first
 			}
-			s, b, took := call("POST", "/v1/keys/rotate", tok, key, map[string]string{"New-Encryption-Key": next}, "")
-			want("rotation", s, http.StatusOK, b)
-			return next, took
+			return next, do("rotation", "POST", "/v1/keys/rotate", tok, key, map[string]string{"New-Encryption-Key": next}, "")
 		}},
 	}
 

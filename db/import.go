@@ -111,11 +111,3 @@ func importPage(ctx context.Context, q *Queries, key fieldseal.Key, recs []field
 	}
 	return int64(len(ids)), set.insert(ctx, q)
 }
-
-// appendNamed appends v to a refusal's list, up to maxNamed.
-func appendNamed[T any](list []T, v T) []T {
-	if len(list) < maxNamed {
-		list = append(list, v)
-	}
-	return list
-}

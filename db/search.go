@@ -24,8 +24,7 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 	if err != nil {
 		return res, err
 	}
-	n := &res.Records
-	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: n}, usesKey: true, long: true, then: func(q *Queries) error {
+	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &res.Records}, usesKey: true, long: true, then: func(q *Queries) error {
 		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 			return err
 		}
@@ -53,7 +52,7 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 			return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
 				"fieldseal accepted such secrets before it could search them): replace or delete them, then try again", joinIDs(ids(row.Unreadable)))
 		}
-		*n = row.Records
+		res.Records = row.Records
 		fields, err := q.CollectionFieldTags(ctx, c.Collection)
 		for _, f := range fields {
 			res.Fields = append(res.Fields, fieldseal.FieldTags{Field: f.Field, Tagged: f.Tagged, Distinct: f.DistinctValues, MostCommon: f.MostCommon})
@@ -292,6 +291,14 @@ func writeTags(ctx context.Context, q *Queries, rows []RecordTagsRow) error {
 // maxNamed is how many damaged or unreadable records a refusal names, as
 // IndexCollection and ListDamagedRecords do (LIMIT 20, [1:20]).
 const maxNamed = 20
+
+// appendNamed appends v to a refusal's list, up to maxNamed.
+func appendNamed[T any](list []T, v T) []T {
+	if len(list) < maxNamed {
+		list = append(list, v)
+	}
+	return list
+}
 
 // tagSet is tags to write with InsertTags.
 type tagSet struct{ p InsertTagsParams }

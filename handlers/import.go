@@ -68,6 +68,7 @@ func (h *Export) readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) 
 	sc.Buffer(make([]byte, 0, 64<<10), MaxImportBytes)
 	var recs []fieldseal.ImportedRecord
 	seen := map[fieldseal.ID]int{}
+	maxMessage := maxSecretMessage(h.maxSecret)
 	for n := 1; sc.Scan(); n++ {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
@@ -76,7 +77,7 @@ func (h *Export) readImport(c echo.Context) ([]fieldseal.ImportedRecord, error) 
 		if len(recs) == MaxImportRecords {
 			return nil, fieldseal.Errorf(fieldseal.ETOOLARGE, "an import holds at most %d records; import the rest in another request (records already imported are skipped)", MaxImportRecords)
 		}
-		rec, err := importRecord(line, maxSecretMessage(h.maxSecret))
+		rec, err := importRecord(line, maxMessage)
 		if err != nil {
 			return nil, placed(err, fmt.Sprintf("line %d", n), "nothing was imported")
 		}
