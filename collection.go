@@ -12,6 +12,29 @@ type Collection struct {
 	Searchable map[string]SearchableField `json:"searchable"`
 	// UpdatedAt is when the settings last changed; zero if never set.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Indexing, while the records that were there when the settings
+	// changed are being tagged, says how far that has gone; nil once
+	// every record carries the settings' tags.
+	Indexing *Indexing `json:"indexing,omitempty"`
+}
+
+// Indexing is a collection's reindex in progress (SetCollection). Until
+// it ends, a search on one of Fields is refused with EINDEXING. A reindex
+// stopped by a hang-up or a restart goes on where it stopped when the
+// same settings are set again.
+type Indexing struct {
+	// Fields are the searchable fields not searchable yet: new, or whose
+	// case_insensitive changed. Empty when only tags of fields no longer
+	// searchable are being dropped.
+	Fields []string `json:"fields"`
+	// Records is how many records have been tagged; Total, how many the
+	// collection held when the settings changed (records written since
+	// are tagged by their own writes, and some may be counted here too).
+	Records int64 `json:"records"`
+	Total   int64 `json:"total"`
+	// UpdatedAt is when the last batch of records was tagged: long ago
+	// means nothing is indexing it now.
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // SearchableField is how one searchable field compares.
@@ -29,11 +52,17 @@ const (
 // CollectionService keeps collections' settings. Settings are per
 // subject, like records.
 type CollectionService interface {
-	// SetCollection replaces the collection's settings under key and, in
-	// the same transaction, indexes every record of the collection; it
-	// returns how many records were indexed and what the index holds of
-	// each field. EWRONGKEY, ECORRUPT (a record does not open under the
-	// key: nothing changes), EINVALID, EUNAVAILABLE.
+	// SetCollection replaces the collection's settings under key, then
+	// indexes the records the collection held, a batch at a time, while
+	// the subject's other requests go on; it returns when every record
+	// carries the settings' tags, with how many records the collection
+	// holds and what the index holds of each field. Settings equal to
+	// the current ones go on with a reindex that was stopped (a hang-up,
+	// a restart), or change nothing. EWRONGKEY; ECORRUPT or EINVALID (a
+	// record that does not open, or whose secret jsonb refuses: the
+	// settings stay, the reindex stops there, and setting them again
+	// after the record is replaced or deleted goes on); ESUPERSEDED
+	// (other settings were set meanwhile); EUNAVAILABLE.
 	SetCollection(ctx context.Context, caller Caller, key Key, c Collection) (Indexed, error)
 	// GetCollection returns the collection's settings: no searchable
 	// field if they were never set. EUNAVAILABLE.

@@ -25,6 +25,8 @@ const (
 	ECORRUPT           = "corrupt_record"         // a stored record does not open under the verified key
 	EIDEMPOTENCYINUSE  = "idempotency_key_in_use" // the same Idempotency-Key is still running
 	EIDEMPOTENCYREUSED = "idempotency_key_reused" // the Idempotency-Key was used for another request
+	EINDEXING          = "still_indexing"         // a search on a field whose records are still being tagged
+	ESUPERSEDED        = "settings_changed"       // a collection's settings changed while a PUT indexed them
 )
 
 // Error is an error with a code and a message safe to show the client.

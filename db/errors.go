@@ -38,6 +38,9 @@ func mapError(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return fieldseal.Errorf(fieldseal.ENOTFOUND, "no such record")
 	}
+	if errors.Is(err, context.Canceled) {
+		return err // the caller went away: not the database's fault
+	}
 	// Checked before PgError: a server's refusal to connect (shutting down,
 	// too many clients, database closed) arrives as a PgError inside it.
 	var connErr *pgconn.ConnectError
@@ -57,9 +60,6 @@ func mapError(err error) error {
 			return &unavailableError{err}
 		}
 		return fmt.Errorf("db: %s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
-	}
-	if errors.Is(err, context.Canceled) {
-		return err // the caller went away: not the database's fault
 	}
 	// A server that crashed or was killed mid-statement shows up as an
 	// unexpected EOF or a closed connection, not as a PgError.

@@ -50,6 +50,9 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 		if err := s.reindexAll(ctx, q, next); err != nil {
 			return err
 		}
+		if err := q.EndIndexing(ctx); err != nil { // every collection's tags are whole now
+			return err
+		}
 		if err := q.ProveKey(ctx, current.Passphrase()); err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -13,57 +14,6 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 )
-
-// SetCollection implements fieldseal.CollectionService. The subject's
-// verifier is locked as for a rotation: writes in flight finish first,
-// and later ones wait, so none commits a record of the collection
-// untagged while it is reindexed.
-func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (fieldseal.Indexed, error) {
-	var res fieldseal.Indexed
-	searchable, err := json.Marshal(c.Searchable)
-	if err != nil {
-		return res, err
-	}
-	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &res.Records}, usesKey: true, long: true, then: func(q *Queries) error {
-		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
-			return err
-		}
-		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
-			return err
-		} else if !ok {
-			return errWrongKey
-		}
-		if err := q.SetCollection(ctx, SetCollectionParams{Collection: c.Collection, Searchable: searchable}); err != nil {
-			return err
-		}
-		if err := q.DeleteCollectionTags(ctx, c.Collection); err != nil {
-			return err
-		}
-		if len(c.Searchable) == 0 {
-			return nil // nothing to index, nothing decrypted
-		}
-		row, err := s.indexCollection(ctx, q, key, c.Collection)
-		switch {
-		case err != nil:
-			return err
-		case len(row.Damaged) > 0:
-			return damaged(ids(row.Damaged)...)
-		case len(row.Unreadable) > 0:
-			return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
-				"fieldseal accepted such secrets before it could search them): replace or delete them, then try again", joinIDs(ids(row.Unreadable)))
-		}
-		res.Records = row.Records
-		fields, err := q.CollectionFieldTags(ctx, c.Collection)
-		for _, f := range fields {
-			res.Fields = append(res.Fields, fieldseal.FieldTags{Field: f.Field, Tagged: f.Tagged, Distinct: f.DistinctValues, MostCommon: f.MostCommon})
-		}
-		return err
-	}})
-	if err != nil {
-		return fieldseal.Indexed{}, err
-	}
-	return res, nil
-}
 
 // GetCollection implements fieldseal.CollectionService.
 func (s *Store) GetCollection(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Collection, error) {
@@ -79,6 +29,9 @@ func (s *Store) GetCollection(ctx context.Context, caller fieldseal.Caller, coll
 			return err
 		}
 		c.UpdatedAt = r.UpdatedAt
+		if r.Reindexing {
+			c.Indexing = &fieldseal.Indexing{Fields: r.Indexing, Records: r.IndexDone, Total: r.IndexTotal, UpdatedAt: r.IndexedAt.Time}
+		}
 		return json.Unmarshal(r.Searchable, &c.Searchable)
 	}
 	return c, s.run(ctx, t)
@@ -173,7 +126,7 @@ func (s *Store) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.K
 
 // Tags on Citus. Citus writes an INSERT's parameters into the statement
 // it sends to the worker, so the INSERT ... SELECTs that tag records on
-// one PostgreSQL (IndexRecords, IndexCollection, ReindexAllTags) would
+// one PostgreSQL (IndexRecords, ReindexAllTags) would
 // put the key and plaintext in the worker's log. There, SELECTs compute
 // the tags (their parameters stay parameters) and InsertTags writes them:
 // ids, fields and tags, which the worker's log may then hold, as its
@@ -232,36 +185,6 @@ func (s *Store) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsPa
 	return writeTags(ctx, q, rows)
 }
 
-// indexCollection tags every record of a collection (after
-// DeleteCollectionTags) and says how many it read, and which it could not.
-func (s *Store) indexCollection(ctx context.Context, q *Queries, key fieldseal.Key, collection string) (IndexCollectionRow, error) {
-	if !s.citus {
-		return q.IndexCollection(ctx, IndexCollectionParams{Key: key.Passphrase(), Collection: collection})
-	}
-	rows, err := q.CollectionTags(ctx, CollectionTagsParams{Key: key.Passphrase(), Collection: collection})
-	if err != nil {
-		return IndexCollectionRow{}, err
-	}
-	row := IndexCollectionRow{Records: int64(len(rows))}
-	var set tagSet
-	for _, r := range rows {
-		switch {
-		case r.Damaged:
-			row.Damaged = appendNamed(row.Damaged, r.ID)
-		case r.Unreadable:
-			row.Unreadable = appendNamed(row.Unreadable, r.ID)
-		default:
-			for i := range r.Fields {
-				set.add(r.ID, r.Fields[i], r.Tags[i])
-			}
-		}
-	}
-	if len(row.Damaged) > 0 || len(row.Unreadable) > 0 {
-		return row, nil // refused by the caller: nothing to write
-	}
-	return row, set.insert(ctx, q)
-}
-
 // reindexAll tags every record again under key, after a rotation's
 // DeleteAllTags.
 func (s *Store) reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) error {
@@ -289,7 +212,7 @@ func writeTags(ctx context.Context, q *Queries, rows []RecordTagsRow) error {
 }
 
 // maxNamed is how many damaged or unreadable records a refusal names, as
-// IndexCollection and ListDamagedRecords do (LIMIT 20, [1:20]).
+// ListDamagedRecords does (LIMIT 20).
 const maxNamed = 20
 
 // appendNamed appends v to a refusal's list, up to maxNamed.
@@ -350,7 +273,8 @@ func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts field
 			return err
 		}
 		var searchable map[string]json.RawMessage
-		if r, err := settings.get(); err == nil {
+		r, err := settings.get()
+		if err == nil {
 			if err := json.Unmarshal(r.Searchable, &searchable); err != nil {
 				return err
 			}
@@ -360,6 +284,10 @@ func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts field
 		for _, f := range opts.Secret {
 			if _, ok := searchable[f.Field]; !ok {
 				return fieldseal.Errorf(fieldseal.EINVALID, "secret.%s is not a searchable field of collection %q: make it searchable with PUT /v1/collections/{collection}", f.Field, opts.Collection)
+			}
+			if slices.Contains(r.Indexing, f.Field) {
+				return fieldseal.Errorf(fieldseal.EINDEXING, "secret.%s of collection %q is still being indexed (%d of %d records tagged): search it once GET /v1/collections/{collection} no longer lists it under indexing; "+
+					"if no PUT of the collection's settings is running (its client hung up, or fieldseal restarted), PUT the same settings again to go on", f.Field, opts.Collection, r.IndexDone, r.IndexTotal)
 			}
 		}
 		rows, err := rows.get()

@@ -12,6 +12,37 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const advanceIndexing = `-- name: AdvanceIndexing :execrows
+UPDATE fieldseal.collections
+SET indexed_through = $1, index_done = index_done + $2::bigint, indexed_at = now(),
+    reindexing = NOT $3::boolean, indexing = CASE WHEN $3::boolean THEN '{}'::text[] ELSE indexing END
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = $4 AND index_run = $5 AND reindexing
+`
+
+type AdvanceIndexingParams struct {
+	Through    pgtype.UUID
+	Done       int64
+	Finished   bool
+	Collection string
+	Run        int64
+}
+
+// A batch of the pass is tagged: through is its last record. The last
+// batch (finished) makes the fields searchable.
+func (q *Queries) AdvanceIndexing(ctx context.Context, arg AdvanceIndexingParams) (int64, error) {
+	result, err := q.db.Exec(ctx, advanceIndexing,
+		arg.Through,
+		arg.Done,
+		arg.Finished,
+		arg.Collection,
+		arg.Run,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const allTags = `-- name: AllTags :many
 SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM fieldseal.records r
@@ -38,6 +69,68 @@ func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error)
 	for rows.Next() {
 		var i AllTagsRow
 		if err := rows.Scan(&i.RecordID, &i.Field, &i.Tag); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const batchTags = `-- name: BatchTags :many
+SELECT r.id, (d.secret IS NULL AND c.searchable <> '{}')::boolean AS damaged,
+       (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM unnest($1::uuid[]) AS b(id)
+CROSS JOIN LATERAL (
+    SELECT r.id, r.secret FROM fieldseal.records r
+    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = b.id AND r.collection = $2::text
+    OFFSET 0) r -- a fence: one lookup of the primary key per record
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
+CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, $3::text) END AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY r.id
+`
+
+type BatchTagsParams struct {
+	Ids        []pgtype.UUID
+	Collection string
+	Key        string
+}
+
+type BatchTagsRow struct {
+	ID         pgtype.UUID
+	Damaged    bool
+	Unreadable bool
+	Fields     []string
+	Tags       [][]byte
+}
+
+// Records of a collection by id, each with its tags under the
+// collection's settings, or why it has none (damaged: it does not open
+// under the verified key; unreadable: jsonb refuses its secret). A
+// collection with no searchable field decrypts nothing.
+func (q *Queries) BatchTags(ctx context.Context, arg BatchTagsParams) ([]BatchTagsRow, error) {
+	rows, err := q.db.Query(ctx, batchTags, arg.Ids, arg.Collection, arg.Key)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []BatchTagsRow{}
+	for rows.Next() {
+		var i BatchTagsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Damaged,
+			&i.Unreadable,
+			&i.Fields,
+			&i.Tags,
+		); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -97,59 +190,16 @@ func (q *Queries) CollectionFieldTags(ctx context.Context, collection string) ([
 	return items, nil
 }
 
-const collectionTags = `-- name: CollectionTags :many
-SELECT r.id, (d.secret IS NULL)::boolean AS damaged, (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
-       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
-FROM fieldseal.records r
-JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
-CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
-CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) x) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND r.collection = $2::text
-  AND current_setting('fieldseal.key_use', true) = 'admitted'
-ORDER BY r.id
+const countCollection = `-- name: CountCollection :one
+SELECT count(*)::bigint FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1::text
 `
 
-type CollectionTagsParams struct {
-	Key        string
-	Collection string
-}
-
-type CollectionTagsRow struct {
-	ID         pgtype.UUID
-	Damaged    bool
-	Unreadable bool
-	Fields     []string
-	Tags       [][]byte
-}
-
-// IndexCollection's work, returned instead of inserted: a row per record
-// of the collection (its tags, or why it has none: damaged, unreadable).
-func (q *Queries) CollectionTags(ctx context.Context, arg CollectionTagsParams) ([]CollectionTagsRow, error) {
-	rows, err := q.db.Query(ctx, collectionTags, arg.Key, arg.Collection)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []CollectionTagsRow{}
-	for rows.Next() {
-		var i CollectionTagsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Damaged,
-			&i.Unreadable,
-			&i.Fields,
-			&i.Tags,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
+func (q *Queries) CountCollection(ctx context.Context, collection string) (int64, error) {
+	row := q.db.QueryRow(ctx, countCollection, collection)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
 }
 
 const createRecords = `-- name: CreateRecords :many
@@ -223,17 +273,6 @@ func (q *Queries) DeleteAllTags(ctx context.Context) error {
 	return err
 }
 
-const deleteCollectionTags = `-- name: DeleteCollectionTags :exec
-DELETE FROM fieldseal.search_tags t
-USING fieldseal.records r
-WHERE t.subject = current_setting('fieldseal.subject', true) AND r.subject = current_setting('fieldseal.subject', true) AND r.id = t.record_id AND r.collection = $1::text
-`
-
-func (q *Queries) DeleteCollectionTags(ctx context.Context, collection string) error {
-	_, err := q.db.Exec(ctx, deleteCollectionTags, collection)
-	return err
-}
-
 const deleteRecordTags = `-- name: DeleteRecordTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true) AND record_id = $1
 `
@@ -243,14 +282,43 @@ func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
 	return err
 }
 
+const deleteTagsOf = `-- name: DeleteTagsOf :exec
+DELETE FROM fieldseal.search_tags
+WHERE subject = current_setting('fieldseal.subject', true) AND record_id = ANY ($1::uuid[])
+`
+
+func (q *Queries) DeleteTagsOf(ctx context.Context, ids []pgtype.UUID) error {
+	_, err := q.db.Exec(ctx, deleteTagsOf, ids)
+	return err
+}
+
+const endIndexing = `-- name: EndIndexing :exec
+UPDATE fieldseal.collections
+SET indexing = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
+WHERE subject = current_setting('fieldseal.subject', true) AND reindexing
+`
+
+// A key rotation has tagged every record again, under every collection's
+// settings: no pass is owed, and one still running stops (a new run).
+func (q *Queries) EndIndexing(ctx context.Context) error {
+	_, err := q.db.Exec(ctx, endIndexing)
+	return err
+}
+
 const getCollection = `-- name: GetCollection :one
 
-SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
+SELECT searchable, updated_at, indexing, reindexing, index_done, index_total, indexed_at
+FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
 `
 
 type GetCollectionRow struct {
 	Searchable []byte
 	UpdatedAt  time.Time
+	Indexing   []string
+	Reindexing bool
+	IndexDone  int64
+	IndexTotal int64
+	IndexedAt  pgtype.Timestamptz
 }
 
 // Collections' searchable fields, blind-index tags, batch writes and
@@ -260,7 +328,15 @@ type GetCollectionRow struct {
 func (q *Queries) GetCollection(ctx context.Context, collection string) (GetCollectionRow, error) {
 	row := q.db.QueryRow(ctx, getCollection, collection)
 	var i GetCollectionRow
-	err := row.Scan(&i.Searchable, &i.UpdatedAt)
+	err := row.Scan(
+		&i.Searchable,
+		&i.UpdatedAt,
+		&i.Indexing,
+		&i.Reindexing,
+		&i.IndexDone,
+		&i.IndexTotal,
+		&i.IndexedAt,
+	)
 	return i, err
 }
 
@@ -329,48 +405,6 @@ func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]Imp
 		return nil, err
 	}
 	return items, nil
-}
-
-const indexCollection = `-- name: IndexCollection :one
-WITH d AS MATERIALIZED (
-    SELECT id, fieldseal.decrypt_or_null(secret, $1::text) AS secret
-    FROM fieldseal.records
-    WHERE subject = current_setting('fieldseal.subject', true) AND collection = $2::text AND current_setting('fieldseal.key_use', true) = 'admitted'
-), j AS MATERIALIZED (
-    SELECT id, secret IS NULL AS damaged, fieldseal.jsonb_or_null(secret) AS doc FROM d
-), tagged AS (
-    INSERT INTO fieldseal.search_tags (record_id, field, tag)
-    SELECT j.id, t.field, t.tag
-    FROM j
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
-    CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable, j.doc) t
-)
-SELECT count(*)::bigint AS records,
-       coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
-       coalesce((array_agg(id ORDER BY id) FILTER (WHERE doc IS NULL AND NOT damaged))[1:20], '{}')::uuid[] AS unreadable
-FROM j
-`
-
-type IndexCollectionParams struct {
-	Key        string
-	Collection string
-}
-
-type IndexCollectionRow struct {
-	Records    int64
-	Damaged    []pgtype.UUID
-	Unreadable []pgtype.UUID
-}
-
-// Every record of the collection decrypted once, inside PostgreSQL, and
-// its tags written (after DeleteCollectionTags). damaged: the first
-// records that do not open under the verified key; unreadable: the first
-// whose secret jsonb refuses (the caller refuses either).
-func (q *Queries) IndexCollection(ctx context.Context, arg IndexCollectionParams) (IndexCollectionRow, error) {
-	row := q.db.QueryRow(ctx, indexCollection, arg.Key, arg.Collection)
-	var i IndexCollectionRow
-	err := row.Scan(&i.Records, &i.Damaged, &i.Unreadable)
-	return i, err
 }
 
 const indexRecords = `-- name: IndexRecords :exec
@@ -612,6 +646,84 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 	return items, nil
 }
 
+const lockCollection = `-- name: LockCollection :one
+
+SELECT searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total
+FROM fieldseal.collections
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
+FOR UPDATE
+`
+
+type LockCollectionRow struct {
+	Searchable     []byte
+	Indexing       []string
+	Reindexing     bool
+	IndexRun       int64
+	IndexedThrough pgtype.UUID
+	IndexDone      int64
+	IndexTotal     int64
+}
+
+// Reindexing a collection online (migration 00022, db/reindex.go): the
+// settings change in a short transaction (LockCollection, StartIndexing),
+// then a pass tags the records a batch at a time (LockCollection,
+// LockIndexBatch, BatchTags, DeleteTagsOf, InsertTags, AdvanceIndexing).
+// The same statements on one PostgreSQL and on Citus: tags are computed
+// by a SELECT, whose key stays a parameter on a worker.
+// The collection's settings and its pass, held until the transaction
+// ends: two PUTs of one collection take turns.
+func (q *Queries) LockCollection(ctx context.Context, collection string) (LockCollectionRow, error) {
+	row := q.db.QueryRow(ctx, lockCollection, collection)
+	var i LockCollectionRow
+	err := row.Scan(
+		&i.Searchable,
+		&i.Indexing,
+		&i.Reindexing,
+		&i.IndexRun,
+		&i.IndexedThrough,
+		&i.IndexDone,
+		&i.IndexTotal,
+	)
+	return i, err
+}
+
+const lockIndexBatch = `-- name: LockIndexBatch :many
+SELECT id FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1::text AND id > $2
+ORDER BY id
+LIMIT $3
+FOR SHARE
+`
+
+type LockIndexBatchParams struct {
+	Collection string
+	After      pgtype.UUID
+	MaxRows    int32
+}
+
+// The pass's next records, held FOR SHARE until its batch commits: a
+// replace or delete of one of them waits, then tags it (or drops its
+// tags) itself, after the batch.
+func (q *Queries) LockIndexBatch(ctx context.Context, arg LockIndexBatchParams) ([]pgtype.UUID, error) {
+	rows, err := q.db.Query(ctx, lockIndexBatch, arg.Collection, arg.After, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []pgtype.UUID{}
+	for rows.Next() {
+		var id pgtype.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const recordTags = `-- name: RecordTags :many
 
 SELECT ($1::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
@@ -790,20 +902,36 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 	return items, nil
 }
 
-const setCollection = `-- name: SetCollection :exec
-INSERT INTO fieldseal.collections (collection, searchable, updated_at)
-VALUES ($1, $2, now())
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at
+const startIndexing = `-- name: StartIndexing :one
+INSERT INTO fieldseal.collections (collection, searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
+VALUES ($1, $2, $3::text[], $4::boolean, 1, NULL, 0, $5::bigint, now(), now())
+ON CONFLICT (subject, collection) DO UPDATE SET
+    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, reindexing = EXCLUDED.reindexing,
+    index_run = fieldseal.collections.index_run + 1, indexed_through = NULL, index_done = 0, index_total = EXCLUDED.index_total,
+    updated_at = EXCLUDED.updated_at, indexed_at = EXCLUDED.indexed_at
+RETURNING index_run
 `
 
-type SetCollectionParams struct {
+type StartIndexingParams struct {
 	Collection string
 	Searchable []byte
+	Indexing   []string
+	Reindexing bool
+	Total      int64
 }
 
-// now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
-// functions immutable.
-func (q *Queries) SetCollection(ctx context.Context, arg SetCollectionParams) error {
-	_, err := q.db.Exec(ctx, setCollection, arg.Collection, arg.Searchable)
-	return err
+// New settings, and the pass they owe (if reindexing) from the first
+// record. (now() in VALUES, excluded's in DO UPDATE: Citus wants DO
+// UPDATE's functions immutable.)
+func (q *Queries) StartIndexing(ctx context.Context, arg StartIndexingParams) (int64, error) {
+	row := q.db.QueryRow(ctx, startIndexing,
+		arg.Collection,
+		arg.Searchable,
+		arg.Indexing,
+		arg.Reindexing,
+		arg.Total,
+	)
+	var index_run int64
+	err := row.Scan(&index_run)
+	return index_run, err
 }

@@ -128,6 +128,11 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 			_, _ = conn.Exec(rctx, "ROLLBACK")
 			cancel()
 		}
+		if err != nil && errors.Is(ctx.Err(), context.Canceled) && !errors.Is(err, context.Canceled) {
+			// The caller went away, and the cancel request that sent
+			// stopped the statement (pool.go): its doing, not the database's.
+			err = fmt.Errorf("%w: %w", context.Canceled, err)
+		}
 		err = mapError(err)
 		if closed {
 			err = lostConnection(err)

@@ -31,6 +31,8 @@ var statusOf = map[string]int{
 	fieldseal.ECORRUPT:      http.StatusInternalServerError,
 
 	fieldseal.EIDEMPOTENCYINUSE:  http.StatusConflict,
+	fieldseal.EINDEXING:          http.StatusConflict,
+	fieldseal.ESUPERSEDED:        http.StatusConflict,
 	fieldseal.EIDEMPOTENCYREUSED: http.StatusUnprocessableEntity,
 }
 

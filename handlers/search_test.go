@@ -212,21 +212,40 @@ func TestSearchRefusals(t *testing.T) {
 		t.Errorf("GET of a collection never set: %d %s", g.status, g.body)
 	}
 	// A record written before secrets were checked, whose secret jsonb
-	// cannot read: making its collection searchable names it and changes
-	// nothing.
+	// cannot read: making its collection searchable names it, quotes
+	// nothing of it, and stops there. The new settings stay, the field
+	// they add answers 409 until the reindex ends, the field they kept
+	// still finds what it found; once the record is gone, the same PUT
+	// goes on and ends it.
 	legacy := "0192f3a4-5b6c-7d8e-9f01-23456789abcd"
 	a.exec("", `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
 		VALUES ('clinic-app', $1, 'patients', '{}', fieldseal.pgp_sym_encrypt('{"email":"legacy-\u0000-text"}', $2, 'cipher-algo=aes256, s2k-mode=1'))`, legacy, key)
 	r := a.setSearchable(tok, key, "patients", `{"searchable":{"email":{},"other":{}}}`)
 	wantProblem(t, r, http.StatusBadRequest, "invalid_request")
-	if !strings.Contains(string(r.body), legacy) || strings.Contains(string(r.body), "legacy-") {
-		t.Errorf("the refusal should name the record and quote nothing of it: %s", r.body)
+	if !strings.Contains(string(r.body), legacy) || strings.Contains(string(r.body), "legacy-") || !strings.Contains(string(r.body), "PUT them again") {
+		t.Errorf("the refusal should name the record, say how to go on and quote nothing of it: %s", r.body)
 	}
-	if g := a.do(req{method: "GET", path: "/v1/collections/patients", token: tok}); strings.Contains(string(g.body), "other") {
-		t.Errorf("a refused change changed the settings: %s", g.body)
+	if g := a.do(req{method: "GET", path: "/v1/collections/patients", token: tok}); !strings.Contains(string(g.body), `"indexing":{"fields":["other"],"records":0,"total":2`) {
+		t.Errorf("a stopped reindex should show in the settings: %s", g.body)
+	}
+	wantProblem(t, a.search(tok, key, "collection=patients&secret.other=x"), http.StatusConflict, "still_indexing")
+	if r := a.search(tok, key, "collection=patients&secret.email=a@example.org"); r.status != http.StatusOK || !strings.Contains(string(r.body), "a@example.org") {
+		t.Errorf("a field the new settings kept should stay searchable while the others are indexed: %d %s", r.status, r.body)
 	}
 	if n := a.count(`SELECT count(*) FROM fieldseal.search_tags`); n != 1 {
-		t.Errorf("%d tags after a refused reindex; want the 1 from before", n)
+		t.Errorf("%d tags after a refused batch; want the 1 from before", n)
+	}
+	if r := a.do(req{method: "DELETE", path: "/v1/records/" + legacy, token: tok, key: key}); r.status != http.StatusNoContent {
+		t.Fatalf("delete the legacy record: %d %s", r.status, r.body)
+	}
+	if r := a.setSearchable(tok, key, "patients", `{"searchable":{"email":{},"other":{}}}`); r.status != http.StatusOK || !strings.Contains(string(r.body), `"indexed":1`) {
+		t.Errorf("the same settings again should end the reindex: %d %s", r.status, r.body)
+	}
+	if g := a.do(req{method: "GET", path: "/v1/collections/patients", token: tok}); strings.Contains(string(g.body), "indexing") {
+		t.Errorf("an ended reindex still shows: %s", g.body)
+	}
+	if r := a.search(tok, key, "collection=patients&secret.other=x"); r.status != http.StatusOK {
+		t.Errorf("a field indexed whole should be searchable: %d %s", r.status, r.body)
 	}
 
 	// Scopes.

@@ -4,42 +4,89 @@
 -- tries a key requires fieldseal.key_use = 'admitted'.
 
 -- name: GetCollection :one
-SELECT searchable, updated_at FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
+SELECT searchable, updated_at, indexing, reindexing, index_done, index_total, indexed_at
+FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
 
--- name: SetCollection :exec
--- now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
--- functions immutable.
-INSERT INTO fieldseal.collections (collection, searchable, updated_at)
-VALUES (@collection, @searchable, now())
-ON CONFLICT (subject, collection) DO UPDATE SET searchable = EXCLUDED.searchable, updated_at = EXCLUDED.updated_at;
+-- Reindexing a collection online (migration 00022, db/reindex.go): the
+-- settings change in a short transaction (LockCollection, StartIndexing),
+-- then a pass tags the records a batch at a time (LockCollection,
+-- LockIndexBatch, BatchTags, DeleteTagsOf, InsertTags, AdvanceIndexing).
+-- The same statements on one PostgreSQL and on Citus: tags are computed
+-- by a SELECT, whose key stays a parameter on a worker.
 
--- name: DeleteCollectionTags :exec
-DELETE FROM fieldseal.search_tags t
-USING fieldseal.records r
-WHERE t.subject = current_setting('fieldseal.subject', true) AND r.subject = current_setting('fieldseal.subject', true) AND r.id = t.record_id AND r.collection = @collection::text;
+-- name: LockCollection :one
+-- The collection's settings and its pass, held until the transaction
+-- ends: two PUTs of one collection take turns.
+SELECT searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total
+FROM fieldseal.collections
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection
+FOR UPDATE;
 
--- name: IndexCollection :one
--- Every record of the collection decrypted once, inside PostgreSQL, and
--- its tags written (after DeleteCollectionTags). damaged: the first
--- records that do not open under the verified key; unreadable: the first
--- whose secret jsonb refuses (the caller refuses either).
-WITH d AS MATERIALIZED (
-    SELECT id, fieldseal.decrypt_or_null(secret, @key::text) AS secret
-    FROM fieldseal.records
-    WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection::text AND current_setting('fieldseal.key_use', true) = 'admitted'
-), j AS MATERIALIZED (
-    SELECT id, secret IS NULL AS damaged, fieldseal.jsonb_or_null(secret) AS doc FROM d
-), tagged AS (
-    INSERT INTO fieldseal.search_tags (record_id, field, tag)
-    SELECT j.id, t.field, t.tag
-    FROM j
-    JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
-    CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) t
-)
-SELECT count(*)::bigint AS records,
-       coalesce((array_agg(id ORDER BY id) FILTER (WHERE damaged))[1:20], '{}')::uuid[] AS damaged,
-       coalesce((array_agg(id ORDER BY id) FILTER (WHERE doc IS NULL AND NOT damaged))[1:20], '{}')::uuid[] AS unreadable
-FROM j;
+-- name: CountCollection :one
+SELECT count(*)::bigint FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection::text;
+
+-- name: StartIndexing :one
+-- New settings, and the pass they owe (if reindexing) from the first
+-- record. (now() in VALUES, excluded's in DO UPDATE: Citus wants DO
+-- UPDATE's functions immutable.)
+INSERT INTO fieldseal.collections (collection, searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
+VALUES (@collection, @searchable, @indexing::text[], @reindexing::boolean, 1, NULL, 0, @total::bigint, now(), now())
+ON CONFLICT (subject, collection) DO UPDATE SET
+    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, reindexing = EXCLUDED.reindexing,
+    index_run = fieldseal.collections.index_run + 1, indexed_through = NULL, index_done = 0, index_total = EXCLUDED.index_total,
+    updated_at = EXCLUDED.updated_at, indexed_at = EXCLUDED.indexed_at
+RETURNING index_run;
+
+-- name: LockIndexBatch :many
+-- The pass's next records, held FOR SHARE until its batch commits: a
+-- replace or delete of one of them waits, then tags it (or drops its
+-- tags) itself, after the batch.
+SELECT id FROM fieldseal.records
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection::text AND id > @after
+ORDER BY id
+LIMIT @max_rows
+FOR SHARE;
+
+-- name: BatchTags :many
+-- Records of a collection by id, each with its tags under the
+-- collection's settings, or why it has none (damaged: it does not open
+-- under the verified key; unreadable: jsonb refuses its secret). A
+-- collection with no searchable field decrypts nothing.
+SELECT r.id, (d.secret IS NULL AND c.searchable <> '{}')::boolean AS damaged,
+       (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
+       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
+FROM unnest(@ids::uuid[]) AS b(id)
+CROSS JOIN LATERAL (
+    SELECT r.id, r.secret FROM fieldseal.records r
+    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = b.id AND r.collection = @collection::text
+    OFFSET 0) r -- a fence: one lookup of the primary key per record
+JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
+CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, @key::text) END AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
+CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
+                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+ORDER BY r.id;
+
+-- name: DeleteTagsOf :exec
+DELETE FROM fieldseal.search_tags
+WHERE subject = current_setting('fieldseal.subject', true) AND record_id = ANY (@ids::uuid[]);
+
+-- name: AdvanceIndexing :execrows
+-- A batch of the pass is tagged: through is its last record. The last
+-- batch (finished) makes the fields searchable.
+UPDATE fieldseal.collections
+SET indexed_through = @through, index_done = index_done + @done::bigint, indexed_at = now(),
+    reindexing = NOT @finished::boolean, indexing = CASE WHEN @finished::boolean THEN '{}'::text[] ELSE indexing END
+WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection AND index_run = @run AND reindexing;
+
+-- name: EndIndexing :exec
+-- A key rotation has tagged every record again, under every collection's
+-- settings: no pass is owed, and one still running stops (a new run).
+UPDATE fieldseal.collections
+SET indexing = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
+WHERE subject = current_setting('fieldseal.subject', true) AND reindexing;
 
 -- name: CollectionFieldTags :many
 -- What a collection's tags show of each searchable field: how many of
@@ -230,21 +277,6 @@ SELECT (@ids::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::byte
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
 CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
-
--- name: CollectionTags :many
--- IndexCollection's work, returned instead of inserted: a row per record
--- of the collection (its tags, or why it has none: damaged, unreadable).
-SELECT r.id, (d.secret IS NULL)::boolean AS damaged, (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
-       coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
-FROM fieldseal.records r
-JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
-CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
-CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND r.collection = @collection::text
-  AND current_setting('fieldseal.key_use', true) = 'admitted'
-ORDER BY r.id;
 
 -- name: AllTags :many
 -- ReindexAllTags' tags, returned instead of inserted.

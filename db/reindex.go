@@ -1,0 +1,227 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"maps"
+	"slices"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// SetCollection implements fieldseal.CollectionService, online, as
+// CREATE INDEX CONCURRENTLY builds an index (migration 00022 says why):
+//
+//  1. The settings change in a short transaction holding the subject's
+//     verifier FOR UPDATE, as a rotation does: writes in flight finish
+//     first, and every later write tags its record under the new
+//     settings. It appends the request's audit entry.
+//  2. A pass tags the records the collection held, reindexBatchRows at a
+//     time, each batch a transaction of its own that holds the
+//     verifier FOR SHARE, like any write, and its records FOR SHARE.
+//     Where it has reached is kept in the collection's row, so that a
+//     PUT of the same settings goes on with a pass that was stopped, and
+//     a search on a field it is indexing answers EINDEXING until it ends.
+//  3. What the index shows of each field is read, for the answer's
+//     warnings.
+func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection) (fieldseal.Indexed, error) {
+	searchable, err := json.Marshal(c.Searchable)
+	if err != nil {
+		return fieldseal.Indexed{}, err
+	}
+	var total, run int64 // run: the pass this request takes part in; 0 if none
+	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &total}, usesKey: true, then: func(q *Queries) error {
+		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
+			return err
+		}
+		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
+			return err
+		} else if !ok {
+			return errWrongKey
+		}
+		if total, err = q.CountCollection(ctx, c.Collection); err != nil {
+			return err
+		}
+		cur, err := q.LockCollection(ctx, c.Collection)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		set := err == nil
+		var before map[string]fieldseal.SearchableField
+		if set {
+			if err := json.Unmarshal(cur.Searchable, &before); err != nil {
+				return err
+			}
+		}
+		if set && maps.Equal(before, c.Searchable) {
+			if cur.Reindexing {
+				run = cur.IndexRun // go on where it stopped
+			}
+			return nil
+		}
+		// Tags to compute (fields new, changed, or still being indexed)
+		// or to drop (fields that were searchable): a pass is owed.
+		var indexing []string
+		for field, opts := range c.Searchable {
+			if was, ok := before[field]; !ok || was != opts || slices.Contains(cur.Indexing, field) {
+				indexing = append(indexing, field)
+			}
+		}
+		slices.Sort(indexing)
+		reindexing := len(c.Searchable) > 0 || len(before) > 0 || cur.Reindexing
+		started, err := q.StartIndexing(ctx, StartIndexingParams{
+			Collection: c.Collection, Searchable: searchable, Indexing: append([]string{}, indexing...), Reindexing: reindexing, Total: total,
+		})
+		if reindexing {
+			run = started
+		}
+		return err
+	}})
+	if err != nil {
+		return fieldseal.Indexed{}, err
+	}
+	for run != 0 {
+		finished, err := s.reindexBatch(ctx, caller, key, c, run)
+		if err != nil {
+			return fieldseal.Indexed{}, err
+		}
+		if finished {
+			run = 0
+		}
+	}
+	return s.indexed(ctx, caller, c.Collection)
+}
+
+// reindexBatchRows is how many records one batch of a reindex tags: a
+// replace of one of them waits for the batch (reindexBatch).
+const reindexBatchRows = 500
+
+// reindexBatch tags the pass's next batch of records and says whether
+// the pass has ended (with this batch, or before it: another PUT of the
+// same settings, or a key rotation, ended it).
+func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection, run int64) (bool, error) {
+	finished := false
+	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, quiet: true}, usesKey: true}
+	// In this order, as a rotation takes them: the verifier, then the
+	// collection's row.
+	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	state := query(&t.first, func(q *Queries) (LockCollectionRow, error) { return q.LockCollection(ctx, c.Collection) })
+	var st LockCollectionRow
+	t.check = func() error {
+		var err error
+		if st, err = state.get(); err != nil {
+			return err
+		}
+		if st.IndexRun != run || !st.Reindexing {
+			var now map[string]fieldseal.SearchableField
+			if err := json.Unmarshal(st.Searchable, &now); err != nil {
+				return err
+			}
+			if st.Reindexing || !maps.Equal(now, c.Searchable) {
+				return fieldseal.Errorf(fieldseal.ESUPERSEDED, "collection %q was given other searchable fields while these were being indexed: the later settings are the collection's now (GET /v1/collections/{collection})", c.Collection)
+			}
+			finished = true // ended by a rotation or by another PUT of the same settings
+			return nil
+		}
+		// The key was checked when the pass started, and only a rotation,
+		// which starts a new run, changes it.
+		if ok, err := matches.get(); err != nil || !ok {
+			return errors.Join(errors.New("db: the subject's key changed during a reindex without ending it"), err)
+		}
+		return nil
+	}
+	t.then = func(q *Queries) error {
+		if finished {
+			return nil
+		}
+		batch, err := q.LockIndexBatch(ctx, LockIndexBatchParams{Collection: c.Collection, After: after(st.IndexedThrough), MaxRows: reindexBatchRows})
+		if err != nil {
+			return err
+		}
+		finished = len(batch) < reindexBatchRows
+		through := st.IndexedThrough
+		if len(batch) > 0 {
+			through = batch[len(batch)-1]
+			if err := tagBatch(ctx, q, key, c.Collection, batch); err != nil {
+				return err
+			}
+		}
+		n, err := q.AdvanceIndexing(ctx, AdvanceIndexingParams{Through: through, Done: int64(len(batch)), Finished: finished, Collection: c.Collection, Run: run})
+		if err == nil && n != 1 {
+			err = errors.New("db: the reindex's row changed although it was held")
+		}
+		return err
+	}
+	return finished, s.run(ctx, t)
+}
+
+// tagBatch replaces the tags of the records in batch, held FOR SHARE, with
+// their tags under the collection's settings; it refuses a batch with a
+// record that does not open or whose secret jsonb refuses, naming them.
+func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection string, batch []pgtype.UUID) error {
+	rows, err := q.BatchTags(ctx, BatchTagsParams{Ids: batch, Collection: collection, Key: key.Passphrase()})
+	if err != nil {
+		return err
+	}
+	var bad, unreadable []pgtype.UUID
+	var set tagSet
+	for _, r := range rows {
+		switch {
+		case r.Damaged:
+			bad = appendNamed(bad, r.ID)
+		case r.Unreadable:
+			unreadable = appendNamed(unreadable, r.ID)
+		default:
+			for i := range r.Fields {
+				set.add(r.ID, r.Fields[i], r.Tags[i])
+			}
+		}
+	}
+	const stopped = "; the collection's new settings are kept and their indexing stopped there: PUT them again afterwards to go on"
+	switch {
+	case len(bad) > 0:
+		e := damaged(ids(bad)...).(*fieldseal.Error)
+		return fieldseal.Errorf(e.Code, "%s%s", e.Message, stopped)
+	case len(unreadable) > 0:
+		return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
+			"fieldseal accepted such secrets before it could search them): replace or delete them%s", joinIDs(ids(unreadable)), stopped)
+	}
+	if err := q.DeleteTagsOf(ctx, batch); err != nil {
+		return err
+	}
+	return set.insert(ctx, q)
+}
+
+// after is a pass's cursor as LockIndexBatch takes it: before every id
+// when the pass has tagged nothing yet.
+func after(through pgtype.UUID) pgtype.UUID {
+	if !through.Valid {
+		return pgtype.UUID{Valid: true}
+	}
+	return through
+}
+
+// indexed reads, once a collection's records carry its settings' tags,
+// how many it holds and what the tags show of each field.
+func (s *Store) indexed(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Indexed, error) {
+	var res fieldseal.Indexed
+	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, long: true, commitFirst: true}
+	count := query(&t.first, func(q *Queries) (int64, error) { return q.CountCollection(ctx, collection) })
+	fields := query(&t.first, func(q *Queries) ([]CollectionFieldTagsRow, error) { return q.CollectionFieldTags(ctx, collection) })
+	t.check = func() error {
+		var err error
+		if res.Records, err = count.get(); err != nil {
+			return err
+		}
+		rows, err := fields.get()
+		for _, f := range rows {
+			res.Fields = append(res.Fields, fieldseal.FieldTags{Field: f.Field, Tagged: f.Tagged, Distinct: f.DistinctValues, MostCommon: f.MostCommon})
+		}
+		return err
+	}
+	return res, s.run(ctx, t)
+}
