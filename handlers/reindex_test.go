@@ -80,7 +80,7 @@ func (f *reindexFixture) hold(t *testing.T, id string) (release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, `SELECT 1 FROM fieldseal.records WHERE id = $1 FOR UPDATE`, id); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM fieldseal.records WHERE subject = 'clinic-app' AND id = $1 FOR UPDATE`, id); err != nil {
 		t.Fatal(err)
 	}
 	done := false
