@@ -57,11 +57,40 @@ func bulk(ctx context.Context, admin string, srv *server, iss *devissuer.Issuer,
 	_, err = conn.Exec(ctx, `VACUUM ANALYZE fieldseal.records`)
 	check(err)
 	tok := mint("bench-search")
-	status, body, took := call("PUT", "/v1/collections/people", tok, "application/json", []byte(`{"searchable":{"email":{"case_insensitive":true}}}`))
-	if status != http.StatusOK {
-		log.Fatalf("bench: PUT collection: %d %s", status, body)
+	// The subject's keyed reads, idle and while the reindex runs (it used
+	// to hold them off from start to end: issue "What comes back in",
+	// item 5). Each load runs for the same time; the one during the
+	// reindex starts with it.
+	var people []string
+	idRows, err := conn.Query(ctx, `SELECT id::text FROM fieldseal.records WHERE subject = 'bench-search' ORDER BY id LIMIT $1`, readIDs)
+	check(err)
+	people, err = pgx.CollectRows(idRows, pgx.RowTo[string])
+	check(err)
+	readers := make([]string, *concurrency)
+	for i := range readers {
+		readers[i] = tok
+	}
+	log.Printf("bench: keyed reads of the subject, %d clients, idle", *concurrency)
+	idle := load(srv, readers, key, people, "GET", "/v1/records/%s", "", d).result("idle")
+	log.Printf("bench: reindex of %d records, and the same reads meanwhile", searchRecords)
+	reindexed := make(chan time.Duration, 1)
+	go func() {
+		status, body, took := call("PUT", "/v1/collections/people", tok, "application/json", []byte(`{"searchable":{"email":{"case_insensitive":true}}}`))
+		if status != http.StatusOK {
+			log.Fatalf("bench: PUT collection: %d %s", status, body)
+		}
+		reindexed <- took
+	}()
+	busy := load(srv, readers, key, people, "GET", "/v1/records/%s", "", d).result("during")
+	took := <-reindexed
+	covered := ""
+	if took < d+time.Second { // load's warm-up second, then d
+		covered = " (the reindex ended before the reads did: they ran partly idle)"
 	}
 	rows = append(rows, bulkRow{fmt.Sprintf("make email searchable in a collection of %d records (reindex)", searchRecords), fmt.Sprintf("%.1f s", took.Seconds())})
+	rows = append(rows, bulkRow{fmt.Sprintf("the subject's keyed reads, %d clients, idle and during that reindex: req/s, p50, p99", *concurrency),
+		fmt.Sprintf("%.0f/s, %.2f ms, %.2f ms idle; %.0f/s, %.2f ms, %.2f ms during (p99 %.1f× idle)%s",
+			idle.rps, idle.p50, idle.p99, busy.rps, busy.p50, busy.p99, busy.p99/idle.p99, covered)})
 	_, err = conn.Exec(ctx, `VACUUM ANALYZE fieldseal.search_tags`)
 	check(err)
 	var emails []string

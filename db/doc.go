@@ -3,7 +3,9 @@
 // the rest of the code calls.
 //
 // Invariants:
-//   - Every request's work runs in one transaction (declared as a tx, run by Store.run in db/tx.go, pipelined:
+//   - Every request's work runs in one transaction (but for a collection's
+//     reindex, reindex.go: a transaction for the settings, then one per
+//     batch of records, each held FOR SHARE while it is tagged) (declared as a tx, run by Store.run in db/tx.go, pipelined:
 //     BEGIN, the subject, the throttle check and usually the work itself in
 //     one round trip, the audit entry and COMMIT in another; a read sends
 //     them all in one, its entry appended only if it decrypted) whose first

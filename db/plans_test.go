@@ -49,7 +49,13 @@ func TestPlansMadeOnTinyTables(t *testing.T) {
 		t.Cleanup(s.Close)
 		return s
 	}
+	// Two settings that differ in one field's case_insensitive: setting
+	// one after the other reindexes every record (setting the same again
+	// changes nothing).
 	searchable := fieldseal.Collection{Collection: "p", Searchable: map[string]fieldseal.SearchableField{"e": {}, "g": {}}}
+	other := fieldseal.Collection{Collection: "p", Searchable: map[string]fieldseal.SearchableField{"e": {CaseInsensitive: true}, "g": {}}}
+	settings := []fieldseal.Collection{searchable, other}
+	set := map[string]int{} // each subject's settings: settings[set[subject]]
 	keys := []fieldseal.Key{key(t, keyA), key(t, keyB)}
 
 	// ops are the subject-wide statements' requests, each given the
@@ -61,7 +67,8 @@ func TestPlansMadeOnTinyTables(t *testing.T) {
 	var middle fieldseal.ID // an id halfway through the big subject's records
 	ops := []op{
 		{"reindex", func(s *db.Store, c fieldseal.Caller, k fieldseal.Key) (fieldseal.Key, error) {
-			_, err := s.SetCollection(ctx, c, k, searchable)
+			set[c.Subject] = 1 - set[c.Subject]
+			_, err := s.SetCollection(ctx, c, k, settings[set[c.Subject]])
 			return k, err
 		}},
 		{"list page", func(s *db.Store, c fieldseal.Caller, k fieldseal.Key) (fieldseal.Key, error) {
@@ -165,7 +172,8 @@ func TestPlansMadeOnTinyTables(t *testing.T) {
 		       fieldseal.pgp_sym_encrypt(format('{"e":"p%s@example.org","g":%s}', j, j % 10), $1, 'cipher-algo=aes256, s2k-mode=1')
 		FROM generate_series(1, $2::int) j`, keyA, bigRecords)
 	middle = fieldseal.ID(must(pgtypeUUID(admin, ctx, `SELECT id FROM fieldseal.records WHERE subject = 'big' ORDER BY id OFFSET $1 LIMIT 1`, bigRecords/2)))
-	if _, err := stale.SetCollection(ctx, big, keys[0], searchable); err != nil { // tags the big subject's records
+	set["big"] = 1
+	if _, err := stale.SetCollection(ctx, big, keys[0], settings[1]); err != nil { // tags the big subject's records
 		t.Fatal(err)
 	}
 
