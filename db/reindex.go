@@ -159,9 +159,10 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 	return finished, s.run(ctx, t)
 }
 
-// tagBatch replaces the tags of the records in batch, held FOR SHARE, with
-// their tags under the collection's settings; it refuses a batch with a
-// record that does not open or whose secret jsonb refuses, naming them.
+// tagBatch replaces the tags of the records in batch (in id order, held
+// FOR SHARE) with their tags under the collection's settings; it refuses
+// a batch with a record that does not open or whose secret jsonb
+// refuses, naming them.
 func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection string, batch []pgtype.UUID) error {
 	rows, err := q.BatchTags(ctx, BatchTagsParams{Ids: batch, Collection: collection, Key: key.Passphrase()})
 	if err != nil {
@@ -190,7 +191,7 @@ func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection str
 		return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
 			"fieldseal accepted such secrets before it could search them): replace or delete them%s", joinIDs(ids(unreadable)), stopped)
 	}
-	if err := q.DeleteTagsOf(ctx, batch); err != nil {
+	if err := q.DeleteTagsOf(ctx, DeleteTagsOfParams{First: batch[0], Last: batch[len(batch)-1], Ids: batch}); err != nil {
 		return err
 	}
 	return set.insert(ctx, q)

@@ -284,11 +284,24 @@ func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
 
 const deleteTagsOf = `-- name: DeleteTagsOf :exec
 DELETE FROM fieldseal.search_tags
-WHERE subject = current_setting('fieldseal.subject', true) AND record_id = ANY ($1::uuid[])
+WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= $1 AND record_id <= $2
+  AND record_id = ANY ($3::uuid[])
 `
 
-func (q *Queries) DeleteTagsOf(ctx context.Context, ids []pgtype.UUID) error {
-	_, err := q.db.Exec(ctx, deleteTagsOf, ids)
+type DeleteTagsOfParams struct {
+	First pgtype.UUID
+	Last  pgtype.UUID
+	Ids   []pgtype.UUID
+}
+
+// The tags of a batch of records, first to last in id order. The range
+// is what makes the primary key the plan whatever the statistics: with
+// the ids alone, a plan made on small subjects read every tag of the
+// subject through search_tags_tag for each batch (its subject-only scan
+// looked cheaper than one descent per id), and a reindex of 200,000
+// records took 70 s instead of 42.
+func (q *Queries) DeleteTagsOf(ctx context.Context, arg DeleteTagsOfParams) error {
+	_, err := q.db.Exec(ctx, deleteTagsOf, arg.First, arg.Last, arg.Ids)
 	return err
 }
 

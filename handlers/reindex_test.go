@@ -159,6 +159,18 @@ func (f *reindexFixture) waitIndexed(t *testing.T, n int) {
 	}
 }
 
+// waitLockWaiters waits until n of fieldseal's sessions wait for a lock.
+func (f *reindexFixture) waitLockWaiters(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for f.a.count(`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'fieldseal' AND wait_event_type = 'Lock'`) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of fieldseal's sessions never waited for a lock at once", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // found is the emails a search of big's email finds.
 func (f *reindexFixture) found(t *testing.T, key, email string) []string {
 	t.Helper()
@@ -308,7 +320,7 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 	first := f.put(context.Background(), `{"email":{}}`)
 	f.waitIndexed(t, 500)
 	second := f.put(context.Background(), `{"n":{}}`)
-	time.Sleep(200 * time.Millisecond) // the second waits for the first's batch
+	f.waitLockWaiters(t, 2) // the first's batch waits for the held record, the second for that batch
 	release()
 	wantProblem(t, <-first, http.StatusConflict, "settings_changed")
 	if r := <-second; r.status != http.StatusOK {
@@ -329,7 +341,7 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 	f.waitIndexed(t, 500)
 	next := newKey(t)
 	rotated := f.start(context.Background(), req{method: "POST", path: "/v1/keys/rotate", token: tok, key: f.key, header: map[string]string{"New-Encryption-Key": next}})
-	time.Sleep(200 * time.Millisecond)
+	f.waitLockWaiters(t, 2) // the reindex's batch waits for the held record, the rotation for that batch
 	release()
 	if r := <-rotated; r.status != http.StatusOK {
 		t.Fatalf("rotate during a reindex: %d %s", r.status, r.body)

@@ -70,8 +70,15 @@ WHERE current_setting('fieldseal.key_use', true) = 'admitted'
 ORDER BY r.id;
 
 -- name: DeleteTagsOf :exec
+-- The tags of a batch of records, first to last in id order. The range
+-- is what makes the primary key the plan whatever the statistics: with
+-- the ids alone, a plan made on small subjects read every tag of the
+-- subject through search_tags_tag for each batch (its subject-only scan
+-- looked cheaper than one descent per id), and a reindex of 200,000
+-- records took 70 s instead of 42.
 DELETE FROM fieldseal.search_tags
-WHERE subject = current_setting('fieldseal.subject', true) AND record_id = ANY (@ids::uuid[]);
+WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= @first AND record_id <= @last
+  AND record_id = ANY (@ids::uuid[]);
 
 -- name: AdvanceIndexing :execrows
 -- A batch of the pass is tagged: through is its last record. The last
