@@ -43,8 +43,10 @@ generate:
 check-generated:
 	$(SQLC) diff
 
+# vet also checks that only package hsm (PKCS#11) needs cgo.
 vet:
 	$(GO) vet ./...
+	CGO_ENABLED=0 $(GO) build ./ ./auth ./client ./db ./handlers
 
 # Service against PostgreSQL's own limit (pgbench), on this machine; writes
 # bench/RESULTS.md, with the hot-subject, bulk and archive rows. About 9

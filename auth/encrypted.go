@@ -32,8 +32,16 @@ import (
 // (SIGHUP): add a key, let providers pick it up, then drop the old one.
 type Decrypter struct {
 	spec string // the comma-separated list it was loaded from
+	hsm  HSM    // opens its PKCS#11 entries
 	ring atomic.Pointer[keyRing]
 }
+
+// HSM opens the RSA key a PKCS#11 URI names, and returns it (its Public an
+// *rsa.PublicKey), what it is for messages (never a PIN) and the release
+// of its sessions: hsm.OpenRSA. It is given to LoadDecrypter rather than
+// called from here so that auth, and handlers, which import it, build
+// without cgo.
+type HSM func(uri string) (key crypto.Decrypter, what string, release func(), err error)
 
 // keyRing is one generation of the list.
 type keyRing struct {
@@ -58,15 +66,17 @@ func (k *decryptionKey) DecryptKey(encryptedKey []byte, _ jose.Header) ([]byte, 
 
 // LoadDecrypter reads the keys of spec: a comma-separated list of PEM
 // files (an RSA private key, PKCS#8 or PKCS#1, at least 2048 bits) and
-// PKCS#11 URIs (RFC 7512, see parsePKCS11URI); or "@" and the path of a
-// file holding that list (one entry a line, # comments), which Reload
-// reads again, so that keys can be added and dropped without a restart.
-func LoadDecrypter(spec string) (*Decrypter, error) {
-	ring, err := loadRing(spec)
+// PKCS#11 URIs (RFC 7512, opened by hsm: package hsm says what they may
+// hold); or "@" and the path of a file holding that list (one entry a
+// line, # comments), which Reload reads again, so that keys can be added
+// and dropped without a restart. hsm may be nil when no entry is a
+// PKCS#11 URI.
+func LoadDecrypter(spec string, hsm HSM) (*Decrypter, error) {
+	ring, err := loadRing(spec, hsm)
 	if err != nil {
 		return nil, err
 	}
-	d := &Decrypter{spec: spec}
+	d := &Decrypter{spec: spec, hsm: hsm}
 	d.ring.Store(ring)
 	return d, nil
 }
@@ -94,7 +104,7 @@ func (d *Decrypter) Reload() error {
 	if d.spec == "" {
 		return errors.New("keys given in memory cannot be reloaded")
 	}
-	ring, err := loadRing(d.spec)
+	ring, err := loadRing(d.spec, d.hsm)
 	if err != nil {
 		return err
 	}
@@ -108,7 +118,7 @@ func (d *Decrypter) KeyIDs() []string {
 	return slices.Sorted(maps.Keys(d.ring.Load().keys))
 }
 
-func loadRing(spec string) (*keyRing, error) {
+func loadRing(spec string, hsm HSM) (*keyRing, error) {
 	var keys []*decryptionKey
 	var closers []func()
 	closeAll := func() {
@@ -124,11 +134,7 @@ func loadRing(spec string) (*keyRing, error) {
 		var k *decryptionKey
 		var err error
 		if strings.HasPrefix(entry, "pkcs11:") {
-			var release func()
-			k, release, err = loadPKCS11Key(entry)
-			if release != nil {
-				closers = append(closers, release)
-			}
+			k, err = loadHSMKey(entry, hsm, &closers)
 		} else {
 			k, err = loadFileKey(entry)
 		}
@@ -185,6 +191,24 @@ func loadFileKey(path string) (*decryptionKey, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return newDecryptionKey(&key.PublicKey, key, "file "+path)
+}
+
+// loadHSMKey opens a PKCS#11 entry with hsm, adding the release of its
+// sessions to closers.
+func loadHSMKey(uri string, hsm HSM, closers *[]func()) (*decryptionKey, error) {
+	if hsm == nil {
+		return nil, errors.New("a PKCS#11 key was given, but nothing here opens PKCS#11 keys")
+	}
+	dec, what, release, err := hsm(uri)
+	if err != nil {
+		return nil, err
+	}
+	*closers = append(*closers, release)
+	pub, ok := dec.Public().(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%s: not an RSA key", what)
+	}
+	return newDecryptionKey(pub, dec, what)
 }
 
 func newDecryptionKey(pub *rsa.PublicKey, dec crypto.Decrypter, from string) (*decryptionKey, error) {

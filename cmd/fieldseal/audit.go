@@ -20,9 +20,8 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal"
-
-	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/hsm"
 )
 
 // errDrift marks a finding the command reported itself: exit 1, no more text.
@@ -303,7 +302,7 @@ func checkpointCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 	var key crypto.Signer
 	switch {
 	case strings.HasPrefix(*signingKey, "pkcs11:"):
-		signer, release, err := auth.OpenPKCS11Signer(*signingKey)
+		signer, release, err := hsm.OpenSigner(*signingKey)
 		if err != nil {
 			return fmt.Errorf("--signing-key: %w", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/handlers"
+	"github.com/fieldseal/fieldseal/hsm"
 	"github.com/fieldseal/fieldseal/internal/api"
 )
 
@@ -186,7 +187,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	opts.OnRefuse = func(reason string) { metrics.tokenRefusals.WithLabelValues(reason).Inc() }
 	if c.decryptionKey != "" {
 		var err error
-		if opts.Decrypter, err = auth.LoadDecrypter(c.decryptionKey); err != nil {
+		if opts.Decrypter, err = auth.LoadDecrypter(c.decryptionKey, hsm.OpenRSA); err != nil {
 			return fmt.Errorf("FIELDSEAL_TOKEN_DECRYPTION_KEY: %w", err)
 		}
 		opts.RequireEncryption = c.requireEnc

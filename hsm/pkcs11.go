@@ -1,4 +1,9 @@
-package auth
+// Package hsm opens keys in PKCS#11 tokens (HSMs): the token decryption
+// keys of encrypted access tokens (RSA, for auth.LoadDecrypter) and the
+// Ed25519 key that signs audit checkpoints. It is the one package that
+// needs cgo (miekg/pkcs11 loads the token's library): auth, handlers, db
+// and client build without it.
+package hsm
 
 import (
 	"crypto"
@@ -355,17 +360,20 @@ type hsmKey struct {
 	raw bool
 }
 
-// loadPKCS11Key finds the RSA private key a PKCS#11 URI names and returns
-// it with the release of its sessions.
-func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
+// OpenRSA opens the RSA private key a PKCS#11 URI names (see
+// parsePKCS11URI), for RSA-OAEP-256, and returns it, what it is (the
+// token and object, never the PIN: for messages) and the release of its
+// sessions. Its Public is the key's *rsa.PublicKey, read from the token.
+// It is what auth.LoadDecrypter takes for "pkcs11:" entries.
+func OpenRSA(uri string) (crypto.Decrypter, string, func(), error) {
 	o, release, err := openHSMObject(uri)
 	if err != nil {
-		return nil, nil, err
+		return nil, "", nil, err
 	}
 	k := &hsmKey{hsmObject: o}
-	fail := func(err error) (*decryptionKey, func(), error) {
+	fail := func(err error) (crypto.Decrypter, string, func(), error) {
 		release()
-		return nil, nil, fmt.Errorf("%s: %w", o.uri.describe(), err)
+		return nil, "", nil, fmt.Errorf("%s: %w", o.uri.describe(), err)
 	}
 	if t, err := o.keyType(); err != nil || t != pkcs11.CKK_RSA {
 		return fail(errors.New("not an RSA key: the token decryption key is RSA (RSA-OAEP-256)"))
@@ -383,12 +391,7 @@ func loadPKCS11Key(uri string) (*decryptionKey, func(), error) {
 	if err := k.probe(); err != nil {
 		return fail(err)
 	}
-	dk, err := newDecryptionKey(k.pub, k, o.uri.describe())
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	return dk, release, nil
+	return k, o.uri.describe(), release, nil
 }
 
 // probe decides how the token unwraps: RSA-OAEP with SHA-256 if it can,
@@ -531,12 +534,12 @@ func (k *hsmEd25519) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]by
 	return sig, err
 }
 
-// OpenPKCS11Signer opens the Ed25519 key a PKCS#11 URI names (as
+// OpenSigner opens the Ed25519 key a PKCS#11 URI names (as
 // FIELDSEAL_TOKEN_DECRYPTION_KEY's URIs: see parsePKCS11URI), for signing
 // audit checkpoints, and returns it with the release of its sessions. It
 // signs a test message first and checks the signature with the key's
 // public half, read from the token's public key object.
-func OpenPKCS11Signer(uri string) (crypto.Signer, func(), error) {
+func OpenSigner(uri string) (crypto.Signer, func(), error) {
 	o, release, err := openHSMObject(uri)
 	if err != nil {
 		return nil, nil, err
