@@ -175,17 +175,11 @@ func fmtSscan(s string, v ...*string) (int, error) {
 func TestAuditChainOnCitus(t *testing.T) {
 	cc := startCitus(t)
 	ctx := context.Background()
-	coord := cc.Coordinator.URL("fieldseal")
-	if err := migrations.Up(ctx, coord); err != nil {
+	coord, app, err := cc.Provision(ctx, "fieldseal", "citus_app", "citus-app-pw")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrations.EnsureAppLogin(ctx, coord, "citus_app", "citus-app-pw"); err != nil {
-		t.Fatal(err)
-	}
-	if err := cc.NodePassword(ctx, "fieldseal", "citus_app", "citus-app-pw"); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := pgx.ParseConfig(cc.Coordinator.URLAs("citus_app", "citus-app-pw", "fieldseal"))
+	cfg, err := pgx.ParseConfig(app)
 	if err != nil {
 		t.Fatal(err)
 	}

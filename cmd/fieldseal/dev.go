@@ -16,11 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 
@@ -52,7 +49,6 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 		return err
 	}
 
-	admin := *adminURL
 	switch {
 	case *citus && c.databaseURL != "":
 		return errors.New("--citus starts its own cluster: leave FIELDSEAL_DATABASE_URL unset")
@@ -62,13 +58,14 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 			return err
 		}
 		fmt.Fprintln(stderr, "fieldseal dev: starting a Citus coordinator and two workers in", filepath.Join(*devDir, "citus"))
-		cc, err := startDevCitus(ctx, filepath.Join(*devDir, "citus"), pw)
+		cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: filepath.Join(*devDir, "citus"), Workers: 2})
 		if err != nil {
 			return err
 		}
 		defer cc.Stop()
-		admin = cc.Coordinator.URL("fieldseal")
-		c.databaseURL = cc.Coordinator.URLAs(devAppRole, pw, "fieldseal")
+		if _, c.databaseURL, err = cc.Provision(ctx, "fieldseal", devAppRole, pw); err != nil {
+			return err
+		}
 	case c.databaseURL == "":
 		fmt.Fprintln(stderr, "fieldseal dev: starting PostgreSQL in", filepath.Join(*devDir, "postgres"))
 		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(*devDir, "postgres"), BinDir: *binDir})
@@ -76,26 +73,26 @@ func devCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env fu
 			return err
 		}
 		defer cluster.Stop()
-		if err := ensureDatabase(ctx, cluster.URL("postgres"), "fieldseal"); err != nil {
-			return err
-		}
-		admin = cluster.URL("fieldseal")
 		pw, err := readOrCreate(filepath.Join(*devDir, "app.password"), func() string { return randomHex(18) })
 		if err != nil {
 			return err
 		}
-		u, _ := url.Parse(admin)
-		u.User = url.UserPassword(devAppRole, pw)
-		c.databaseURL = u.String()
-	}
-	if admin != "" {
-		if err := migrations.Up(ctx, admin); err != nil {
+		if _, c.databaseURL, err = pglocal.Provision(ctx, cluster.URL("postgres"), "fieldseal", devAppRole, pw); err != nil {
 			return err
 		}
-		if err := ensureLoginRole(ctx, admin, c.databaseURL); err != nil {
+	case *adminURL != "":
+		// A database of the user's: migrated, and FIELDSEAL_DATABASE_URL's
+		// user let in.
+		a, errA := url.Parse(*adminURL)
+		u, errU := url.Parse(c.databaseURL)
+		if errA != nil || errU != nil || u.User == nil || u.User.Username() == "" {
+			return errors.New("with --admin-database-url, both it and FIELDSEAL_DATABASE_URL must be URLs, FIELDSEAL_DATABASE_URL naming a user")
+		}
+		pw, _ := u.User.Password()
+		if _, _, err := pglocal.Provision(ctx, *adminURL, strings.TrimPrefix(a.Path, "/"), u.User.Username(), pw); err != nil {
 			return err
 		}
-	} else {
+	default:
 		fmt.Fprintln(stderr, "fieldseal dev: no FIELDSEAL_ADMIN_DATABASE_URL: not migrating; the database must be migrated already")
 	}
 
@@ -161,77 +158,6 @@ The token (subject %q, every scope) is valid for one hour; restart dev for a new
 The data key is this dev directory's: lose it and its records are lost too. Ctrl-C stops everything.
 
 `, base, token, dataKey, devSubject)
-}
-
-// startDevCitus starts dev's Citus cluster in dir, with database
-// "fieldseal" distributed over two workers, migrated, and the app role
-// (password pw) able to log in on every node.
-func startDevCitus(ctx context.Context, dir, pw string) (*pglocal.CitusCluster, error) {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return nil, err
-	}
-	cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: dir, Workers: 2})
-	if err != nil {
-		return nil, err
-	}
-	err = func() error {
-		exists, err := databaseExists(ctx, cc.Coordinator.URL("postgres"), "fieldseal")
-		if err == nil && !exists {
-			err = cc.CreateDatabase(ctx, "fieldseal")
-		}
-		if err == nil {
-			err = migrations.Up(ctx, cc.Coordinator.URL("fieldseal"))
-		}
-		if err == nil {
-			err = migrations.EnsureAppLogin(ctx, cc.Coordinator.URL("fieldseal"), devAppRole, pw)
-		}
-		if err == nil {
-			err = cc.NodePassword(ctx, "fieldseal", devAppRole, pw)
-		}
-		return err
-	}()
-	if err != nil {
-		cc.Stop()
-		return nil, err
-	}
-	return cc, nil
-}
-
-func databaseExists(ctx context.Context, adminURL, name string) (bool, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return false, err
-	}
-	defer conn.Close(ctx)
-	var exists bool
-	err = conn.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)`, name).Scan(&exists)
-	return exists, err
-}
-
-func ensureDatabase(ctx context.Context, adminURL, name string) error {
-	exists, err := databaseExists(ctx, adminURL, name)
-	if err != nil || exists {
-		return err
-	}
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	return err
-}
-
-// ensureLoginRole creates the login role of appURL, with its password, as a
-// member of fieldseal_app, unless it exists; an existing role is only
-// granted fieldseal_app.
-func ensureLoginRole(ctx context.Context, adminURL, appURL string) error {
-	u, err := url.Parse(appURL)
-	if err != nil || u.User == nil || u.User.Username() == "" {
-		return errors.New("FIELDSEAL_DATABASE_URL must name a user")
-	}
-	pw, _ := u.User.Password()
-	return migrations.EnsureAppLogin(ctx, adminURL, u.User.Username(), pw)
 }
 
 // readOrCreate returns the trimmed content of path, creating it (0600)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 
@@ -26,11 +25,9 @@ func NewCluster(t testing.TB, settings map[string]string) (db DB, c *pglocal.Clu
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Stop() })
-	if err := migrations.Up(ctx, c.URL("postgres")); err != nil {
+	admin, app, err := pglocal.Provision(ctx, c.URL("postgres"), "postgres", "cluster_app", "cluster-app")
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrations.EnsureAppLogin(ctx, c.URL("postgres"), "cluster_app", "cluster-app"); err != nil {
-		t.Fatal(err)
-	}
-	return DB{Name: "postgres", AdminURL: c.URL("postgres"), AppURL: c.URLAs("cluster_app", "cluster-app", "postgres"), DirectAppURL: c.URLAs("cluster_app", "cluster-app", "postgres")}, c, dir
+	return DB{Name: "postgres", AdminURL: admin, AppURL: app, DirectAppURL: app}, c, dir
 }

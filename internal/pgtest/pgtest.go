@@ -28,7 +28,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 
@@ -159,13 +158,8 @@ func setup(ctx context.Context) error {
 	if server.citus != nil {
 		return nil // each test's database is made and migrated in NewDB
 	}
-	if err := adminExec(ctx, "postgres", fmt.Sprintf(`CREATE DATABASE %s`, pgx.Identifier{server.template}.Sanitize())); err != nil {
-		return err
-	}
-	if err := migrations.Up(ctx, dbURL(server.adminURL, server.template)); err != nil {
-		return err
-	}
-	return migrations.EnsureAppLogin(ctx, dbURL(server.adminURL, "postgres"), server.appRole, server.appPassword)
+	_, _, err := pglocal.Provision(ctx, dbURL(server.adminURL, "postgres"), server.template, server.appRole, server.appPassword)
+	return err
 }
 
 func teardown(ctx context.Context) {
@@ -231,21 +225,10 @@ func newCitusDB(t testing.TB, name string) DB {
 			}
 		}
 	})
-	coord := cc.Coordinator.URL(name)
-	err := cc.CreateDatabase(ctx, name)
-	if err == nil {
-		err = migrations.Up(ctx, coord)
-	}
-	if err == nil {
-		err = migrations.EnsureAppLogin(ctx, coord, server.appRole, server.appPassword)
-	}
-	if err == nil {
-		err = cc.NodePassword(ctx, name, server.appRole, server.appPassword)
-	}
+	coord, app, err := cc.Provision(ctx, name, server.appRole, server.appPassword)
 	if err != nil {
 		t.Fatalf("create a distributed test database: %v", err)
 	}
-	app := cc.Coordinator.URLAs(server.appRole, server.appPassword, name)
 	return DB{Name: name, AdminURL: coord, AppURL: app, DirectAppURL: app}
 }
 
