@@ -295,10 +295,11 @@ type DeleteTagsOfParams struct {
 }
 
 // The tags of a batch of records, first to last in id order. The range
-// bounds the primary key's scan whatever the statistics: with the ids
-// alone (record_id = ANY), a plan made on small subjects read every tag
-// of the subject for each batch, and a reindex of 200,000 records took
-// 84-148 s instead of 35 (migration 00023 says the rest).
+// is what makes the primary key the plan whatever the statistics: with
+// the ids alone, a plan made on small subjects read every tag of the
+// subject through search_tags_tag for each batch (its subject-only scan
+// looked cheaper than one descent per id), and a reindex of 200,000
+// records took 70 s instead of 42.
 func (q *Queries) DeleteTagsOf(ctx context.Context, arg DeleteTagsOfParams) error {
 	_, err := q.db.Exec(ctx, deleteTagsOf, arg.First, arg.Last, arg.Ids)
 	return err
@@ -809,7 +810,7 @@ func (q *Queries) ReindexAllTags(ctx context.Context, key string) error {
 const searchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
 WITH matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
-    -- its own in the (tag, subject) index: with the subject alone, the
+    -- its own in the (subject, tag) index: with the subject alone, the
     -- primary key would read every tag of the subject. A tag is bound to
     -- its collection and field by its key, so a record matching every
     -- filter has one per field.
@@ -824,7 +825,7 @@ WITH matched AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT t.record_id, t.field FROM fieldseal.search_tags t
         WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
-        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag in search_tags_by_tag (else a join over every tag of the subject)
+        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
       AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     GROUP BY t.record_id
@@ -872,7 +873,7 @@ type SearchRecordsDecryptedRow struct {
 // them in id order, and only that page decrypted. Nothing unless key is
 // the subject's (as ListRecordsDecrypted). Its cost follows what it
 // touches whatever the statistics were when its plan was made: the
-// matching ids are found once, through the (tag, subject) index, and
+// matching ids are found once, through the (subject, tag) index, and
 // kept (MATERIALIZED); each candidate, in id order, is one lookup of the
 // primary key (LATERAL) until the page is full. (A plan made on other
 // statistics once re-aggregated every tag of the subject for each

@@ -71,10 +71,11 @@ ORDER BY r.id;
 
 -- name: DeleteTagsOf :exec
 -- The tags of a batch of records, first to last in id order. The range
--- bounds the primary key's scan whatever the statistics: with the ids
--- alone (record_id = ANY), a plan made on small subjects read every tag
--- of the subject for each batch, and a reindex of 200,000 records took
--- 84-148 s instead of 35 (migration 00023 says the rest).
+-- is what makes the primary key the plan whatever the statistics: with
+-- the ids alone, a plan made on small subjects read every tag of the
+-- subject through search_tags_tag for each batch (its subject-only scan
+-- looked cheaper than one descent per id), and a reindex of 200,000
+-- records took 70 s instead of 42.
 DELETE FROM fieldseal.search_tags
 WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= @first AND record_id <= @last
   AND record_id = ANY (@ids::uuid[]);
@@ -149,14 +150,14 @@ DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.sub
 -- them in id order, and only that page decrypted. Nothing unless key is
 -- the subject's (as ListRecordsDecrypted). Its cost follows what it
 -- touches whatever the statistics were when its plan was made: the
--- matching ids are found once, through the (tag, subject) index, and
+-- matching ids are found once, through the (subject, tag) index, and
 -- kept (MATERIALIZED); each candidate, in id order, is one lookup of the
 -- primary key (LATERAL) until the page is full. (A plan made on other
 -- statistics once re-aggregated every tag of the subject for each
 -- candidate: 3 s and timeouts after a bulk import.)
 WITH matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
-    -- its own in the (tag, subject) index: with the subject alone, the
+    -- its own in the (subject, tag) index: with the subject alone, the
     -- primary key would read every tag of the subject. A tag is bound to
     -- its collection and field by its key, so a record matching every
     -- filter has one per field.
@@ -171,7 +172,7 @@ WITH matched AS MATERIALIZED (
     CROSS JOIN LATERAL (
         SELECT t.record_id, t.field FROM fieldseal.search_tags t
         WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
-        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag in search_tags_by_tag (else a join over every tag of the subject)
+        OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
       AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
     GROUP BY t.record_id
