@@ -37,7 +37,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 
@@ -139,25 +138,19 @@ func main() {
 		cc, err := pglocal.StartCitus(ctx, pglocal.CitusOptions{Dir: filepath.Join(work, "citus"), Workers: 2, Settings: map[string]string{"max_connections": "100"}})
 		check(err)
 		defer cc.Stop()
-		check(cc.CreateDatabase(ctx, "fieldseal"))
 		for _, n := range cc.Nodes() {
 			pgDataDirs = append(pgDataDirs, n.DataDir)
 		}
-		admin = cc.Coordinator.URL("fieldseal")
-		check(migrations.Up(ctx, admin))
-		check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
-		check(cc.NodePassword(ctx, "fieldseal", "bench_app", "bench"))
-		appURL = cc.Coordinator.URLAs("bench_app", "bench", "fieldseal")
+		admin, appURL, err = cc.Provision(ctx, "fieldseal", "bench_app", "bench")
+		check(err)
 	} else {
 		log.Print("bench: starting PostgreSQL")
 		cluster, err := pglocal.Start(ctx, pglocal.Options{Dir: filepath.Join(work, "pg"), Settings: map[string]string{"max_connections": "100"}})
 		check(err)
 		defer cluster.Stop()
 		pgDataDirs = []string{cluster.DataDir}
-		admin = cluster.URL("postgres")
-		check(migrations.Up(ctx, admin))
-		check(migrations.EnsureAppLogin(ctx, admin, "bench_app", "bench"))
-		appURL = cluster.URLAs("bench_app", "bench", "postgres")
+		admin, appURL, err = pglocal.Provision(ctx, cluster.URL("postgres"), "postgres", "bench_app", "bench")
+		check(err)
 	}
 
 	key := randomKey()

@@ -64,17 +64,24 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 			return nil
 		}
 		// Tags to compute (fields new, changed, or still being indexed)
-		// or to drop (fields that were searchable): a pass is owed.
-		var indexing []string
+		// or to drop (fields no longer searchable, or still being
+		// dropped): a pass is owed.
+		indexing, dropping := []string{}, []string{}
 		for field, opts := range c.Searchable {
 			if was, ok := before[field]; !ok || was != opts || slices.Contains(cur.Indexing, field) {
 				indexing = append(indexing, field)
 			}
 		}
+		for _, field := range append(slices.Collect(maps.Keys(before)), cur.Dropping...) {
+			if _, kept := c.Searchable[field]; !kept && !slices.Contains(dropping, field) {
+				dropping = append(dropping, field)
+			}
+		}
 		slices.Sort(indexing)
-		reindexing := len(c.Searchable) > 0 || len(before) > 0 || cur.Reindexing
+		slices.Sort(dropping)
+		reindexing := len(c.Searchable) > 0 || len(dropping) > 0
 		started, err := q.StartIndexing(ctx, StartIndexingParams{
-			Collection: c.Collection, Searchable: searchable, Indexing: append([]string{}, indexing...), Reindexing: reindexing, Total: total,
+			Collection: c.Collection, Searchable: searchable, Indexing: indexing, Dropping: dropping, Reindexing: reindexing, Total: total,
 		})
 		if reindexing {
 			run = started
@@ -146,7 +153,7 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 		through := st.IndexedThrough
 		if len(batch) > 0 {
 			through = batch[len(batch)-1]
-			if err := tagBatch(ctx, q, key, c.Collection, batch); err != nil {
+			if err := tagBatch(ctx, q, key, c.Collection, batch, st.Dropping); err != nil {
 				return err
 			}
 		}
@@ -159,11 +166,12 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 	return finished, s.run(ctx, t)
 }
 
-// tagBatch replaces the tags of the records in batch (in id order, held
-// FOR SHARE) with their tags under the collection's settings; it refuses
-// a batch with a record that does not open or whose secret jsonb
+// tagBatch gives the records in batch (in id order, held FOR SHARE) their
+// tags under the collection's settings, replacing a tag of the same field
+// (InsertTags), and drops their tags of the fields in dropping; it
+// refuses a batch with a record that does not open or whose secret jsonb
 // refuses, naming them.
-func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection string, batch []pgtype.UUID) error {
+func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection string, batch []pgtype.UUID, dropping []string) error {
 	rows, err := q.BatchTags(ctx, BatchTagsParams{Ids: batch, Collection: collection, Key: key.Passphrase()})
 	if err != nil {
 		return err
@@ -191,8 +199,10 @@ func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection str
 		return fieldseal.Errorf(fieldseal.EINVALID, "records %s hold a secret that PostgreSQL's jsonb cannot read (\\u0000, a lone surrogate escape or a number beyond its range; "+
 			"fieldseal accepted such secrets before it could search them): replace or delete them%s", joinIDs(ids(unreadable)), stopped)
 	}
-	if err := q.DeleteTagsOf(ctx, DeleteTagsOfParams{First: batch[0], Last: batch[len(batch)-1], Ids: batch}); err != nil {
-		return err
+	if len(dropping) > 0 {
+		if err := q.DropTagsOf(ctx, DropTagsOfParams{First: batch[0], Last: batch[len(batch)-1], Ids: batch, Fields: dropping}); err != nil {
+			return err
+		}
 	}
 	return set.insert(ctx, q)
 }

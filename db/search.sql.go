@@ -15,7 +15,8 @@ import (
 const advanceIndexing = `-- name: AdvanceIndexing :execrows
 UPDATE fieldseal.collections
 SET indexed_through = $1, index_done = index_done + $2::bigint, indexed_at = now(),
-    reindexing = NOT $3::boolean, indexing = CASE WHEN $3::boolean THEN '{}'::text[] ELSE indexing END
+    reindexing = NOT $3::boolean, indexing = CASE WHEN $3::boolean THEN '{}'::text[] ELSE indexing END,
+    dropping = CASE WHEN $3::boolean THEN '{}'::text[] ELSE dropping END
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = $4 AND index_run = $5 AND reindexing
 `
 
@@ -282,32 +283,37 @@ func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
 	return err
 }
 
-const deleteTagsOf = `-- name: DeleteTagsOf :exec
+const dropTagsOf = `-- name: DropTagsOf :exec
 DELETE FROM fieldseal.search_tags
 WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= $1 AND record_id <= $2
-  AND record_id = ANY ($3::uuid[])
+  AND record_id = ANY ($3::uuid[]) AND field = ANY ($4::text[])
 `
 
-type DeleteTagsOfParams struct {
-	First pgtype.UUID
-	Last  pgtype.UUID
-	Ids   []pgtype.UUID
+type DropTagsOfParams struct {
+	First  pgtype.UUID
+	Last   pgtype.UUID
+	Ids    []pgtype.UUID
+	Fields []string
 }
 
-// The tags of a batch of records, first to last in id order. The range
-// is what makes the primary key the plan whatever the statistics: with
-// the ids alone, a plan made on small subjects read every tag of the
-// subject through search_tags_tag for each batch (its subject-only scan
-// looked cheaper than one descent per id), and a reindex of 200,000
-// records took 70 s instead of 42.
-func (q *Queries) DeleteTagsOf(ctx context.Context, arg DeleteTagsOfParams) error {
-	_, err := q.db.Exec(ctx, deleteTagsOf, arg.First, arg.Last, arg.Ids)
+// The tags of fields no longer searchable, of a batch of records (first
+// to last in id order). The range bounds the primary key's scan: with
+// the ids alone (record_id = ANY), a plan made on small subjects read
+// every tag of the subject for each batch. (Only when settings drop a
+// field: new and changed fields' tags are replaced by InsertTags.)
+func (q *Queries) DropTagsOf(ctx context.Context, arg DropTagsOfParams) error {
+	_, err := q.db.Exec(ctx, dropTagsOf,
+		arg.First,
+		arg.Last,
+		arg.Ids,
+		arg.Fields,
+	)
 	return err
 }
 
 const endIndexing = `-- name: EndIndexing :exec
 UPDATE fieldseal.collections
-SET indexing = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
+SET indexing = '{}', dropping = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
 WHERE subject = current_setting('fieldseal.subject', true) AND reindexing
 `
 
@@ -507,11 +513,12 @@ func (q *Queries) InsertImported(ctx context.Context, arg InsertImportedParams) 
 }
 
 const insertTags = `-- name: InsertTags :exec
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+INSERT INTO fieldseal.search_tags AS t (subject, record_id, field, tag)
 SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::bytea[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
 WHERE s.subject = current_setting('fieldseal.subject', true)
+ON CONFLICT (subject, record_id, field) DO UPDATE SET tag = EXCLUDED.tag
 `
 
 type InsertTagsParams struct {
@@ -520,8 +527,10 @@ type InsertTagsParams struct {
 	Tags      [][]byte
 }
 
-// Tags computed by the statements above. The subject's row is there so
-// that Citus sends the statement whole to the subject's shard.
+// Tags computed by the statements above, replacing a record's tag of the
+// same field (a reindex's: the primary key finds it, whatever the plan).
+// The subject's row is there so that Citus sends the statement whole to
+// the subject's shard.
 func (q *Queries) InsertTags(ctx context.Context, arg InsertTagsParams) error {
 	_, err := q.db.Exec(ctx, insertTags, arg.RecordIds, arg.Fields, arg.Tags)
 	return err
@@ -661,7 +670,7 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 
 const lockCollection = `-- name: LockCollection :one
 
-SELECT searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total
+SELECT searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total
 FROM fieldseal.collections
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
 FOR UPDATE
@@ -670,6 +679,7 @@ FOR UPDATE
 type LockCollectionRow struct {
 	Searchable     []byte
 	Indexing       []string
+	Dropping       []string
 	Reindexing     bool
 	IndexRun       int64
 	IndexedThrough pgtype.UUID
@@ -691,6 +701,7 @@ func (q *Queries) LockCollection(ctx context.Context, collection string) (LockCo
 	err := row.Scan(
 		&i.Searchable,
 		&i.Indexing,
+		&i.Dropping,
 		&i.Reindexing,
 		&i.IndexRun,
 		&i.IndexedThrough,
@@ -916,10 +927,10 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 }
 
 const startIndexing = `-- name: StartIndexing :one
-INSERT INTO fieldseal.collections (collection, searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
-VALUES ($1, $2, $3::text[], $4::boolean, 1, NULL, 0, $5::bigint, now(), now())
+INSERT INTO fieldseal.collections (collection, searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
+VALUES ($1, $2, $3::text[], $4::text[], $5::boolean, 1, NULL, 0, $6::bigint, now(), now())
 ON CONFLICT (subject, collection) DO UPDATE SET
-    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, reindexing = EXCLUDED.reindexing,
+    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, dropping = EXCLUDED.dropping, reindexing = EXCLUDED.reindexing,
     index_run = fieldseal.collections.index_run + 1, indexed_through = NULL, index_done = 0, index_total = EXCLUDED.index_total,
     updated_at = EXCLUDED.updated_at, indexed_at = EXCLUDED.indexed_at
 RETURNING index_run
@@ -929,6 +940,7 @@ type StartIndexingParams struct {
 	Collection string
 	Searchable []byte
 	Indexing   []string
+	Dropping   []string
 	Reindexing bool
 	Total      int64
 }
@@ -941,6 +953,7 @@ func (q *Queries) StartIndexing(ctx context.Context, arg StartIndexingParams) (i
 		arg.Collection,
 		arg.Searchable,
 		arg.Indexing,
+		arg.Dropping,
 		arg.Reindexing,
 		arg.Total,
 	)

@@ -17,6 +17,7 @@
 --
 --   indexing        the searchable fields whose tags are not complete
 --                   (new fields, or fields whose case_insensitive changed)
+--   dropping        fields no longer searchable whose tags the pass drops
 --   reindexing      a pass over the collection's records is owed
 --   index_run       which pass: a PUT of other settings starts a new one,
 --                   and a key rotation (which tags everything again)
@@ -30,32 +31,41 @@
 SET LOCAL ROLE fieldseal_owner;
 ALTER TABLE fieldseal.collections
     ADD COLUMN indexing        text[]      NOT NULL DEFAULT '{}',
+    ADD COLUMN dropping        text[]      NOT NULL DEFAULT '{}',
     ADD COLUMN reindexing      boolean     NOT NULL DEFAULT false,
     ADD COLUMN index_run       bigint      NOT NULL DEFAULT 0,
     ADD COLUMN indexed_through uuid,
     ADD COLUMN index_done      bigint      NOT NULL DEFAULT 0,
     ADD COLUMN index_total     bigint      NOT NULL DEFAULT 0,
     ADD COLUMN indexed_at      timestamptz,
-    ADD CONSTRAINT collections_indexing_owes_a_pass CHECK (reindexing OR indexing = '{}');
-GRANT UPDATE (indexing, reindexing, index_run, indexed_through, index_done, index_total, indexed_at)
+    ADD CONSTRAINT collections_indexing_owes_a_pass CHECK (reindexing OR (indexing = '{}' AND dropping = '{}'));
+GRANT UPDATE (indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total, indexed_at)
     ON fieldseal.collections TO fieldseal_app;
+-- A batch replaces a record's tag of a field in place (InsertTags' ON
+-- CONFLICT): no more than the DELETE and INSERT the app may already do.
+GRANT UPDATE (tag) ON fieldseal.search_tags TO fieldseal_app;
 INSERT INTO fieldseal.grants_policy (grantee, object_type, object_name, column_name, privilege) VALUES
     ('fieldseal_app', 'column', 'fieldseal.collections', 'indexing', 'UPDATE'),
+    ('fieldseal_app', 'column', 'fieldseal.collections', 'dropping', 'UPDATE'),
     ('fieldseal_app', 'column', 'fieldseal.collections', 'reindexing', 'UPDATE'),
     ('fieldseal_app', 'column', 'fieldseal.collections', 'index_run', 'UPDATE'),
     ('fieldseal_app', 'column', 'fieldseal.collections', 'indexed_through', 'UPDATE'),
     ('fieldseal_app', 'column', 'fieldseal.collections', 'index_done', 'UPDATE'),
     ('fieldseal_app', 'column', 'fieldseal.collections', 'index_total', 'UPDATE'),
-    ('fieldseal_app', 'column', 'fieldseal.collections', 'indexed_at', 'UPDATE');
+    ('fieldseal_app', 'column', 'fieldseal.collections', 'indexed_at', 'UPDATE'),
+    ('fieldseal_app', 'column', 'fieldseal.search_tags', 'tag', 'UPDATE');
 RESET ROLE;
 
 -- +goose Down
 SET LOCAL ROLE fieldseal_owner;
 DELETE FROM fieldseal.grants_policy
+ WHERE object_name = 'fieldseal.search_tags' AND object_type = 'column' AND column_name = 'tag';
+REVOKE UPDATE (tag) ON fieldseal.search_tags FROM fieldseal_app;
+DELETE FROM fieldseal.grants_policy
  WHERE object_name = 'fieldseal.collections' AND object_type = 'column'
-   AND column_name IN ('indexing', 'reindexing', 'index_run', 'indexed_through', 'index_done', 'index_total', 'indexed_at');
+   AND column_name IN ('indexing', 'dropping', 'reindexing', 'index_run', 'indexed_through', 'index_done', 'index_total', 'indexed_at');
 ALTER TABLE fieldseal.collections
     DROP CONSTRAINT collections_indexing_owes_a_pass,
-    DROP COLUMN indexing, DROP COLUMN reindexing, DROP COLUMN index_run, DROP COLUMN indexed_through,
+    DROP COLUMN indexing, DROP COLUMN dropping, DROP COLUMN reindexing, DROP COLUMN index_run, DROP COLUMN indexed_through,
     DROP COLUMN index_done, DROP COLUMN index_total, DROP COLUMN indexed_at;
 RESET ROLE;

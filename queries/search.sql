@@ -17,7 +17,7 @@ FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', 
 -- name: LockCollection :one
 -- The collection's settings and its pass, held until the transaction
 -- ends: two PUTs of one collection take turns.
-SELECT searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total
+SELECT searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total
 FROM fieldseal.collections
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection
 FOR UPDATE;
@@ -30,10 +30,10 @@ WHERE subject = current_setting('fieldseal.subject', true) AND collection = @col
 -- New settings, and the pass they owe (if reindexing) from the first
 -- record. (now() in VALUES, excluded's in DO UPDATE: Citus wants DO
 -- UPDATE's functions immutable.)
-INSERT INTO fieldseal.collections (collection, searchable, indexing, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
-VALUES (@collection, @searchable, @indexing::text[], @reindexing::boolean, 1, NULL, 0, @total::bigint, now(), now())
+INSERT INTO fieldseal.collections (collection, searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
+VALUES (@collection, @searchable, @indexing::text[], @dropping::text[], @reindexing::boolean, 1, NULL, 0, @total::bigint, now(), now())
 ON CONFLICT (subject, collection) DO UPDATE SET
-    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, reindexing = EXCLUDED.reindexing,
+    searchable = EXCLUDED.searchable, indexing = EXCLUDED.indexing, dropping = EXCLUDED.dropping, reindexing = EXCLUDED.reindexing,
     index_run = fieldseal.collections.index_run + 1, indexed_through = NULL, index_done = 0, index_total = EXCLUDED.index_total,
     updated_at = EXCLUDED.updated_at, indexed_at = EXCLUDED.indexed_at
 RETURNING index_run;
@@ -69,30 +69,30 @@ CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tag
 WHERE current_setting('fieldseal.key_use', true) = 'admitted'
 ORDER BY r.id;
 
--- name: DeleteTagsOf :exec
--- The tags of a batch of records, first to last in id order. The range
--- is what makes the primary key the plan whatever the statistics: with
--- the ids alone, a plan made on small subjects read every tag of the
--- subject through search_tags_tag for each batch (its subject-only scan
--- looked cheaper than one descent per id), and a reindex of 200,000
--- records took 70 s instead of 42.
+-- name: DropTagsOf :exec
+-- The tags of fields no longer searchable, of a batch of records (first
+-- to last in id order). The range bounds the primary key's scan: with
+-- the ids alone (record_id = ANY), a plan made on small subjects read
+-- every tag of the subject for each batch. (Only when settings drop a
+-- field: new and changed fields' tags are replaced by InsertTags.)
 DELETE FROM fieldseal.search_tags
 WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= @first AND record_id <= @last
-  AND record_id = ANY (@ids::uuid[]);
+  AND record_id = ANY (@ids::uuid[]) AND field = ANY (@fields::text[]);
 
 -- name: AdvanceIndexing :execrows
 -- A batch of the pass is tagged: through is its last record. The last
 -- batch (finished) makes the fields searchable.
 UPDATE fieldseal.collections
 SET indexed_through = @through, index_done = index_done + @done::bigint, indexed_at = now(),
-    reindexing = NOT @finished::boolean, indexing = CASE WHEN @finished::boolean THEN '{}'::text[] ELSE indexing END
+    reindexing = NOT @finished::boolean, indexing = CASE WHEN @finished::boolean THEN '{}'::text[] ELSE indexing END,
+    dropping = CASE WHEN @finished::boolean THEN '{}'::text[] ELSE dropping END
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection AND index_run = @run AND reindexing;
 
 -- name: EndIndexing :exec
 -- A key rotation has tagged every record again, under every collection's
 -- settings: no pass is owed, and one still running stops (a new run).
 UPDATE fieldseal.collections
-SET indexing = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
+SET indexing = '{}', dropping = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
 WHERE subject = current_setting('fieldseal.subject', true) AND reindexing;
 
 -- name: CollectionFieldTags :many
@@ -295,10 +295,13 @@ CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection,
 WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
 
 -- name: InsertTags :exec
--- Tags computed by the statements above. The subject's row is there so
--- that Citus sends the statement whole to the subject's shard.
-INSERT INTO fieldseal.search_tags (subject, record_id, field, tag)
+-- Tags computed by the statements above, replacing a record's tag of the
+-- same field (a reindex's: the primary key finds it, whatever the plan).
+-- The subject's row is there so that Citus sends the statement whole to
+-- the subject's shard.
+INSERT INTO fieldseal.search_tags AS t (subject, record_id, field, tag)
 SELECT s.subject, (@record_ids::uuid[])[i], (@fields::text[])[i], (@tags::bytea[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality(@record_ids::uuid[])) AS i
-WHERE s.subject = current_setting('fieldseal.subject', true);
+WHERE s.subject = current_setting('fieldseal.subject', true)
+ON CONFLICT (subject, record_id, field) DO UPDATE SET tag = EXCLUDED.tag;
