@@ -21,6 +21,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -167,7 +168,7 @@ func module(path string) (*pkcs11.Ctx, error) {
 type hsmObject struct {
 	mod      *pkcs11.Ctx
 	slot     uint
-	handle   pkcs11.ObjectHandle
+	handle   atomic.Uint64 // the private key's pkcs11.ObjectHandle: found again with a new session
 	sessions chan pkcs11.SessionHandle
 	uri      pkcs11URI // holds the PIN, to log in again after the token restarts
 }
@@ -188,8 +189,16 @@ func (o *hsmObject) withSession(fn func(s pkcs11.SessionHandle) error) error {
 		return fmt.Errorf("%w (and a new session: %v)", err, openErr)
 	}
 	s = fresh
+	// A token that lost every session (restarted, or its last session
+	// closed) may number its objects anew: the key's handle is found again.
+	if h, ferr := o.findIn(s, pkcs11.CKO_PRIVATE_KEY); ferr == nil {
+		o.handle.Store(uint64(h))
+	}
 	return fn(s)
 }
+
+// key is the private key's handle.
+func (o *hsmObject) key() pkcs11.ObjectHandle { return pkcs11.ObjectHandle(o.handle.Load()) }
 
 // sessionLost reports a PKCS#11 error that a new session may cure.
 func sessionLost(err error) bool {
@@ -256,15 +265,28 @@ func openHSMObject(uri string) (*hsmObject, func(), error) {
 		}
 		o.sessions <- s
 	}
-	if o.handle, err = o.find(pkcs11.CKO_PRIVATE_KEY); err != nil {
+	h, err := o.find(pkcs11.CKO_PRIVATE_KEY)
+	if err != nil {
 		release()
 		return fail(err)
 	}
+	o.handle.Store(uint64(h))
 	return o, release, nil
 }
 
 // find locates the one object of class the URI names.
 func (o *hsmObject) find(class uint) (pkcs11.ObjectHandle, error) {
+	var h pkcs11.ObjectHandle
+	err := o.withSession(func(s pkcs11.SessionHandle) error {
+		var err error
+		h, err = o.findIn(s, class)
+		return err
+	})
+	return h, err
+}
+
+// findIn is find on session s.
+func (o *hsmObject) findIn(s pkcs11.SessionHandle, class uint) (pkcs11.ObjectHandle, error) {
 	what := "private key"
 	if class == pkcs11.CKO_PUBLIC_KEY {
 		what = "public key"
@@ -276,16 +298,11 @@ func (o *hsmObject) find(class uint) (pkcs11.ObjectHandle, error) {
 	if o.uri.id != nil {
 		template = append(template, pkcs11.NewAttribute(pkcs11.CKA_ID, o.uri.id))
 	}
-	var found []pkcs11.ObjectHandle
-	err := o.withSession(func(s pkcs11.SessionHandle) error {
-		if err := o.mod.FindObjectsInit(s, template); err != nil {
-			return fmt.Errorf("C_FindObjectsInit: %w", err)
-		}
-		var err error
-		found, _, err = o.mod.FindObjects(s, 2)
-		_ = o.mod.FindObjectsFinal(s)
-		return err
-	})
+	if err := o.mod.FindObjectsInit(s, template); err != nil {
+		return 0, fmt.Errorf("C_FindObjectsInit: %w", err)
+	}
+	found, _, err := o.mod.FindObjects(s, 2)
+	_ = o.mod.FindObjectsFinal(s)
 	switch {
 	case err != nil:
 		return 0, fmt.Errorf("C_FindObjects: %w", err)
@@ -319,7 +336,7 @@ func (o *hsmObject) attributes(h pkcs11.ObjectHandle, types ...uint) ([][]byte, 
 
 // keyType is the key's CKA_KEY_TYPE, a CK_ULONG in the machine's byte order.
 func (o *hsmObject) keyType() (uint, error) {
-	v, err := o.attributes(o.handle, pkcs11.CKA_KEY_TYPE)
+	v, err := o.attributes(o.key(), pkcs11.CKA_KEY_TYPE)
 	switch {
 	case err != nil:
 		return 0, err
@@ -379,7 +396,7 @@ func OpenRSA(uri string) (crypto.Decrypter, string, func(), error) {
 		return fail(errors.New("not an RSA key: the token decryption key is RSA (RSA-OAEP-256)"))
 	}
 	// An RSA private key object carries its modulus and public exponent.
-	v, err := o.attributes(o.handle, pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
+	v, err := o.attributes(o.key(), pkcs11.CKA_MODULUS, pkcs11.CKA_PUBLIC_EXPONENT)
 	if err != nil {
 		return fail(fmt.Errorf("its public half cannot be read: %w", err))
 	}
@@ -432,7 +449,7 @@ func (k *hsmKey) Decrypt(_ io.Reader, ciphertext []byte, opts crypto.DecrypterOp
 	}
 	var out []byte
 	err := k.withSession(func(s pkcs11.SessionHandle) error {
-		if err := k.mod.DecryptInit(s, []*pkcs11.Mechanism{mech}, k.handle); err != nil {
+		if err := k.mod.DecryptInit(s, []*pkcs11.Mechanism{mech}, k.key()); err != nil {
 			return err
 		}
 		var err error
@@ -524,7 +541,7 @@ func (k *hsmEd25519) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]by
 	}
 	var sig []byte
 	err := k.withSession(func(s pkcs11.SessionHandle) error {
-		if err := k.mod.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.handle); err != nil {
+		if err := k.mod.SignInit(s, []*pkcs11.Mechanism{pkcs11.NewMechanism(ckmEdDSA, nil)}, k.key()); err != nil {
 			return err
 		}
 		var err error
