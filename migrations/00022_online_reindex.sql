@@ -37,7 +37,9 @@ ALTER TABLE fieldseal.collections
     ADD COLUMN indexed_through uuid,
     ADD COLUMN index_done      bigint      NOT NULL DEFAULT 0,
     ADD COLUMN index_total     bigint      NOT NULL DEFAULT 0,
-    ADD COLUMN indexed_at      timestamptz,
+    ADD COLUMN indexed_at      timestamptz;
+-- On its own: Citus refuses ADD CONSTRAINT beside other subcommands.
+ALTER TABLE fieldseal.collections
     ADD CONSTRAINT collections_indexing_owes_a_pass CHECK (reindexing OR (indexing = '{}' AND dropping = '{}'));
 GRANT UPDATE (indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total, indexed_at)
     ON fieldseal.collections TO fieldseal_app;
@@ -64,8 +66,8 @@ REVOKE UPDATE (tag) ON fieldseal.search_tags FROM fieldseal_app;
 DELETE FROM fieldseal.grants_policy
  WHERE object_name = 'fieldseal.collections' AND object_type = 'column'
    AND column_name IN ('indexing', 'dropping', 'reindexing', 'index_run', 'indexed_through', 'index_done', 'index_total', 'indexed_at');
+ALTER TABLE fieldseal.collections DROP CONSTRAINT collections_indexing_owes_a_pass;
 ALTER TABLE fieldseal.collections
-    DROP CONSTRAINT collections_indexing_owes_a_pass,
     DROP COLUMN indexing, DROP COLUMN dropping, DROP COLUMN reindexing, DROP COLUMN index_run, DROP COLUMN indexed_through,
     DROP COLUMN index_done, DROP COLUMN index_total, DROP COLUMN indexed_at;
 RESET ROLE;
