@@ -291,6 +291,7 @@ func TestReindexStopsAndGoesOn(t *testing.T) {
 	ctx, hangUp := context.WithCancel(context.Background())
 	put := f.put(ctx, `{"email":{"case_insensitive":true}}`)
 	f.waitIndexed(t, 500)
+	f.waitLockWaiters(t, 1) // its second batch waits for the held record
 	hangUp()
 	<-put
 	deadline := time.Now().Add(time.Second)
@@ -311,6 +312,7 @@ func TestReindexStopsAndGoesOn(t *testing.T) {
 	release = f.hold(t, f.ids[1100])
 	put = f.put(context.Background(), `{"email":{"case_insensitive":true}}`)
 	f.waitIndexed(t, 1000)
+	f.waitLockWaiters(t, 1)
 	a.exec("", `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fieldseal' AND wait_event_type = 'Lock'`)
 	if r := <-put; r.status != http.StatusServiceUnavailable {
 		t.Errorf("PUT whose connection was lost: %d %s; want 503", r.status, r.body)
@@ -348,6 +350,7 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 	release := f.hold(t, f.ids[700])
 	first := f.put(context.Background(), `{"email":{}}`)
 	f.waitIndexed(t, 500)
+	f.waitLockWaiters(t, 1) // its second batch waits for the held record
 	second := f.put(context.Background(), `{"n":{}}`)
 	f.waitLockWaiters(t, 2) // the first's batch waits for the held record, the second for that batch
 	release()
@@ -368,6 +371,7 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 	release = f.hold(t, f.ids[700])
 	put := f.put(context.Background(), `{"n":{},"email":{}}`)
 	f.waitIndexed(t, 500)
+	f.waitLockWaiters(t, 1)
 	next := newKey(t)
 	rotated := f.start(context.Background(), req{method: "POST", path: "/v1/keys/rotate", token: tok, key: f.key, header: map[string]string{"New-Encryption-Key": next}})
 	f.waitLockWaiters(t, 2) // the reindex's batch waits for the held record, the rotation for that batch
