@@ -110,8 +110,8 @@ func (r response) json(t testing.TB) map[string]any {
 	return m
 }
 
-func (a *api) do(r req) response {
-	a.t.Helper()
+// request is r as an HTTP request under ctx, and the body it sends.
+func (a *api) request(ctx context.Context, r req) (*http.Request, []byte, error) {
 	var body io.Reader
 	var raw []byte
 	switch b := r.body.(type) {
@@ -122,13 +122,13 @@ func (a *api) do(r req) response {
 	default:
 		var err error
 		if raw, err = json.Marshal(b); err != nil {
-			a.t.Fatal(err)
+			return nil, nil, err
 		}
 		body = bytes.NewReader(raw)
 	}
-	hr, err := http.NewRequest(r.method, a.URL+r.path, body)
+	hr, err := http.NewRequestWithContext(ctx, r.method, a.URL+r.path, body)
 	if err != nil {
-		a.t.Fatal(err)
+		return nil, nil, err
 	}
 	if r.token != "" {
 		hr.Header.Set("Authorization", "Bearer "+r.token)
@@ -141,6 +141,17 @@ func (a *api) do(r req) response {
 	}
 	for k, v := range r.header {
 		hr.Header.Set(k, v)
+	}
+	return hr, raw, nil
+}
+
+// do sends r and reads its answer, checking both against the OpenAPI
+// document.
+func (a *api) do(r req) response {
+	a.t.Helper()
+	hr, raw, err := a.request(context.Background(), r)
+	if err != nil {
+		a.t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(hr)
 	if err != nil {

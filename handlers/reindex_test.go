@@ -1,7 +1,6 @@
 package handlers_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -102,20 +101,10 @@ func (f *reindexFixture) hold(t *testing.T, id string) (release func()) {
 func (f *reindexFixture) start(ctx context.Context, r req) <-chan response {
 	out := make(chan response, 1)
 	go func() {
-		body, _ := json.Marshal(r.body)
-		if s, ok := r.body.(string); ok {
-			body = []byte(s)
-		}
-		hr, err := http.NewRequestWithContext(ctx, r.method, f.a.URL+r.path, bytes.NewReader(body))
+		hr, _, err := f.a.request(ctx, r)
 		if err != nil {
 			out <- response{body: []byte(err.Error())}
 			return
-		}
-		hr.Header.Set("Authorization", "Bearer "+r.token)
-		hr.Header.Set("Encryption-Key", r.key)
-		hr.Header.Set("Content-Type", "application/json")
-		for k, v := range r.header {
-			hr.Header.Set(k, v)
 		}
 		resp, err := http.DefaultClient.Do(hr)
 		if err != nil {
