@@ -46,6 +46,7 @@ check-generated:
 # vet also checks that only package hsm (PKCS#11) needs cgo.
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags citus ./...
 	CGO_ENABLED=0 $(GO) build ./ ./auth ./client ./db ./handlers
 
 # Service against PostgreSQL's own limit (pgbench), on this machine; writes

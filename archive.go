@@ -2,7 +2,6 @@ package fieldseal
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -82,22 +81,18 @@ func VerifyArchive(r io.Reader, fn func(ArchivedEntry)) (ArchiveHeader, []AuditB
 	var breaks []AuditBreak
 	chains := h.Chains
 	cur := -1 // index in chains of the chain being read
-	var next int64
-	var prev []byte
-	broken := false
-	fail := func(c ArchiveChain, seq int64, problem string) {
-		if !broken {
-			breaks = append(breaks, AuditBreak{Subject: c.Subject, Lane: c.Lane, Seq: seq, Problem: problem})
-			broken = true
-		}
+	var w ChainWalk
+	fail := func(seq int64, problem string) {
+		breaks = append(breaks, AuditBreak{Subject: w.Subject, Lane: w.Lane, Seq: seq, Problem: problem})
 	}
 	finish := func() {
 		if cur < 0 || cur >= len(chains) {
 			return
 		}
 		c := chains[cur]
-		if !broken && (next-1 != c.LastSeq || hex.EncodeToString(prev) != c.LastHash) {
-			fail(c, next, fmt.Sprintf("the archive's entries of this chain end at %d, not at %d as its header says: lines were dropped", next-1, c.LastSeq))
+		last, _ := hex.DecodeString(c.LastHash)
+		if !w.Broken && !w.EndsAt(c.LastSeq, last) {
+			fail(w.Next, fmt.Sprintf("the archive's entries of this chain end at %d, not at %d as its header says: lines were dropped", w.Next-1, c.LastSeq))
 		}
 	}
 	line := 1
@@ -123,30 +118,31 @@ func VerifyArchive(r io.Reader, fn func(ArchivedEntry)) (ArchiveHeader, []AuditB
 				return h, append(breaks, AuditBreak{Subject: e.Subject, Lane: e.Lane, Seq: e.Seq,
 					Problem: fmt.Sprintf("line %d belongs to no chain the header names, or is out of order", line)}), nil
 			}
-			broken = false
-			next = chains[cur].FirstSeq
-			var err error
-			if prev, err = hex.DecodeString(chains[cur].PrevHash); err != nil {
+			prev, err := hex.DecodeString(chains[cur].PrevHash)
+			if err != nil {
 				return h, nil, errors.New("the header's hashes are not hex")
 			}
+			w = StartChain(e.Subject, e.Lane, chains[cur].FirstSeq, prev)
 		}
-		if broken {
+		if w.Broken {
 			continue
 		}
-		c := chains[cur]
 		stored, err1 := hex.DecodeString(e.Hash)
 		storedPrev, err2 := hex.DecodeString(e.PrevHash)
-		switch {
-		case err1 != nil || err2 != nil:
-			fail(c, e.Seq, fmt.Sprintf("line %d: its hashes are not hex", line))
-		case e.Seq != next:
-			fail(c, next, fmt.Sprintf("line %d is entry %d where entry %d belongs: lines were dropped, inserted or moved", line, e.Seq, next))
-		case !bytes.Equal(storedPrev, prev):
-			fail(c, e.Seq, fmt.Sprintf("line %d: its prev_hash is not the previous entry's hash", line))
-		case !bytes.Equal(stored, AuditEntryHash(prev, e.AuditEvent)):
-			fail(c, e.Seq, fmt.Sprintf("line %d: its contents do not match its hash: edited", line))
+		if err1 != nil || err2 != nil {
+			fail(e.Seq, fmt.Sprintf("line %d: its hashes are not hex", line))
+			w.Broken = true
+			continue
 		}
-		next, prev = e.Seq+1, stored
+		want := w.Next
+		switch w.Step(e.AuditEvent, storedPrev, stored) {
+		case LinkSeq:
+			fail(want, fmt.Sprintf("line %d is entry %d where entry %d belongs: lines were dropped, inserted or moved", line, e.Seq, want))
+		case LinkPrev:
+			fail(e.Seq, fmt.Sprintf("line %d: its prev_hash is not the previous entry's hash", line))
+		case LinkHash:
+			fail(e.Seq, fmt.Sprintf("line %d: its contents do not match its hash: edited", line))
+		}
 	}
 	if err := sc.Err(); err != nil {
 		return h, breaks, err

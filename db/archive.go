@@ -1,7 +1,6 @@
 package db
 
 import (
-	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -74,28 +73,27 @@ func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.W
 	}
 	res := ArchiveResult{Chains: len(cuts)}
 	for _, c := range cuts {
-		next, prev := c.FirstSeq, c.FirstPrevHash
+		w := fieldseal.StartChain(c.Subject, c.Lane, c.FirstSeq, c.FirstPrevHash)
 		for {
-			rows, err := q.ListChainEntries(ctx, ListChainEntriesParams{Subject: c.Subject, Lane: c.Lane, AfterSeq: next - 1, LastSeq: c.LastSeq, MaxRows: verifyPageSize})
+			rows, err := q.ListChainEntries(ctx, ListChainEntriesParams{Subject: c.Subject, Lane: c.Lane, AfterSeq: w.Next - 1, LastSeq: c.LastSeq, MaxRows: verifyPageSize})
 			if err != nil {
 				return res, err
 			}
 			for _, r := range rows {
-				if problem := checkLink(ListAuditChainPageRow(r), next, prev); problem != "" {
+				if _, problem := step(&w, r); problem != "" {
 					return res, fmt.Errorf("%w (subject %q lane %d at entry %d: %s): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, r.Seq, problem)
 				}
 				if err := enc.Encode(fieldseal.ArchivedEntry{AuditEvent: chainEvent(r), PrevHash: hex.EncodeToString(r.PrevHash), Hash: hex.EncodeToString(r.Hash)}); err != nil {
 					return res, err
 				}
-				next, prev = r.Seq+1, r.Hash
 				res.Entries++
 			}
 			if len(rows) < verifyPageSize {
 				break
 			}
 		}
-		if next-1 != c.LastSeq || !bytes.Equal(prev, c.LastHash) {
-			return res, fmt.Errorf("%w (subject %q lane %d: its entries end at %d, not %d): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, next-1, c.LastSeq)
+		if !w.EndsAt(c.LastSeq, c.LastHash) {
+			return res, fmt.Errorf("%w (subject %q lane %d: its entries end at %d, not %d): nothing was archived", ErrTrailBroken, c.Subject, c.Lane, w.Next-1, c.LastSeq)
 		}
 	}
 	if err := sync(); err != nil {

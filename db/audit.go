@@ -1,9 +1,7 @@
 package db
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -179,14 +177,10 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 	}
 	var (
 		rep      fieldseal.AuditReport
-		cur      = chain{lane: -1} // the chain being walked
-		next     int64             // the seq expected next
-		prev     []byte            // the previous entry's stored hash
-		broken   bool              // cur's chain already has its first break
+		w        = fieldseal.ChainWalk{Lane: -1} // the chain being walked
 		after    ListAuditChainPageParams
 		subjects = map[string]bool{}
 	)
-	zero := make([]byte, sha256.Size)
 	for {
 		after.OnlySubject, after.MaxRows = subject, verifyPageSize
 		rows, err := q.ListAuditChainPage(ctx, after)
@@ -195,23 +189,19 @@ func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress fu
 		}
 		for _, r := range rows {
 			rep.Entries++
-			if (chain{r.Subject, r.Lane}) != cur {
-				cur, next, prev, broken = chain{r.Subject, r.Lane}, 1, zero, false
-				if st, ok := starts[cur]; ok { // archived up to there
-					next, prev = st.Seq, st.PrevHash
+			if r.Subject != w.Subject || r.Lane != w.Lane {
+				w = fieldseal.StartChain(r.Subject, r.Lane, 1, nil)
+				if st, ok := starts[chain{r.Subject, r.Lane}]; ok { // archived up to there
+					w = fieldseal.StartChain(r.Subject, r.Lane, st.Seq, st.PrevHash)
 				}
 				if !subjects[r.Subject] {
 					subjects[r.Subject] = true
 					rep.Subjects++
 				}
 			}
-			if !broken {
-				if problem := checkLink(r, next, prev); problem != "" {
-					rep.Breaks = append(rep.Breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: min(next, r.Seq), Problem: problem})
-					broken = true
-				}
+			if seq, problem := step(&w, ListChainEntriesRow(r)); problem != "" {
+				rep.Breaks = append(rep.Breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: seq, Problem: problem})
 			}
-			next, prev = r.Seq+1, r.Hash
 			after.AfterSubject, after.AfterLane, after.AfterSeq = r.Subject, r.Lane, r.Seq
 		}
 		if progress != nil {
@@ -283,21 +273,19 @@ func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.
 	return nil
 }
 
-func checkLink(r ListAuditChainPageRow, wantSeq int64, prev []byte) string {
-	switch {
-	case r.Seq != wantSeq:
-		return fmt.Sprintf("entry %d is missing (the next one is %d): deleted", wantSeq, r.Seq)
-	case !bytes.Equal(r.PrevHash, prev):
-		return "its prev_hash is not the previous entry's hash: an entry before it was inserted, removed or rewritten"
-	case !bytes.Equal(r.Hash, auditHash(prev, r)):
-		return "its contents do not match its hash: edited, or written around the chain"
+// step moves w past r and words r's problem if r is where w's chain
+// first breaks; seq is the entry the break is reported at.
+func step(w *fieldseal.ChainWalk, r ListChainEntriesRow) (seq int64, problem string) {
+	want := w.Next
+	switch w.Step(chainEvent(r), r.PrevHash, r.Hash) {
+	case fieldseal.LinkSeq:
+		return min(want, r.Seq), fmt.Sprintf("entry %d is missing (the next one is %d): deleted", want, r.Seq)
+	case fieldseal.LinkPrev:
+		return r.Seq, "its prev_hash is not the previous entry's hash: an entry before it was inserted, removed or rewritten"
+	case fieldseal.LinkHash:
+		return r.Seq, "its contents do not match its hash: edited, or written around the chain"
 	}
-	return ""
-}
-
-// auditHash is fieldseal.audit_hash (migration 00007) of a row.
-func auditHash(prev []byte, r ListAuditChainPageRow) []byte {
-	return fieldseal.AuditEntryHash(prev, chainEvent(ListChainEntriesRow(r)))
+	return r.Seq, ""
 }
 
 // chainEvent is a row read with its hashes, as the API and archives show

@@ -4,6 +4,7 @@ package migrations_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -185,7 +186,9 @@ func TestAuditChainOnCitus(t *testing.T) {
 	}
 	// SET LOCAL reaches the workers with this; set_config() does not.
 	cfg.RuntimeParams["citus.propagate_set_commands"] = "local"
-	appendAs := func(subject string, n int, hold time.Duration) error {
+	// appendAs appends n entries as subject in one transaction and calls
+	// held, if given, before it commits: the lane stays held until then.
+	appendAs := func(subject string, n int, held func() error) error {
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return err
@@ -204,19 +207,38 @@ func TestAuditChainOnCitus(t *testing.T) {
 				return err
 			}
 		}
-		time.Sleep(hold) // the lane stays held until commit
+		if held != nil {
+			if err := held(); err != nil {
+				return err
+			}
+		}
 		return tx.Commit(ctx)
 	}
 	for _, s := range []string{"alice", "bob"} {
-		if err := appendAs(s, 3, 0); err != nil {
+		if err := appendAs(s, 3, nil); err != nil {
 			t.Fatalf("%s appends: %v", s, err)
 		}
 	}
-	var wg sync.WaitGroup
+	// Four appends of alice's, each holding its lane until all four have
+	// appended: they can only all get there if each took a lane of its own
+	// (an append that waited for another's lane would never arrive).
+	var wg, appended sync.WaitGroup
+	all := make(chan struct{})
 	errs := make([]error, 4)
+	appended.Add(len(errs))
+	go func() { appended.Wait(); close(all) }()
+	holdUntilAll := func() error {
+		appended.Done()
+		select {
+		case <-all:
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("the other appends did not arrive within 30 s: an append waited for another's lane")
+		}
+	}
 	for i := range errs {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = appendAs("alice", 1, 300*time.Millisecond) }()
+		go func() { defer wg.Done(); errs[i] = appendAs("alice", 1, holdUntilAll) }()
 	}
 	wg.Wait()
 	for _, err := range errs {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto"
 	"crypto/ed25519"
@@ -12,9 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"os"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -153,12 +150,6 @@ type chainEntry struct {
 	seq     int64
 }
 
-// span is one archive's part of one chain.
-type span struct {
-	file string
-	fieldseal.ArchiveChain
-}
-
 // verifyArchives verifies each archive on its own, then, chain by chain,
 // that the archives join one another without a gap or an overlap and that
 // the newest ends right before the chain's start in the database. It
@@ -169,7 +160,7 @@ func verifyArchives(ctx context.Context, adminURL string, files []string, named 
 		return false, err
 	}
 	ok := true
-	spans := map[chainEntry][]span{} // by chain (seq 0)
+	var spans []fieldseal.ArchiveSpan
 	for _, file := range files {
 		f, err := os.Open(file)
 		if err != nil {
@@ -200,42 +191,13 @@ func verifyArchives(ctx context.Context, adminURL string, files []string, named 
 			continue
 		}
 		for _, c := range h.Chains {
-			k := chainEntry{c.Subject, c.Lane, 0}
-			spans[k] = append(spans[k], span{file, c})
+			spans = append(spans, fieldseal.ArchiveSpan{File: file, ArchiveChain: c})
 		}
 		fmt.Fprintf(stdout, "archive %s: intact (%d chains, entries before %s)\n", file, len(h.Chains), h.Before)
 	}
-	inDB := map[chainEntry]fieldseal.ArchiveChain{}
-	for _, s := range starts {
-		inDB[chainEntry{s.Subject, s.Lane, 0}] = s
-	}
-	keys := slices.SortedFunc(maps.Keys(spans), func(a, b chainEntry) int {
-		return cmp.Or(strings.Compare(a.subject, b.subject), cmp.Compare(a.lane, b.lane))
-	})
-	for _, k := range keys {
-		ss := spans[k]
-		slices.SortFunc(ss, func(a, b span) int { return cmp.Compare(a.FirstSeq, b.FirstSeq) })
-		report := func(seq int64, problem string) {
-			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", k.subject, k.lane, seq, problem)
-			ok = false
-		}
-		for i := 1; i < len(ss); i++ {
-			a, b := ss[i-1], ss[i]
-			if b.FirstSeq != a.LastSeq+1 || b.PrevHash != a.LastHash {
-				report(a.LastSeq+1, fmt.Sprintf("archive %s (entries %d to %d) does not join archive %s (entries %d to %d)", b.file, b.FirstSeq, b.LastSeq, a.file, a.FirstSeq, a.LastSeq))
-			}
-		}
-		last := ss[len(ss)-1]
-		st, archivedInDB := inDB[k]
-		switch {
-		case !archivedInDB:
-			report(last.FirstSeq, fmt.Sprintf("archive %s holds entries %d to %d, but the database records no archive of this chain: "+
-				"the archive's run did not commit, or the database's record of it was removed", last.file, last.FirstSeq, last.LastSeq))
-		case st.FirstSeq > last.LastSeq+1:
-			report(last.LastSeq+1, fmt.Sprintf("entries %d to %d were archived to a file not given (the database's chain starts at %d)", last.LastSeq+1, st.FirstSeq-1, st.FirstSeq))
-		case st.FirstSeq != last.LastSeq+1 || st.PrevHash != last.LastHash:
-			report(st.FirstSeq, fmt.Sprintf("the database's chain starts at entry %d, which does not follow archive %s's last entry %d", st.FirstSeq, last.file, last.LastSeq))
-		}
+	for _, b := range fieldseal.JoinArchives(spans, starts) {
+		fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
+		ok = false
 	}
 	return ok, nil
 }

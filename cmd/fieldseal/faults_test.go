@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,7 +112,9 @@ func TestRevocationListenerReconnects(t *testing.T) {
 		t.Fatal(err)
 	}
 	idleCPU(t, srv.cmd.Process.Pid, "while PostgreSQL was down")
-	time.Sleep(time.Second)
+	waitFor(t, 5*time.Second, "the second outage's warning", func() bool {
+		return logLines(srv.Log.String(), "revocation listener lost its connection") >= 2
+	})
 	if n := logLines(srv.Log.String(), "revocation listener lost its connection"); n != 2 {
 		t.Errorf("%d warnings of a lost listener after two outages; want 2 (one each):\n%s", n, srv.Log.String())
 	}
@@ -335,6 +338,14 @@ func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
 		gaveUp   int
 	}
 	results := make(chan outcome, clients)
+	// What the clients have seen so far, for the faults to wait on: a fault
+	// comes when creates are succeeding, and the next when the service has
+	// felt the last (answers failed) and come back (creates succeed again).
+	var created, failed atomic.Int64
+	createdSince := func(n int64) func() bool {
+		from := created.Load()
+		return func() bool { return created.Load() >= from+n }
+	}
 	stop := time.Now().Add(90 * time.Second) // every loop ends by itself
 	for c := range clients {
 		go func() {
@@ -355,6 +366,11 @@ func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
 					req.Header.Set("Encryption-Key", key)
 					req.Header.Set("Idempotency-Key", idem)
 					resp, err := client.Do(req)
+					if err != nil || resp.StatusCode != 201 {
+						failed.Add(1)
+					} else {
+						created.Add(1)
+					}
 					if err != nil {
 						o.statuses[0]++
 					} else {
@@ -381,19 +397,20 @@ func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
 	}
 
 	admin := adminConn(t, database.AdminURL)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 30*time.Second, "creates under way", createdSince(2*clients))
 	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'cluster_app'`); err != nil {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 30*time.Second, "creates after the terminated connections", createdSince(clients))
+	outage := failed.Load()
 	cluster.Crash() // as pg_ctl stop -m immediate
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, 30*time.Second, "clients meet the crash", func() bool { return failed.Load() >= outage+clients })
 	var err error
 	if cluster, err = pglocal.Start(ctx, pglocal.Options{Dir: dir, Port: cluster.Port}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitFor(t, 30*time.Second, "creates after the crash", createdSince(clients))
 	if err := cluster.Stop(); err != nil { // fast shutdown, as pg_ctl restart -m fast
 		t.Fatal(err)
 	}
@@ -401,7 +418,7 @@ func TestCrashesUnderLoadAnswer503AndRetriesMakeNoDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cluster.Stop() })
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, 30*time.Second, "creates after the restart", createdSince(clients))
 	close(faultsOver)
 
 	total := map[int]int{}
