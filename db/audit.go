@@ -119,7 +119,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 		until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	err := s.run(ctx, &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, then: func(q *Queries) error {
-		if err := s.enableAuditReading(ctx, q); err != nil {
+		if err := s.dialect.enableAuditReading(ctx, q); err != nil {
 			return err
 		}
 		rows, err := q.ListAuditEvents(ctx, ListAuditEventsParams{

@@ -5,11 +5,10 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// On a Citus coordinator (CheckSessionRole finds out), a subject's rows
+// On a Citus coordinator (Open finds out: dialect.go), a subject's rows
 // live on one shard of each table, all co-located (fieldseal migrate
 // distributes them), and the Store runs each request there:
 //
@@ -42,10 +41,10 @@ import (
 // Where one PostgreSQL runs a key-using INSERT or UPDATE, the Store on
 // Citus splits it: a SELECT does the key's work on the worker and returns
 // only what may be logged (ciphertexts, tags), and a write sends that.
-// So rotation (reencrypt in keys.go), tagging (tagger in search.go) and
-// import (importPage in search.go); a batch create inserts record by
-// record (createRecords), each INSERT ... VALUES encrypting on the
-// coordinator, as a single create does.
+// So rotation (reencrypt) and tagging (index, reindexRecords,
+// reindexAll); a batch create inserts record by record (createRecords),
+// each INSERT ... VALUES encrypting on the coordinator, as a single
+// create does. dialect.go holds each path's two forms side by side.
 
 // subjectSetting is the text bind replaces.
 const subjectSetting = "current_setting('fieldseal.subject', true)"
@@ -53,54 +52,12 @@ const subjectSetting = "current_setting('fieldseal.subject', true)"
 // keyUseAdmitted is what AdmitKeyUse sets when it admits, for every node.
 const keyUseAdmitted = "SET LOCAL fieldseal.key_use = 'admitted'"
 
-// enableAuditReading is EnableAuditReading, on every node.
-func (s *Store) enableAuditReading(ctx context.Context, q *Queries) error {
-	if s.citus {
-		_, err := q.db.Exec(ctx, "SET LOCAL fieldseal.audit_reader = 'on'")
-		return err
-	}
-	return q.EnableAuditReading(ctx)
-}
-
-// setLocal queues the transaction's settings as SET LOCAL statements,
-// the Citus form of SetSubject.
-func setLocal(b *pgx.Batch, p SetSubjectParams) {
-	for _, kv := range [][2]string{
-		{"citus.propagate_set_commands", "local"}, // first: the others reach the workers
-		{"fieldseal.subject", p.Subject},
-		{"statement_timeout", p.StatementTimeout},
-		{"lock_timeout", p.LockTimeout},
-		{"log_parameter_max_length", "0"},
-		{"log_parameter_max_length_on_error", "0"},
-		{"plan_cache_mode", p.PlanCacheMode},
-		{"enable_seqscan", "off"}, // see SetSubject
-	} {
-		b.Queue("SET LOCAL " + kv[0] + " = " + quote(kv[1]))
-	}
-}
-
 // send sends b on conn, its statements bound to subject.
 func (s *Store) send(ctx context.Context, conn *pgxpool.Conn, subject string, b *pgx.Batch) error {
-	if s.citus {
-		for _, q := range b.QueuedQueries {
-			q.SQL = bind(q.SQL, subject)
-		}
+	for _, q := range b.QueuedQueries {
+		q.SQL = s.dialect.bind(q.SQL, subject)
 	}
 	return conn.SendBatch(ctx, b).Close()
-}
-
-// bound is db, its statements bound to subject on Citus.
-func (s *Store) bound(db DBTX, subject string) DBTX {
-	if !s.citus {
-		return db
-	}
-	return boundDB{db, subject}
-}
-
-// bind writes subject, as a literal, where sql reads the transaction's
-// subject setting.
-func bind(sql, subject string) string {
-	return strings.ReplaceAll(sql, subjectSetting, quote(subject))
 }
 
 // quote is a SQL string literal of v: an escape string, which reads the
@@ -108,21 +65,4 @@ func bind(sql, subject string) string {
 // subject with a NUL byte, which would end the statement's text.
 func quote(v string) string {
 	return "E'" + strings.NewReplacer(`\`, `\\`, "'", "''").Replace(v) + "'"
-}
-
-type boundDB struct {
-	db      DBTX
-	subject string
-}
-
-func (b boundDB) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	return b.db.Exec(ctx, bind(sql, b.subject), args...)
-}
-
-func (b boundDB) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	return b.db.Query(ctx, bind(sql, b.subject), args...)
-}
-
-func (b boundDB) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return b.db.QueryRow(ctx, bind(sql, b.subject), args...)
 }

@@ -2,6 +2,13 @@
 // edited; regenerate with `make generate`) and the hand-written Store that
 // the rest of the code calls.
 //
+// The Store speaks one of two dialects (dialect.go), found once by Open:
+// one PostgreSQL, or a Citus coordinator, whose forms of the key-using
+// writes, settings and round trips differ (citus.go says why). Nothing
+// else asks which database it is; Config.CitusForms runs Citus's forms on
+// one PostgreSQL, which make test does (TestCitusFormsOnOnePostgreSQL).
+// Open also refuses a role that could step around row-level security.
+//
 // Invariants:
 //   - Every request's work runs in one transaction (but for a collection's
 //     reindex, reindex.go: a transaction for the settings, then one per
@@ -10,7 +17,7 @@
 //     one round trip, the audit entry and COMMIT in another; a read sends
 //     them all in one, its entry appended only if it decrypted) whose first
 //     statement after BEGIN sets
-//     fieldseal.subject with set_config(..., true). Row-level
+//     fieldseal.subject with set_config(..., true) (SET LOCAL on Citus). Row-level
 //     security, forced on every table, turns that into "subject = X" on each
 //     query, and new rows take their subject from it: a query that forgets a
 //     WHERE still cannot reach another subject's rows.
@@ -32,7 +39,8 @@
 //     off and force_generic_plan when they carry a key (a plan made once
 //     per connection, kept until an ANALYZE), and subject-wide statements
 //     take forms that cannot go quadratic (no self-join of a subject's
-//     rows; a lookup per candidate behind an OFFSET 0 fence).
+//     rows; a lookup per candidate behind an OFFSET 0 fence, only by an
+//     index the lookup's whole key leads; a page found with its rows whole).
 //     TestPlansMadeOnTinyTables plans them on tiny tables and runs them
 //     on a grown one.
 //   - What an import brings back in is what a create would have written:

@@ -25,7 +25,7 @@ func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	defer conn.Release()
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		var err error
-		rep, err = grantsReport(ctx, New(tx))
+		rep, err = grantsReport(ctx, New(tx), s.dialect)
 		return err
 	})
 	return rep, mapError(err)
@@ -39,10 +39,14 @@ func GrantsReport(ctx context.Context, adminURL string) (fieldseal.GrantsReport,
 		return fieldseal.GrantsReport{}, fmt.Errorf("connect to the admin database: %w", err)
 	}
 	defer conn.Close(ctx)
-	return grantsReport(ctx, New(conn))
+	d, err := dialectOf(ctx, conn, false)
+	if err != nil {
+		return fieldseal.GrantsReport{}, err
+	}
+	return grantsReport(ctx, New(conn), d)
 }
 
-func grantsReport(ctx context.Context, q *Queries) (fieldseal.GrantsReport, error) {
+func grantsReport(ctx context.Context, q *Queries, d dialect) (fieldseal.GrantsReport, error) {
 	rep := fieldseal.GrantsReport{Drift: []fieldseal.Drift{}}
 	drift, err := q.ListGrantsDrift(ctx)
 	if err != nil {
@@ -98,7 +102,7 @@ func grantsReport(ctx context.Context, q *Queries) (fieldseal.GrantsReport, erro
 	for _, t := range tables {
 		rep.Tables = append(rep.Tables, fieldseal.TableStatus{Table: t.TableName, Owner: t.Owner, RLSEnabled: t.RlsEnabled, RLSForced: t.RlsForced})
 	}
-	return rep, workerDrift(ctx, q.db, &rep)
+	return rep, d.workerDrift(ctx, q.db, &rep)
 }
 
 // nodePrivileges lists, one line each (kind, name, ACL, tab-separated),
@@ -129,11 +133,12 @@ SELECT coalesce(string_agg(kind || E'\t' || name || E'\t' || acl, E'\n' ORDER BY
 // workerDrift adds to rep, on a Citus coordinator, every privilege a
 // worker holds otherwise than the coordinator (run_command_on_workers:
 // the statement carries nothing secret), and every shard whose
-// privileges are not its table's, on any node. Elsewhere it does nothing.
-func workerDrift(ctx context.Context, db DBTX, rep *fieldseal.GrantsReport) error {
-	var citus bool
-	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')`).Scan(&citus); err != nil || !citus {
-		return err
+// privileges are not its table's, on any node. One PostgreSQL has none.
+func (onePostgres) workerDrift(context.Context, DBTX, *fieldseal.GrantsReport) error { return nil }
+
+func (c citusCoordinator) workerDrift(ctx context.Context, db DBTX, rep *fieldseal.GrantsReport) error {
+	if c.formsOnly {
+		return nil // one PostgreSQL: no workers, no shards
 	}
 	var may bool
 	if err := db.QueryRow(ctx, `SELECT has_function_privilege('run_command_on_workers(text, boolean)', 'EXECUTE')`).Scan(&may); err != nil {

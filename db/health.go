@@ -20,11 +20,11 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	return v, mapError(err)
 }
 
-// CheckSessionRole refuses a connection role that could step around
+// checkSessionRole refuses a connection role that could step around
 // fieldseal's protections: a superuser, a BYPASSRLS role (or one that can
 // become either), an owner of fieldseal's objects, or a role without the
-// privileges of fieldseal_app.
-func (s *Store) CheckSessionRole(ctx context.Context) error {
+// privileges of fieldseal_app. Open asks, on its first connection.
+func (s *Store) checkSessionRole(ctx context.Context) error {
 	r, err := New(s.pool).GetSessionRole(ctx)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.Contains(pgErr.Message, "log_parameter_max_length") {
@@ -47,7 +47,6 @@ func (s *Store) CheckSessionRole(ctx context.Context) error {
 	case !r.IsApp:
 		return fmt.Errorf("role %q is not a member of fieldseal_app (run `fieldseal migrate up`, then GRANT fieldseal_app TO %s)", r.RoleName, r.RoleName)
 	}
-	s.citus = r.OnCitus
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 )
@@ -40,14 +39,14 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 		if !ok {
 			return errWrongKey
 		}
-		if n, err = s.reencrypt(ctx, q, current, next); err != nil {
+		if n, err = s.dialect.reencrypt(ctx, q, current, next); err != nil {
 			return err
 		}
 		// Tags are keyed by the client's key: every one is computed again.
 		if err := q.DeleteAllTags(ctx); err != nil {
 			return err
 		}
-		if err := s.reindexAll(ctx, q, next); err != nil {
+		if err := s.dialect.reindexAll(ctx, q, next); err != nil {
 			return err
 		}
 		if err := q.EndIndexing(ctx); err != nil { // every collection's tags are whole now
@@ -64,72 +63,6 @@ func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current,
 	}})
 	return n, err
 }
-
-// reencrypt puts every record of the subject under next, inside
-// PostgreSQL, and returns how many. A record that does not open under
-// current (the verified key) is damaged: the rotation is refused (and
-// rolls back), naming the damaged records, rather than leave them under a
-// key the subject no longer has.
-//
-// On one PostgreSQL it is one UPDATE. On Citus, whose UPDATE would carry
-// both keys written into the worker's statement, a page of records at a
-// time is re-encrypted by a SELECT (keys stay parameters) and its new
-// ciphertexts written back by an UPDATE (ciphertexts may be logged).
-func (s *Store) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error) {
-	if !s.citus {
-		n, err := q.ReencryptRecords(ctx, ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
-		if err != nil {
-			return 0, err
-		}
-		total, err := q.CountRecords(ctx)
-		if err != nil || n == total {
-			return n, err
-		}
-		rows, err := q.ListDamagedRecords(ctx, current.Passphrase())
-		if err != nil {
-			return 0, err
-		}
-		return 0, damaged(ids(rows)...)
-	}
-	var n int64
-	var bad []fieldseal.ID
-	after := pgtype.UUID{Valid: true}
-	for {
-		page, err := q.ReencryptPage(ctx, ReencryptPageParams{OldKey: current.Passphrase(), NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
-		if err != nil {
-			return 0, err
-		}
-		if len(page) == 0 {
-			break
-		}
-		written := make([]pgtype.UUID, 0, len(page))
-		secrets := make([][]byte, 0, len(page))
-		for _, r := range page {
-			if r.Secret == nil {
-				bad = appendNamed(bad, fieldseal.ID(r.ID.Bytes))
-				continue
-			}
-			written, secrets = append(written, r.ID), append(secrets, r.Secret)
-		}
-		after = page[len(page)-1].ID
-		if len(bad) > 0 {
-			continue // refused below: only the damaged ones are still wanted
-		}
-		m, err := q.ReplaceSecrets(ctx, ReplaceSecretsParams{Ids: written, Secrets: secrets})
-		if err != nil {
-			return 0, err
-		}
-		n += m
-	}
-	if len(bad) > 0 {
-		return 0, damaged(bad...)
-	}
-	return n, nil
-}
-
-// reencryptPageRows is how many records a Citus rotation re-encrypts per
-// round trip; their ciphertexts are held in memory meanwhile.
-const reencryptPageRows = 1000
 
 var _ fieldseal.KeyService = (*Store)(nil)
 

@@ -27,6 +27,10 @@ type Config struct {
 	DirectURL string
 	Throttle  Throttle
 	Timeouts  Timeouts
+	// CitusForms runs a Citus coordinator's forms of every write on one
+	// PostgreSQL (dialect.go): for tests, so that a break in them shows
+	// without a cluster. On Citus they are used whatever it says.
+	CitusForms bool
 }
 
 // Timeouts bound what a request may cost the database, so a lock held by

@@ -28,7 +28,7 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 		})
 	})
-	tagged := s.index(ctx, &t.first, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
+	tagged := s.dialect.index(ctx, &t.first, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	t.check = func() error {
 		if err := writeKey.check(); err != nil {
 			return err
@@ -189,7 +189,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
 			return err
 		}
-		return s.reindexRecords(ctx, q, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
+		return s.dialect.reindexRecords(ctx, q, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
 	}})
 	return rec, err
 }

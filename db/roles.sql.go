@@ -27,10 +27,7 @@ SELECT r.rolname::text AS role_name,
        ) OR EXISTS (
            SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'fieldseal' AND pg_has_role(current_user, c.relowner, 'MEMBER')
-       ) AS owns_objects,
-       -- A Citus coordinator: the Store names each statement's subject
-       -- (db/citus.go).
-       EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS on_citus
+       ) AS owns_objects
 FROM pg_catalog.pg_roles r
 WHERE r.rolname = current_user
 `
@@ -42,7 +39,6 @@ type GetSessionRoleRow struct {
 	IsApp               bool
 	CanBecomePrivileged bool
 	OwnsObjects         pgtype.Bool
-	OnCitus             bool
 }
 
 // What serve checks before it accepts a request: who it is connected as,
@@ -57,7 +53,6 @@ func (q *Queries) GetSessionRole(ctx context.Context) (GetSessionRoleRow, error)
 		&i.IsApp,
 		&i.CanBecomePrivileged,
 		&i.OwnsObjects,
-		&i.OnCitus,
 	)
 	return i, err
 }

@@ -50,8 +50,8 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 	batch := batchParams(recIDs, in)
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idempotent(idem, &recs)}
 	writeKey := registerKey(ctx, &t.first, key)
-	created := s.createRecords(ctx, &t.first, key, recIDs, in, batch)
-	tagged := s.index(ctx, &t.first, batch.index(key))
+	created := s.dialect.createRecords(ctx, &t.first, key, recIDs, in, batch)
+	tagged := s.dialect.index(ctx, &t.first, batch.index(key))
 	t.check = func() error {
 		if err := writeKey.check(); err != nil {
 			return err
@@ -91,64 +91,12 @@ type recordBatch struct {
 	secrets     []string
 }
 
-// createRecords queues a batch's inserts into b: one statement, or on
-// Citus one per record (INSERT ... VALUES): Citus writes every parameter
-// of an INSERT ... SELECT, key and plaintext among them, into the
-// statement it sends to the worker, whose log_statement would log them.
-// The result is known once b's round trip has been read.
-func (s *Store) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, batch recordBatch) func() ([]CreateRecordsRow, error) {
-	if !s.citus {
-		created := query(b, func(q *Queries) ([]CreateRecordsRow, error) {
-			return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
-		})
-		return created.get
-	}
-	each := make([]*pending[CreateRecordRow], len(in))
-	for i := range in {
-		each[i] = query(b, func(q *Queries) (CreateRecordRow, error) {
-			return q.CreateRecord(ctx, CreateRecordParams{
-				ID: uuid(recIDs[i]), Collection: in[i].Collection, Public: in[i].Public, Secret: string(in[i].Secret), Key: key.Passphrase(),
-			})
-		})
-	}
-	return func() ([]CreateRecordsRow, error) {
-		rows := make([]CreateRecordsRow, 0, len(each))
-		for _, p := range each {
-			r, err := p.get()
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, CreateRecordsRow(r))
-		}
-		return rows, nil
-	}
-}
-
-// Tags on Citus. Citus writes an INSERT's parameters into the statement
-// it sends to the worker, so the INSERT ... SELECTs that tag records on
-// one PostgreSQL (IndexRecords, ReindexAllTags) would
-// put the key and plaintext in the worker's log. There, SELECTs compute
-// the tags (their parameters stay parameters) and InsertTags writes them:
-// ids, fields and tags, which the worker's log may then hold, as its
-// table does (docs/scale.md).
-
-// tagger tags records just written: on one PostgreSQL IndexRecords, in
-// the first round trip; on Citus RecordTags there, and InsertTags after
-// (write, from the transaction's then).
+// tagger tags records just written (the dialect's index): on one
+// PostgreSQL IndexRecords, in the first round trip; on Citus RecordTags
+// there, and InsertTags after (write, from the transaction's then).
 type tagger struct {
 	indexed *pending[struct{}]
 	tags    *pending[[]RecordTagsRow]
-}
-
-// index queues into b the tagging of records just written, for the
-// collections with searchable fields.
-func (s *Store) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *tagger {
-	if !s.citus {
-		return &tagger{indexed: exec(b, func(q *Queries) error { return q.IndexRecords(ctx, p) })}
-	}
-	return &tagger{tags: query(b, func(q *Queries) ([]RecordTagsRow, error) {
-		return q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
-	})}
 }
 
 // check returns the tagging's error, once the round trip has been read.
@@ -171,35 +119,6 @@ func (t *tagger) write(ctx context.Context, q *Queries) error {
 		return err
 	}
 	return writeTags(ctx, q, rows)
-}
-
-// reindexRecords tags records just replaced, in a then step.
-func (s *Store) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsParams) error {
-	if !s.citus {
-		return q.IndexRecords(ctx, p)
-	}
-	rows, err := q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
-	if err != nil {
-		return err
-	}
-	return writeTags(ctx, q, rows)
-}
-
-// reindexAll tags every record again under key, after a rotation's
-// DeleteAllTags.
-func (s *Store) reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) error {
-	if !s.citus {
-		return q.ReindexAllTags(ctx, key.Passphrase())
-	}
-	rows, err := q.AllTags(ctx, key.Passphrase())
-	if err != nil {
-		return err
-	}
-	tags := make([]RecordTagsRow, len(rows))
-	for i, r := range rows {
-		tags[i] = RecordTagsRow(r)
-	}
-	return writeTags(ctx, q, tags)
 }
 
 // writeTags writes tags computed by RecordTags or AllTags.

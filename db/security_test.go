@@ -257,7 +257,7 @@ func TestDumpHoldsNoPlaintext(t *testing.T) {
 	}
 }
 
-func TestCheckSessionRole(t *testing.T) {
+func TestOpenRefusesRoles(t *testing.T) {
 	t.Parallel()
 	database := pgtest.NewDB(t)
 	for _, tc := range []struct {
@@ -270,17 +270,29 @@ func TestCheckSessionRole(t *testing.T) {
 		{"not an app member", "", "not a member of fieldseal_app"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Open asks on its first connection: no Store exists for a
+			// role it refuses.
 			store, err := db.Open(context.Background(), db.Config{URL: pgtest.LoginRole(t, database, tc.attributes)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer store.Close()
-			err = store.CheckSessionRole(context.Background())
+			var refused *db.SessionError
 			switch {
 			case tc.want == "" && err != nil:
 				t.Errorf("refused: %v", err)
-			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
-				t.Errorf("CheckSessionRole = %v; want a refusal naming %q", err, tc.want)
+			case tc.want != "" && (!errors.As(err, &refused) || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Open = %v; want a refusal (a *db.SessionError) naming %q", err, tc.want)
+			}
+			if err == nil {
+				defer store.Close()
+				if d := store.Dialect(); d != "PostgreSQL" {
+					t.Errorf("dialect of one PostgreSQL: %q", d)
+				}
+				forms, err := db.Open(context.Background(), db.Config{URL: pgtest.LoginRole(t, database, tc.attributes), CitusForms: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer forms.Close()
+				if d := forms.Dialect(); d != "Citus" {
+					t.Errorf("dialect with CitusForms: %q; want Citus's forms", d)
+				}
 			}
 		})
 	}

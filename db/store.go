@@ -13,9 +13,9 @@ type Store struct {
 	pool   *pgxpool.Pool
 	health *pgxpool.Pool // one connection for /readyz and revocation polls
 	cfg    Config        // with its defaults filled in
-	// citus: the database is a Citus coordinator (see citus.go). Set by
-	// CheckSessionRole, before any request.
-	citus bool
+	// dialect: one PostgreSQL's or Citus's forms (dialect.go), found by
+	// Open.
+	dialect dialect
 	// exports holds a token per export running: at most a quarter of the
 	// pool's connections stream exports at once (see Export).
 	exports chan struct{}
@@ -24,8 +24,11 @@ type Store struct {
 	OnAudit func(action, outcome string)
 }
 
-// Open connects to PostgreSQL as c says. Connections are made as needed;
-// CheckSessionRole makes the first.
+// Open connects to PostgreSQL as c says and, on its first connection,
+// refuses a role that could step around fieldseal's protections and finds
+// the database's dialect (one PostgreSQL or a Citus coordinator). A
+// refusal, or a database that cannot be asked, is a *SessionError.
+// Further connections are made as needed.
 func Open(ctx context.Context, c Config) (*Store, error) {
 	if c.Timeouts == (Timeouts{}) {
 		c.Timeouts = DefaultTimeouts
@@ -48,11 +51,30 @@ func Open(ctx context.Context, c Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{
+	s := &Store{
 		pool: pool, health: health, cfg: c,
 		exports: make(chan struct{}, max(1, pool.Config().MaxConns/4)),
-	}, nil
+	}
+	if err := s.checkSessionRole(ctx); err != nil {
+		s.Close()
+		return nil, &SessionError{err}
+	}
+	if s.dialect, err = dialectOf(ctx, s.pool, c.CitusForms); err != nil {
+		s.Close()
+		return nil, &SessionError{err}
+	}
+	return s, nil
 }
+
+// SessionError is Open's refusal of the connection's role, or its failure
+// to ask the database who it is connected as.
+type SessionError struct{ err error }
+
+func (e *SessionError) Error() string { return e.err.Error() }
+func (e *SessionError) Unwrap() error { return e.err }
+
+// Dialect names the database's dialect: "PostgreSQL" or "Citus".
+func (s *Store) Dialect() string { return s.dialect.String() }
 
 // Close closes every connection.
 func (s *Store) Close() {

@@ -143,30 +143,17 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	// commitFirst, the audit entry and COMMIT. On Citus a transaction that
 	// uses a key hears the throttle's answer before its statements are
 	// sent (see citus.go), and commits in a round trip of its own.
-	commitFirst := t.commitFirst && !s.citus
+	commitFirst := t.commitFirst && !s.dialect.apart()
 	first := &pgx.Batch{}
 	first.Queue(beginStatement(t.readOnly))
 	statementTimeout := s.cfg.Timeouts.Statement
 	if t.long {
 		statementTimeout = s.cfg.Timeouts.Long
 	}
-	// A custom plan folds bind values into constants, which a verbose
-	// auto_explain would log: a transaction that carries a key plans
-	// generically. Not on Citus, which cannot distribute a generic plan
-	// of most statements (docs/scale.md says what to leave off there).
-	planCacheMode := "auto"
-	if t.usesKey && !s.citus {
-		planCacheMode = "force_generic_plan"
-	}
-	settings := SetSubjectParams{
+	s.dialect.settings(ctx, first, SetSubjectParams{
 		Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.cfg.Timeouts.Lock),
-		PlanCacheMode: planCacheMode,
-	}
-	if s.citus {
-		setLocal(first, settings)
-	} else {
-		exec(first, func(q *Queries) error { return q.SetSubject(ctx, settings) })
-	}
+		PlanCacheMode: s.dialect.planCacheMode(t.usesKey),
+	})
 	var admission *pending[AdmitKeyUseRow]
 	if t.usesKey {
 		admission = query(first, func(q *Queries) (AdmitKeyUseRow, error) {
@@ -181,7 +168,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 		claimed = t.idem.claim(ctx, first)
 	}
 	work := first
-	if s.citus && t.usesKey {
+	if t.usesKey && s.dialect.apart() {
 		work = &pgx.Batch{}
 	}
 	work.QueuedQueries = append(work.QueuedQueries, t.first.QueuedQueries...)
@@ -211,7 +198,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 			return err
 		}
 	}
-	q := New(s.bound(conn, t.caller.Subject))
+	q := New(bound(s.dialect, conn, t.caller.Subject))
 	if claimed != nil {
 		if ok, err := claimed.get(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err

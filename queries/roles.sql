@@ -16,9 +16,6 @@ SELECT r.rolname::text AS role_name,
        ) OR EXISTS (
            SELECT FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
            WHERE n.nspname = 'fieldseal' AND pg_has_role(current_user, c.relowner, 'MEMBER')
-       ) AS owns_objects,
-       -- A Citus coordinator: the Store names each statement's subject
-       -- (db/citus.go).
-       EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus') AS on_citus
+       ) AS owns_objects
 FROM pg_catalog.pg_roles r
 WHERE r.rolname = current_user;

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -46,18 +47,18 @@ type API struct {
 // builds the handlers. Errors name the setting at fault.
 func New(ctx context.Context, c Config) (*API, error) {
 	store, err := db.Open(ctx, c.Database)
-	if err != nil {
-		return nil, fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
-	}
-	store.OnAudit = c.OnAudit
-	if err := store.CheckSessionRole(ctx); err != nil {
-		store.Close()
+	var refused *db.SessionError
+	switch {
+	case errors.As(err, &refused):
 		if !c.Database.TransactionPooler && strings.Contains(err.Error(), "unsupported startup parameter") {
 			return nil, fmt.Errorf("FIELDSEAL_DATABASE_URL: %w: a transaction pooler (PgBouncer) refuses the settings fieldseal sends when it connects; "+
 				"set FIELDSEAL_TRANSACTION_POOLER=true (--transaction-pooler) to connect through one", err)
 		}
 		return nil, fmt.Errorf("refusing to start: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
 	}
+	store.OnAudit = c.OnAudit
 	revocations := auth.NewRevocations()
 	c.Tokens.Revocations = revocations
 	c.Tokens.Log = c.Log

@@ -31,6 +31,7 @@ type Options struct {
 	Decrypter         *auth.Decrypter
 	RequireEncryption bool
 	Timeouts          db.Timeouts // zero: db.DefaultTimeouts
+	CitusForms        bool        // Citus's forms of every write, on one PostgreSQL (db.Config)
 }
 
 // Server is a running API.
@@ -56,7 +57,7 @@ func Start(t testing.TB, database pgtest.DB, signingKey *rsa.PrivateKey, o Optio
 
 	logBuf := &SyncBuffer{}
 	a, err := api.New(ctx, api.Config{
-		Database: db.Config{URL: database.AppURL, TransactionPooler: database.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts},
+		Database: db.Config{URL: database.AppURL, TransactionPooler: database.TransactionPooler, Throttle: o.Throttle, Timeouts: o.Timeouts, CitusForms: o.CitusForms},
 		Tokens: auth.Options{
 			Issuer: idp.URL, Audience: Audience, Keys: auth.KeySource{Issuer: idp.URL},
 			Decrypter: o.Decrypter, RequireEncryption: o.RequireEncryption,
