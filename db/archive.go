@@ -25,7 +25,7 @@ type ArchiveResult struct {
 // archive does not verify: then nothing is archived.
 var ErrTrailBroken = errors.New("the audit trail is broken")
 
-// ArchiveAudit moves every entry older than before out of the database,
+// Archive moves every entry older than before out of the database,
 // over an admin connection (a superuser, or a fieldseal_owner member): in
 // one REPEATABLE READ transaction it writes each chain's entries up to its
 // newest entry older than before to w (a header line, then one entry a
@@ -37,13 +37,8 @@ var ErrTrailBroken = errors.New("the audit trail is broken")
 // archives, so its cost follows the archive, not the trail.
 // Appends go on meanwhile: they touch only the heads and newer entries.
 // On any error nothing is deleted.
-func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.Writer, sync func() error) (ArchiveResult, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return ArchiveResult{}, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
+func (a *Admin) Archive(ctx context.Context, before time.Time, w io.Writer, sync func() error) (ArchiveResult, error) {
+	tx, err := a.begin(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead})
 	if err != nil {
 		return ArchiveResult{}, err
 	}
@@ -129,21 +124,16 @@ func ArchiveAudit(ctx context.Context, adminURL string, before time.Time, w io.W
 const enableAuditArchiving = `SET LOCAL citus.propagate_set_commands = 'local'; ` +
 	`SET LOCAL fieldseal.audit_reader = 'on'; SET LOCAL fieldseal.audit_archive = 'on'`
 
-// AuditChainStarts is the database's name and where each archived chain
+// ChainStarts is the database's name and where each archived chain
 // starts in it (FirstSeq and PrevHash): for `fieldseal audit verify
 // --archive`, which checks that the newest archive of each chain ends
 // right before it.
-func AuditChainStarts(ctx context.Context, adminURL string) (string, []fieldseal.ArchiveChain, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return "", nil, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
+func (a *Admin) ChainStarts(ctx context.Context) (string, []fieldseal.ArchiveChain, error) {
 	var database string
-	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
+	if err := a.db.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
 		return "", nil, err
 	}
-	rows, err := New(conn).ListAuditChainStarts(ctx, "")
+	rows, err := New(a.db).ListAuditChainStarts(ctx, "")
 	out := make([]fieldseal.ArchiveChain, len(rows))
 	for i, r := range rows {
 		out[i] = fieldseal.ArchiveChain{Subject: r.Subject, Lane: r.Lane, FirstSeq: r.Seq, PrevHash: hex.EncodeToString(r.PrevHash)}

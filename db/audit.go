@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
@@ -164,13 +163,8 @@ const verifyPageSize = 5000
 // the head was rewritten to match. A chain cannot tell an entry appended
 // through the trigger by someone with database access from one the app
 // appended; docs/dba.md says how to close both gaps.
-func VerifyAuditTrail(ctx context.Context, adminURL, subject string, progress func(entries int64)) (fieldseal.AuditReport, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fieldseal.AuditReport{}, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
-	q := New(conn)
+func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress func(entries int64)) (fieldseal.AuditReport, error) {
+	q := New(a.db)
 	starts, err := chainStarts(ctx, q, subject)
 	if err != nil {
 		return fieldseal.AuditReport{}, err
@@ -310,16 +304,10 @@ func auditEvent(r ListAuditEventsRow) fieldseal.AuditEvent {
 	return e
 }
 
-// AuditCheckpoint reads every lane's head, and the database's name and
-// clock, in one snapshot over an admin (or auditor) connection:
-// `fieldseal audit checkpoint`.
-func AuditCheckpoint(ctx context.Context, adminURL string) (fieldseal.Checkpoint, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fieldseal.Checkpoint{}, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
-	rows, err := New(conn).ListAuditHeadsForCheckpoint(ctx)
+// Checkpoint reads every lane's head, and the database's name and clock,
+// in one statement (one snapshot): `fieldseal audit checkpoint`.
+func (a *Admin) Checkpoint(ctx context.Context) (fieldseal.Checkpoint, error) {
+	rows, err := New(a.db).ListAuditHeadsForCheckpoint(ctx)
 	if err != nil {
 		return fieldseal.Checkpoint{}, err
 	}
@@ -327,7 +315,7 @@ func AuditCheckpoint(ctx context.Context, adminURL string) (fieldseal.Checkpoint
 	var at time.Time
 	if len(rows) == 0 {
 		// An empty trail: no row to carry the name and the time.
-		if err := conn.QueryRow(ctx, `SELECT current_database(), now()`).Scan(&cp.Database, &at); err != nil {
+		if err := a.db.QueryRow(ctx, `SELECT current_database(), now()`).Scan(&cp.Database, &at); err != nil {
 			return cp, err
 		}
 	}
@@ -345,14 +333,9 @@ func AuditCheckpoint(ctx context.Context, adminURL string) (fieldseal.Checkpoint
 // archived since is looked up with archived (the archives given to
 // verify); one archived in none of them cannot be checked, and is
 // reported as such.
-func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoint, archived func(subject string, lane int16, seq int64) (hash string, ok bool)) ([]fieldseal.AuditBreak, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return nil, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
+func (a *Admin) CheckCheckpoint(ctx context.Context, cp fieldseal.Checkpoint, archived func(subject string, lane int16, seq int64) (hash string, ok bool)) ([]fieldseal.AuditBreak, error) {
 	var database string
-	if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
+	if err := a.db.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
 		return nil, err
 	}
 	if cp.Database != database {
@@ -364,11 +347,11 @@ func CheckCheckpoint(ctx context.Context, adminURL string, cp fieldseal.Checkpoi
 		p.Subjects, p.Lanes, p.Seqs = append(p.Subjects, h.Subject), append(p.Lanes, h.Lane), append(p.Seqs, h.Seq)
 		want[chain{h.Subject, h.Lane}] = h.Hash
 	}
-	rows, err := New(conn).ListCheckpointedEntries(ctx, p)
+	rows, err := New(a.db).ListCheckpointedEntries(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	starts, err := chainStarts(ctx, New(conn), "")
+	starts, err := chainStarts(ctx, New(a.db), "")
 	if err != nil {
 		return nil, err
 	}

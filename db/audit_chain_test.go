@@ -39,7 +39,7 @@ func TestExportWhileTheSubjectWrites(t *testing.T) {
 	if exported != 1 {
 		t.Errorf("exported %d records; want 1 (the snapshot at the export's start)", exported)
 	}
-	rep, err := db.VerifyAuditTrail(ctx, database.AdminURL, "alice", nil)
+	rep, err := openAdmin(t, database.AdminURL).VerifyAuditTrail(ctx, "alice", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +67,22 @@ func TestAuditFirstAppendsOfASubjectRace(t *testing.T) {
 			t.Errorf("concurrent first append: %v", err)
 		}
 	}
-	rep, err := db.VerifyAuditTrail(ctx, database.AdminURL, "newcomer", nil)
+	rep, err := openAdmin(t, database.AdminURL).VerifyAuditTrail(ctx, "newcomer", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.Breaks) != 0 || rep.Entries != n {
 		t.Errorf("newcomer's chain: %+v; want %d entries, intact", rep, n)
 	}
+}
+
+// openAdmin is an admin connection to url, closed when t ends.
+func openAdmin(t testing.TB, url string) *db.Admin {
+	t.Helper()
+	a, err := db.OpenAdmin(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a
 }

@@ -31,19 +31,14 @@ func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	return rep, mapError(err)
 }
 
-// GrantsReport reads the report over an admin (or auditor) connection:
+// Grants reads the report over an admin (or auditor) connection:
 // `fieldseal audit grants`.
-func GrantsReport(ctx context.Context, adminURL string) (fieldseal.GrantsReport, error) {
-	conn, err := pgx.Connect(ctx, adminURL)
-	if err != nil {
-		return fieldseal.GrantsReport{}, fmt.Errorf("connect to the admin database: %w", err)
-	}
-	defer conn.Close(ctx)
-	d, err := dialectOf(ctx, conn, false)
+func (a *Admin) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
+	d, err := dialectOf(ctx, a.db, false)
 	if err != nil {
 		return fieldseal.GrantsReport{}, err
 	}
-	return grantsReport(ctx, New(conn), d)
+	return grantsReport(ctx, New(a.db), d)
 }
 
 func grantsReport(ctx context.Context, q *Queries, d dialect) (fieldseal.GrantsReport, error) {

@@ -3,7 +3,6 @@ package db
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
@@ -178,26 +177,26 @@ func (b *backoff) next() time.Duration {
 
 func (b *backoff) reset() { b.step = 0 }
 
-// Revoke records a revocation over an admin connection and notifies every
+// Revoke records a revocation and notifies every
 // instance, in one transaction (NOTIFY is delivered at commit). It is the
 // `fieldseal token revoke` command's half of the feature.
-func Revoke(ctx context.Context, adminURL string, r fieldseal.Revocation) error {
-	conn, err := pgx.Connect(ctx, adminURL)
+func (a *Admin) Revoke(ctx context.Context, r fieldseal.Revocation) error {
+	tx, err := a.begin(ctx, pgx.TxOptions{})
 	if err != nil {
-		return fmt.Errorf("connect to the admin database: %w", err)
+		return err
 	}
-	defer conn.Close(ctx)
-	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		q := New(tx)
-		var err error
-		if r.JTI != "" {
-			err = q.RevokeTokenID(ctx, RevokeTokenIDParams{Jti: r.JTI, ExpiresAt: r.ExpiresAt})
-		} else {
-			err = q.RevokeSubject(ctx, RevokeSubjectParams{Subject: r.Subject, ExpiresAt: r.ExpiresAt})
-		}
-		if err != nil {
-			return err
-		}
-		return q.NotifyRevocations(ctx)
-	})
+	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
+	q := New(tx)
+	if r.JTI != "" {
+		err = q.RevokeTokenID(ctx, RevokeTokenIDParams{Jti: r.JTI, ExpiresAt: r.ExpiresAt})
+	} else {
+		err = q.RevokeSubject(ctx, RevokeSubjectParams{Subject: r.Subject, ExpiresAt: r.ExpiresAt})
+	}
+	if err != nil {
+		return err
+	}
+	if err := q.NotifyRevocations(ctx); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
 }

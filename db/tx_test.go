@@ -81,7 +81,7 @@ func tracedStore(t *testing.T) (*Store, *roundTrips, pgtest.DB) {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	return &Store{pool: pool, health: pool, cfg: Config{Throttle: DefaultThrottle, Timeouts: DefaultTimeouts}, exports: make(chan struct{}, 1)}, rt, database
+	return &Store{pool: pool, health: pool, cfg: Config{Throttle: DefaultThrottle, Timeouts: DefaultTimeouts}, exports: make(chan struct{}, 1), dialect: onePostgres{}}, rt, database
 }
 
 // Each request takes the round trips the pipeline promises.

@@ -135,7 +135,7 @@ func TestAuditTrailRecordsEveryRequest(t *testing.T) {
 		}
 	}
 	// The chain is intact.
-	rep, err := db.VerifyAuditTrail(context.Background(), a.db.AdminURL, "alice", nil)
+	rep, err := openAdmin(t, a.db.AdminURL).VerifyAuditTrail(context.Background(), "alice", nil)
 	if err != nil || len(rep.Breaks) != 0 || rep.Entries != int64(len(events)) {
 		t.Errorf("verify alice's chain: %+v %v; want %d entries, intact", rep, err, len(events))
 	}
@@ -191,7 +191,7 @@ func TestAuditChainsUnderConcurrency(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	rep, err := db.VerifyAuditTrail(context.Background(), a.db.AdminURL, "", nil)
+	rep, err := openAdmin(t, a.db.AdminURL).VerifyAuditTrail(context.Background(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,7 +242,7 @@ func TestAuditEventsAfterArchive(t *testing.T) {
 		a.create(tok, key, `{"collection":"c","secret":{}}`)
 	}
 	var file bytes.Buffer
-	res, err := db.ArchiveAudit(context.Background(), a.db.AdminURL, cut, &file, func() error { return nil })
+	res, err := openAdmin(t, a.db.AdminURL).Archive(context.Background(), cut, &file, func() error { return nil })
 	if err != nil || res.Entries != 10 {
 		t.Fatalf("archive: %+v %v; want 10 entries", res, err)
 	}

@@ -55,7 +55,7 @@ func TestServiceOnCitus(t *testing.T) {
 	if r := a.do(req{method: "GET", path: "/v1/audit/grants", token: a.token("dba", "audit:read")}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"workers`) {
 		t.Errorf("grants report on Citus: %d %.300s; want it to say what it checked on the workers", r.status, r.body)
 	}
-	rep, err := db.VerifyAuditTrail(ctx, database.AdminURL, "", nil)
+	rep, err := openAdmin(t, database.AdminURL).VerifyAuditTrail(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/internal/apitest"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
@@ -126,7 +125,7 @@ func TestCitusFormsOnOnePostgreSQL(t *testing.T) {
 	database := pgtest.NewDB(t)
 	a := startAPI(t, database, apitest.Options{CitusForms: true})
 	serviceScenario(t, a)
-	rep, err := db.VerifyAuditTrail(context.Background(), database.AdminURL, "", nil)
+	rep, err := openAdmin(t, database.AdminURL).VerifyAuditTrail(context.Background(), "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,4 +146,3 @@ func TestCitusFormsOnOnePostgreSQL(t *testing.T) {
 		t.Errorf("after the refused rotation the old key reads %d; want 200 (nothing changed)", r.status)
 	}
 }
-

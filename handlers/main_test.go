@@ -17,6 +17,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/handlers"
 	"github.com/fieldseal/fieldseal/internal/apitest"
@@ -292,4 +293,15 @@ func (a *api) doChunked(token, key, body string) response {
 // mode (FIELDSEAL_TRANSACTION_POOLER=true's setting in the Store).
 func TestWholeSuiteThroughPgBouncer(t *testing.T) {
 	pgtest.RunThroughPgBouncer(t)
+}
+
+// openAdmin is an admin connection to url, closed when t ends.
+func openAdmin(t testing.TB, url string) *db.Admin {
+	t.Helper()
+	a, err := db.OpenAdmin(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(context.Background()) })
+	return a
 }

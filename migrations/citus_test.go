@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/migrations"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
@@ -247,7 +246,8 @@ func TestAuditChainOnCitus(t *testing.T) {
 		}
 	}
 	// The grants report, on the coordinator, finds the policy kept.
-	grants, err := db.GrantsReport(ctx, coord)
+	admin := openAdmin(t, coord)
+	grants, err := admin.Grants(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,7 +273,7 @@ func TestAuditChainOnCitus(t *testing.T) {
 			t.Fatalf("on worker 1: %s: %v", stmt, err)
 		}
 	}
-	grants, err = db.GrantsReport(ctx, coord)
+	grants, err = admin.Grants(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,14 +289,14 @@ func TestAuditChainOnCitus(t *testing.T) {
 	if err := runAdmin(ctx, coord, `ALTER DATABASE fieldseal SET citus.log_remote_commands = on`); err != nil {
 		t.Fatal(err)
 	}
-	grants, err = db.GrantsReport(ctx, coord)
+	grants, err = admin.Grants(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.ContainsFunc(grants.Drift, func(d fieldseal.Drift) bool { return d.Object == "citus.log_remote_commands = on" }) {
 		t.Errorf("grants report with citus.log_remote_commands on for the database: %+v; want it named", grants.Drift)
 	}
-	rep, err := db.VerifyAuditTrail(ctx, coord, "", nil)
+	rep, err := admin.VerifyAuditTrail(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,24 +308,24 @@ func TestAuditChainOnCitus(t *testing.T) {
 	}
 	// A checkpoint of every lane's head, read across the shards, holds
 	// until a checkpointed entry is taken away.
-	cp, err := db.AuditCheckpoint(ctx, coord)
+	cp, err := admin.Checkpoint(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if breaks, err := db.CheckCheckpoint(ctx, coord, cp, nil); err != nil || len(breaks) != 0 || len(cp.Heads) < 3 {
+	if breaks, err := admin.CheckCheckpoint(ctx, cp, nil); err != nil || len(breaks) != 0 || len(cp.Heads) < 3 {
 		t.Errorf("checkpoint on Citus: %d heads, breaks %+v, %v; want at least 3 heads, intact", len(cp.Heads), breaks, err)
 	}
 	if err := runAdmin(ctx, coord, `SET session_replication_role = replica; DELETE FROM fieldseal.audit_events WHERE subject = 'bob' AND seq = 3`); err != nil {
 		t.Fatal(err)
 	}
-	if breaks, err := db.CheckCheckpoint(ctx, coord, cp, nil); err != nil || len(breaks) == 0 {
+	if breaks, err := admin.CheckCheckpoint(ctx, cp, nil); err != nil || len(breaks) == 0 {
 		t.Errorf("checkpoint after bob's head entry was deleted: breaks %+v, %v; want one", breaks, err)
 	}
 	// An entry edited on its shard is found.
 	if err := runAdmin(ctx, coord, `UPDATE fieldseal.audit_events SET action = 'record.list' WHERE subject = 'bob' AND seq = 2`); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = db.VerifyAuditTrail(ctx, coord, "", nil)
+	rep, err = admin.VerifyAuditTrail(ctx, "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,62 +59,78 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 			return fmt.Errorf("--public-key: %w", err)
 		}
 	}
-	rep, err := db.VerifyAuditTrail(ctx, *adminURL, *subject, func(n int64) {
-		fmt.Fprintf(stderr, "verified %d entries…\n", n)
-	})
+	admin, err := db.OpenAdmin(ctx, *adminURL)
 	if err != nil {
 		return err
 	}
-	broken := len(rep.Breaks) > 0
-	for _, b := range rep.Breaks {
-		fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
-	}
-	// Checkpoints are read first: the archives are searched for the
-	// entries they name.
-	cps := map[string]fieldseal.Checkpoint{}
-	named := map[chainEntry]string{} // checkpointed entry -> its hash in the archives
-	for _, file := range checkpoints {
-		cp, err := readCheckpoint(file, want)
-		if err != nil {
-			fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
-			broken = true
-			continue
-		}
-		cps[file] = cp
-		for _, h := range cp.Heads {
-			named[chainEntry{h.Subject, h.Lane, h.Seq}] = ""
-		}
-	}
-	if len(archives) > 0 {
-		ok, err := verifyArchives(ctx, *adminURL, archives, named, stdout)
+	defer admin.Close(ctx)
+	// One snapshot: the trail, its heads, where archived chains start and
+	// the entries the checkpoints name are read as of one moment.
+	var rep fieldseal.AuditReport
+	broken := false
+	err = admin.Snapshot(ctx, func() error {
+		var err error
+		rep, err = admin.VerifyAuditTrail(ctx, *subject, func(n int64) {
+			fmt.Fprintf(stderr, "verified %d entries…\n", n)
+		})
 		if err != nil {
 			return err
 		}
-		broken = broken || !ok
-	}
-	archived := func(subject string, lane int16, seq int64) (string, bool) {
-		h, ok := named[chainEntry{subject, lane, seq}]
-		return h, ok && h != ""
-	}
-	for _, file := range checkpoints {
-		cp, ok := cps[file]
-		if !ok {
-			continue
+		broken = len(rep.Breaks) > 0
+		for _, b := range rep.Breaks {
+			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s\n", b.Subject, b.Lane, b.Seq, b.Problem)
 		}
-		breaks, err := db.CheckCheckpoint(ctx, *adminURL, cp, archived)
-		if err != nil {
-			fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
-			broken = true
-			continue
+		// Checkpoints are read first: the archives are searched for the
+		// entries they name.
+		cps := map[string]fieldseal.Checkpoint{}
+		named := map[chainEntry]string{} // checkpointed entry -> its hash in the archives
+		for _, file := range checkpoints {
+			cp, err := readCheckpoint(file, want)
+			if err != nil {
+				fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
+				broken = true
+				continue
+			}
+			cps[file] = cp
+			for _, h := range cp.Heads {
+				named[chainEntry{h.Subject, h.Lane, h.Seq}] = ""
+			}
 		}
-		for _, b := range breaks {
-			fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s (checkpoint %s)\n", b.Subject, b.Lane, b.Seq, b.Problem, file)
+		if len(archives) > 0 {
+			ok, err := verifyArchives(ctx, admin, archives, named, stdout)
+			if err != nil {
+				return err
+			}
+			broken = broken || !ok
 		}
-		if len(breaks) > 0 {
-			broken = true
-		} else {
-			fmt.Fprintf(stdout, "checkpoint %s: every entry it names is still in its chain\n", file)
+		archived := func(subject string, lane int16, seq int64) (string, bool) {
+			h, ok := named[chainEntry{subject, lane, seq}]
+			return h, ok && h != ""
 		}
+		for _, file := range checkpoints {
+			cp, ok := cps[file]
+			if !ok {
+				continue
+			}
+			breaks, err := admin.CheckCheckpoint(ctx, cp, archived)
+			if err != nil {
+				fmt.Fprintf(stdout, "BROKEN checkpoint %s: %v\n", file, err)
+				broken = true
+				continue
+			}
+			for _, b := range breaks {
+				fmt.Fprintf(stdout, "BROKEN subject %q lane %d at entry %d: %s (checkpoint %s)\n", b.Subject, b.Lane, b.Seq, b.Problem, file)
+			}
+			if len(breaks) > 0 {
+				broken = true
+			} else {
+				fmt.Fprintf(stdout, "checkpoint %s: every entry it names is still in its chain\n", file)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !broken {
 		fmt.Fprintf(stdout, "audit trail intact: %d entries, %d subjects\n", rep.Entries, rep.Subjects)
@@ -154,8 +170,8 @@ type chainEntry struct {
 // that the archives join one another without a gap or an overlap and that
 // the newest ends right before the chain's start in the database. It
 // fills in named the hashes of the entries named there that it finds.
-func verifyArchives(ctx context.Context, adminURL string, files []string, named map[chainEntry]string, stdout io.Writer) (bool, error) {
-	database, starts, err := db.AuditChainStarts(ctx, adminURL)
+func verifyArchives(ctx context.Context, admin *db.Admin, files []string, named map[chainEntry]string, stdout io.Writer) (bool, error) {
+	database, starts, err := admin.ChainStarts(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -228,7 +244,14 @@ func archiveCmd(ctx context.Context, args []string, stdout, stderr io.Writer, en
 		return fmt.Errorf("--out: %w (an archive is never overwritten)", err)
 	}
 	w := bufio.NewWriterSize(file, 1<<20)
-	res, err := db.ArchiveAudit(ctx, *adminURL, before, w, func() error {
+	admin, err := db.OpenAdmin(ctx, *adminURL)
+	if err != nil {
+		file.Close()
+		os.Remove(*out) // nothing was archived
+		return err
+	}
+	defer admin.Close(ctx)
+	res, err := admin.Archive(ctx, before, w, func() error {
 		if err := w.Flush(); err != nil {
 			return err
 		}
@@ -277,7 +300,12 @@ func checkpointCmd(ctx context.Context, args []string, stdout, stderr io.Writer,
 		}
 		key = k
 	}
-	cp, err := db.AuditCheckpoint(ctx, *adminURL)
+	admin, err := db.OpenAdmin(ctx, *adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	cp, err := admin.Checkpoint(ctx)
 	if err != nil {
 		return err
 	}
@@ -362,7 +390,12 @@ func grantsCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env
 	if *adminURL == "" {
 		return errors.New("FIELDSEAL_ADMIN_DATABASE_URL is required")
 	}
-	rep, err := db.GrantsReport(ctx, *adminURL)
+	admin, err := db.OpenAdmin(ctx, *adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	rep, err := admin.Grants(ctx)
 	if err != nil {
 		return err
 	}

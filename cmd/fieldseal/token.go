@@ -34,7 +34,12 @@ func tokenCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	// A token accepted now expires within the longest lifetime plus the
 	// clock leeway; the revocation is kept a little longer than that.
 	r := fieldseal.Revocation{JTI: *jti, Subject: *subject, ExpiresAt: time.Now().Add(*maxLife + 5*time.Minute)}
-	if err := db.Revoke(ctx, *adminURL, r); err != nil {
+	admin, err := db.OpenAdmin(ctx, *adminURL)
+	if err != nil {
+		return err
+	}
+	defer admin.Close(ctx)
+	if err := admin.Revoke(ctx, r); err != nil {
 		return err
 	}
 	if *jti != "" {
