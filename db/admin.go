@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // Admin is one connection of an admin role (a superuser or a member of
@@ -15,7 +17,7 @@ import (
 // database, as the Store is the app's; it does not check its role.
 type Admin struct {
 	conn *pgx.Conn
-	db   DBTX // conn, or the snapshot's transaction while Snapshot runs
+	db   sqlc.DBTX // conn, or the snapshot's transaction while Snapshot runs
 }
 
 // OpenAdmin connects to adminURL.
@@ -35,7 +37,7 @@ func (a *Admin) Close(ctx context.Context) error { return a.conn.Close(ctx) }
 // verify: the trail, its heads, where archived chains start and the
 // entries checkpoints name, alike).
 func (a *Admin) Snapshot(ctx context.Context, fn func() error) error {
-	if a.db != DBTX(a.conn) {
+	if a.db != sqlc.DBTX(a.conn) {
 		return errors.New("db: a snapshot inside a snapshot")
 	}
 	return pgx.BeginTxFunc(ctx, a.conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
@@ -48,7 +50,7 @@ func (a *Admin) Snapshot(ctx context.Context, fn func() error) error {
 // begin starts a transaction of its own on a's connection, for work that
 // writes (archive, revoke): never inside a snapshot.
 func (a *Admin) begin(ctx context.Context, opts pgx.TxOptions) (pgx.Tx, error) {
-	if a.db != DBTX(a.conn) {
+	if a.db != sqlc.DBTX(a.conn) {
 		return nil, errors.New("db: a write inside a read-only snapshot")
 	}
 	return a.conn.BeginTx(ctx, opts)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // ArchiveResult is what `fieldseal audit archive` moved.
@@ -43,7 +44,7 @@ func (a *Admin) Archive(ctx context.Context, before time.Time, w io.Writer, sync
 		return ArchiveResult{}, err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	q := New(tx)
+	q := newQueries(tx)
 	if _, err := tx.Exec(ctx, enableAuditArchiving); err != nil {
 		return ArchiveResult{}, err
 	}
@@ -70,7 +71,7 @@ func (a *Admin) Archive(ctx context.Context, before time.Time, w io.Writer, sync
 	for _, c := range cuts {
 		w := fieldseal.StartChain(c.Subject, c.Lane, c.FirstSeq, c.FirstPrevHash)
 		for {
-			rows, err := q.ListChainEntries(ctx, ListChainEntriesParams{Subject: c.Subject, Lane: c.Lane, AfterSeq: w.Next - 1, LastSeq: c.LastSeq, MaxRows: verifyPageSize})
+			rows, err := q.ListChainEntries(ctx, sqlc.ListChainEntriesParams{Subject: c.Subject, Lane: c.Lane, AfterSeq: w.Next - 1, LastSeq: c.LastSeq, MaxRows: verifyPageSize})
 			if err != nil {
 				return res, err
 			}
@@ -95,7 +96,7 @@ func (a *Admin) Archive(ctx context.Context, before time.Time, w io.Writer, sync
 		return res, fmt.Errorf("the archive could not be made durable, so nothing was deleted: %w", err)
 	}
 	for _, c := range cuts {
-		n, err := q.DeleteArchivedEntries(ctx, DeleteArchivedEntriesParams{Subject: c.Subject, Lane: c.Lane, LastSeq: c.LastSeq})
+		n, err := q.DeleteArchivedEntries(ctx, sqlc.DeleteArchivedEntriesParams{Subject: c.Subject, Lane: c.Lane, LastSeq: c.LastSeq})
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42501" { // insufficient_privilege
 			n, err = 0, nil
@@ -109,7 +110,7 @@ func (a *Admin) Archive(ctx context.Context, before time.Time, w io.Writer, sync
 		case n != want:
 			return res, fmt.Errorf("db: %d entries of subject %q lane %d deleted, %d archived: nothing was deleted", n, c.Subject, c.Lane, want)
 		}
-		if err := q.MoveChainStart(ctx, MoveChainStartParams{Subject: c.Subject, Lane: c.Lane, Seq: c.LastSeq + 1, PrevHash: c.LastHash}); err != nil {
+		if err := q.MoveChainStart(ctx, sqlc.MoveChainStartParams{Subject: c.Subject, Lane: c.Lane, Seq: c.LastSeq + 1, PrevHash: c.LastHash}); err != nil {
 			return res, err
 		}
 	}
@@ -133,7 +134,7 @@ func (a *Admin) ChainStarts(ctx context.Context) (string, []fieldseal.ArchiveCha
 	if err := a.db.QueryRow(ctx, `SELECT current_database()`).Scan(&database); err != nil {
 		return "", nil, err
 	}
-	rows, err := New(a.db).ListAuditChainStarts(ctx, "")
+	rows, err := newQueries(a.db).ListAuditChainStarts(ctx, "")
 	out := make([]fieldseal.ArchiveChain, len(rows))
 	for i, r := range rows {
 		out[i] = fieldseal.ArchiveChain{Subject: r.Subject, Lane: r.Lane, FirstSeq: r.Seq, PrevHash: hex.EncodeToString(r.PrevHash)}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // auditNote is what one request's work says about itself in the trail.
@@ -47,7 +48,7 @@ func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note
 	t := &tx{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
 	if outcome == fieldseal.EWRONGKEY {
 		exec(&t.first, func(q *Queries) error {
-			return q.RecordKeyFailure(ctx, RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds()})
+			return q.RecordKeyFailure(ctx, sqlc.RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds()})
 		})
 		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.cfg.Throttle.windowSeconds()) })
 	}
@@ -79,7 +80,7 @@ func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note a
 			for i, id := range note.recordIDs {
 				ids[i] = uuid(id)
 			}
-			n, err := q.AppendAuditEvents(ctx, AppendAuditEventsParams{
+			n, err := q.AppendAuditEvents(ctx, sqlc.AppendAuditEventsParams{
 				Action: note.action, Outcome: outcome, RecordIds: ids,
 				TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
 			})
@@ -88,7 +89,7 @@ func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note a
 			}
 			return n, err
 		}
-		p := AppendAuditEventParams{
+		p := sqlc.AppendAuditEventParams{
 			Action: note.action, Outcome: outcome,
 			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
 		}
@@ -99,7 +100,7 @@ func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note a
 			p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
 		}
 		if note.ifDecrypted && outcome == "ok" {
-			return q.AppendAuditEventIfDecrypted(ctx, AppendAuditEventIfDecryptedParams(p))
+			return q.AppendAuditEventIfDecrypted(ctx, sqlc.AppendAuditEventIfDecryptedParams(p))
 		}
 		return q.AppendAuditEvent(ctx, p)
 	}
@@ -121,7 +122,7 @@ func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fiel
 		if err := s.dialect.enableAuditReading(ctx, q); err != nil {
 			return err
 		}
-		rows, err := q.ListAuditEvents(ctx, ListAuditEventsParams{
+		rows, err := q.ListAuditEvents(ctx, sqlc.ListAuditEventsParams{
 			Subject: f.Subject, Action: f.Action, Since: f.Since, Until: until,
 			AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterLane: f.After.Lane, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
 		})
@@ -164,7 +165,7 @@ const verifyPageSize = 5000
 // through the trigger by someone with database access from one the app
 // appended; docs/dba.md says how to close both gaps.
 func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress func(entries int64)) (fieldseal.AuditReport, error) {
-	q := New(a.db)
+	q := newQueries(a.db)
 	starts, err := chainStarts(ctx, q, subject)
 	if err != nil {
 		return fieldseal.AuditReport{}, err
@@ -172,7 +173,7 @@ func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress f
 	var (
 		rep      fieldseal.AuditReport
 		w        = fieldseal.ChainWalk{Lane: -1} // the chain being walked
-		after    ListAuditChainPageParams
+		after    sqlc.ListAuditChainPageParams
 		subjects = map[string]bool{}
 	)
 	for {
@@ -193,7 +194,7 @@ func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress f
 					rep.Subjects++
 				}
 			}
-			if seq, problem := step(&w, ListChainEntriesRow(r)); problem != "" {
+			if seq, problem := step(&w, sqlc.ListChainEntriesRow(r)); problem != "" {
 				rep.Breaks = append(rep.Breaks, fieldseal.AuditBreak{Subject: r.Subject, Lane: r.Lane, Seq: seq, Problem: problem})
 			}
 			after.AfterSubject, after.AfterLane, after.AfterSeq = r.Subject, r.Lane, r.Seq
@@ -209,9 +210,9 @@ func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress f
 }
 
 // chainStarts is where each archived chain now starts (migration 00017).
-func chainStarts(ctx context.Context, q *Queries, subject string) (map[chain]ListAuditChainStartsRow, error) {
+func chainStarts(ctx context.Context, q *Queries, subject string) (map[chain]sqlc.ListAuditChainStartsRow, error) {
 	rows, err := q.ListAuditChainStarts(ctx, subject)
-	starts := make(map[chain]ListAuditChainStartsRow, len(rows))
+	starts := make(map[chain]sqlc.ListAuditChainStartsRow, len(rows))
 	for _, r := range rows {
 		starts[chain{r.Subject, r.Lane}] = r
 	}
@@ -269,7 +270,7 @@ func checkHeads(ctx context.Context, q *Queries, subject string, rep *fieldseal.
 
 // step moves w past r and words r's problem if r is where w's chain
 // first breaks; seq is the entry the break is reported at.
-func step(w *fieldseal.ChainWalk, r ListChainEntriesRow) (seq int64, problem string) {
+func step(w *fieldseal.ChainWalk, r sqlc.ListChainEntriesRow) (seq int64, problem string) {
 	want := w.Next
 	switch w.Step(chainEvent(r), r.PrevHash, r.Hash) {
 	case fieldseal.LinkSeq:
@@ -284,13 +285,13 @@ func step(w *fieldseal.ChainWalk, r ListChainEntriesRow) (seq int64, problem str
 
 // chainEvent is a row read with its hashes, as the API and archives show
 // it (the hashes aside).
-func chainEvent(r ListChainEntriesRow) fieldseal.AuditEvent {
-	return auditEvent(ListAuditEventsRow{r.Subject, r.Lane, r.Seq, r.At, r.Action, r.Outcome, r.RecordID, r.RecordCount,
-		r.TokenID, r.ClientID, r.RequestID, r.ClientAddr})
+func chainEvent(r sqlc.ListChainEntriesRow) fieldseal.AuditEvent {
+	return auditEvent(sqlc.ListAuditEventsRow{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
+		RecordID: r.RecordID, RecordCount: r.RecordCount, TokenID: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr})
 }
 
 // auditEvent is an entry as the API and archives show it.
-func auditEvent(r ListAuditEventsRow) fieldseal.AuditEvent {
+func auditEvent(r sqlc.ListAuditEventsRow) fieldseal.AuditEvent {
 	e := fieldseal.AuditEvent{Subject: r.Subject, Lane: r.Lane, Seq: r.Seq, At: r.At, Action: r.Action, Outcome: r.Outcome,
 		TokenJTI: r.TokenID, ClientID: r.ClientID, RequestID: r.RequestID, ClientAddr: r.ClientAddr}
 	if r.RecordID.Valid {
@@ -307,7 +308,7 @@ func auditEvent(r ListAuditEventsRow) fieldseal.AuditEvent {
 // Checkpoint reads every lane's head, and the database's name and clock,
 // in one statement (one snapshot): `fieldseal audit checkpoint`.
 func (a *Admin) Checkpoint(ctx context.Context) (fieldseal.Checkpoint, error) {
-	rows, err := New(a.db).ListAuditHeadsForCheckpoint(ctx)
+	rows, err := newQueries(a.db).ListAuditHeadsForCheckpoint(ctx)
 	if err != nil {
 		return fieldseal.Checkpoint{}, err
 	}
@@ -341,17 +342,17 @@ func (a *Admin) CheckCheckpoint(ctx context.Context, cp fieldseal.Checkpoint, ar
 	if cp.Database != database {
 		return nil, fmt.Errorf("the checkpoint is of database %q, not %q", cp.Database, database)
 	}
-	var p ListCheckpointedEntriesParams
+	var p sqlc.ListCheckpointedEntriesParams
 	want := map[chain]string{}
 	for _, h := range cp.Heads {
 		p.Subjects, p.Lanes, p.Seqs = append(p.Subjects, h.Subject), append(p.Lanes, h.Lane), append(p.Seqs, h.Seq)
 		want[chain{h.Subject, h.Lane}] = h.Hash
 	}
-	rows, err := New(a.db).ListCheckpointedEntries(ctx, p)
+	rows, err := newQueries(a.db).ListCheckpointedEntries(ctx, p)
 	if err != nil {
 		return nil, err
 	}
-	starts, err := chainStarts(ctx, New(a.db), "")
+	starts, err := chainStarts(ctx, newQueries(a.db), "")
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // A dialect is the form of everything the Store writes differently on
@@ -23,7 +24,7 @@ import (
 type dialect interface {
 	String() string
 	// settings queues the transaction's settings into b.
-	settings(ctx context.Context, b *pgx.Batch, p SetSubjectParams)
+	settings(ctx context.Context, b *pgx.Batch, p sqlc.SetSubjectParams)
 	// bind is sql with the transaction's subject written in as a literal
 	// where the dialect routes by it; else sql.
 	bind(sql, subject string) string
@@ -38,11 +39,11 @@ type dialect interface {
 	enableAuditReading(ctx context.Context, q *Queries) error
 	// createRecords queues a batch's inserts into b; the result is known
 	// once b's round trip has been read.
-	createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, batch recordBatch) func() ([]CreateRecordsRow, error)
+	createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, batch recordBatch) func() ([]sqlc.CreateRecordsRow, error)
 	// index queues into b the tagging of records just written.
-	index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *tagger
+	index(ctx context.Context, b *pgx.Batch, p sqlc.IndexRecordsParams) *tagger
 	// reindexRecords tags records just replaced, in a then step.
-	reindexRecords(ctx context.Context, q *Queries, p IndexRecordsParams) error
+	reindexRecords(ctx context.Context, q *Queries, p sqlc.IndexRecordsParams) error
 	// reindexAll tags every record again under key, after a rotation's
 	// DeleteAllTags.
 	reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) error
@@ -51,13 +52,13 @@ type dialect interface {
 	reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error)
 	// workerDrift adds to a grants report what the cluster's other nodes
 	// hold otherwise (grants.go).
-	workerDrift(ctx context.Context, db DBTX, rep *fieldseal.GrantsReport) error
+	workerDrift(ctx context.Context, db sqlc.DBTX, rep *fieldseal.GrantsReport) error
 }
 
 // dialectOf asks the database whether it is a Citus coordinator: the one
 // place fieldseal's db package asks (the migrations ask for themselves).
 // citusForms asks for Citus's forms on one PostgreSQL.
-func dialectOf(ctx context.Context, db DBTX, citusForms bool) (dialect, error) {
+func dialectOf(ctx context.Context, db sqlc.DBTX, citusForms bool) (dialect, error) {
 	var onCitus bool
 	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')`).Scan(&onCitus); err != nil {
 		return nil, fmt.Errorf("ask the database whether it is a Citus coordinator: %w", err)
@@ -85,11 +86,11 @@ func (citusCoordinator) String() string { return "Citus" }
 // Settings: one statement setting them with set_config(); on Citus SET
 // LOCAL statements, which reach the workers.
 
-func (onePostgres) settings(ctx context.Context, b *pgx.Batch, p SetSubjectParams) {
+func (onePostgres) settings(ctx context.Context, b *pgx.Batch, p sqlc.SetSubjectParams) {
 	exec(b, func(q *Queries) error { return q.SetSubject(ctx, p) })
 }
 
-func (citusCoordinator) settings(_ context.Context, b *pgx.Batch, p SetSubjectParams) {
+func (citusCoordinator) settings(_ context.Context, b *pgx.Batch, p sqlc.SetSubjectParams) {
 	for _, kv := range [][2]string{
 		{"citus.propagate_set_commands", "local"}, // first: the others reach the workers
 		{"fieldseal.subject", p.Subject},
@@ -146,30 +147,30 @@ func (citusCoordinator) enableAuditReading(ctx context.Context, q *Queries) erro
 // plaintext among them, into the statement it sends to the worker, whose
 // log_statement would log them.
 
-func (onePostgres) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, _ []fieldseal.ID, _ []fieldseal.RecordInput, batch recordBatch) func() ([]CreateRecordsRow, error) {
-	created := query(b, func(q *Queries) ([]CreateRecordsRow, error) {
-		return q.CreateRecords(ctx, CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
+func (onePostgres) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, _ []fieldseal.ID, _ []fieldseal.RecordInput, batch recordBatch) func() ([]sqlc.CreateRecordsRow, error) {
+	created := query(b, func(q *Queries) ([]sqlc.CreateRecordsRow, error) {
+		return q.CreateRecords(ctx, sqlc.CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
 	})
 	return created.get
 }
 
-func (citusCoordinator) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, _ recordBatch) func() ([]CreateRecordsRow, error) {
-	each := make([]*pending[CreateRecordRow], len(in))
+func (citusCoordinator) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, _ recordBatch) func() ([]sqlc.CreateRecordsRow, error) {
+	each := make([]*pending[sqlc.CreateRecordRow], len(in))
 	for i := range in {
-		each[i] = query(b, func(q *Queries) (CreateRecordRow, error) {
-			return q.CreateRecord(ctx, CreateRecordParams{
+		each[i] = query(b, func(q *Queries) (sqlc.CreateRecordRow, error) {
+			return q.CreateRecord(ctx, sqlc.CreateRecordParams{
 				ID: uuid(recIDs[i]), Collection: in[i].Collection, Public: in[i].Public, Secret: string(in[i].Secret), Key: key.Passphrase(),
 			})
 		})
 	}
-	return func() ([]CreateRecordsRow, error) {
-		rows := make([]CreateRecordsRow, 0, len(each))
+	return func() ([]sqlc.CreateRecordsRow, error) {
+		rows := make([]sqlc.CreateRecordsRow, 0, len(each))
 		for _, p := range each {
 			r, err := p.get()
 			if err != nil {
 				return nil, err
 			}
-			rows = append(rows, CreateRecordsRow(r))
+			rows = append(rows, sqlc.CreateRecordsRow(r))
 		}
 		return rows, nil
 	}
@@ -182,22 +183,22 @@ func (citusCoordinator) createRecords(ctx context.Context, b *pgx.Batch, key fie
 // ids, fields and tags, which the worker's log may then hold, as its
 // table does (docs/scale.md).
 
-func (onePostgres) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *tagger {
+func (onePostgres) index(ctx context.Context, b *pgx.Batch, p sqlc.IndexRecordsParams) *tagger {
 	return &tagger{indexed: exec(b, func(q *Queries) error { return q.IndexRecords(ctx, p) })}
 }
 
-func (citusCoordinator) index(ctx context.Context, b *pgx.Batch, p IndexRecordsParams) *tagger {
-	return &tagger{tags: query(b, func(q *Queries) ([]RecordTagsRow, error) {
-		return q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
+func (citusCoordinator) index(ctx context.Context, b *pgx.Batch, p sqlc.IndexRecordsParams) *tagger {
+	return &tagger{tags: query(b, func(q *Queries) ([]sqlc.RecordTagsRow, error) {
+		return q.RecordTags(ctx, sqlc.RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
 	})}
 }
 
-func (onePostgres) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsParams) error {
+func (onePostgres) reindexRecords(ctx context.Context, q *Queries, p sqlc.IndexRecordsParams) error {
 	return q.IndexRecords(ctx, p)
 }
 
-func (citusCoordinator) reindexRecords(ctx context.Context, q *Queries, p IndexRecordsParams) error {
-	rows, err := q.RecordTags(ctx, RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
+func (citusCoordinator) reindexRecords(ctx context.Context, q *Queries, p sqlc.IndexRecordsParams) error {
+	rows, err := q.RecordTags(ctx, sqlc.RecordTagsParams{Ids: p.Ids, Collections: p.Collections, Key: p.Key, Secrets: p.Secrets})
 	if err != nil {
 		return err
 	}
@@ -213,9 +214,9 @@ func (citusCoordinator) reindexAll(ctx context.Context, q *Queries, key fieldsea
 	if err != nil {
 		return err
 	}
-	tags := make([]RecordTagsRow, len(rows))
+	tags := make([]sqlc.RecordTagsRow, len(rows))
 	for i, r := range rows {
-		tags[i] = RecordTagsRow(r)
+		tags[i] = sqlc.RecordTagsRow(r)
 	}
 	return writeTags(ctx, q, tags)
 }
@@ -229,7 +230,7 @@ func (citusCoordinator) reindexAll(ctx context.Context, q *Queries, key fieldsea
 // leave them under a key the subject no longer has.
 
 func (onePostgres) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error) {
-	n, err := q.ReencryptRecords(ctx, ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
+	n, err := q.ReencryptRecords(ctx, sqlc.ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
 	if err != nil {
 		return 0, err
 	}
@@ -249,7 +250,7 @@ func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next
 	var bad []fieldseal.ID
 	after := pgtype.UUID{Valid: true}
 	for {
-		page, err := q.ReencryptPage(ctx, ReencryptPageParams{OldKey: current.Passphrase(), NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
+		page, err := q.ReencryptPage(ctx, sqlc.ReencryptPageParams{OldKey: current.Passphrase(), NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
 		if err != nil {
 			return 0, err
 		}
@@ -269,7 +270,7 @@ func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next
 		if len(bad) > 0 {
 			continue // refused below: only the damaged ones are still wanted
 		}
-		m, err := q.ReplaceSecrets(ctx, ReplaceSecretsParams{Ids: written, Secrets: secrets})
+		m, err := q.ReplaceSecrets(ctx, sqlc.ReplaceSecretsParams{Ids: written, Secrets: secrets})
 		if err != nil {
 			return 0, err
 		}
@@ -286,13 +287,13 @@ func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next
 const reencryptPageRows = 1000
 
 // bound is db, its statements bound to subject by d.
-func bound(d dialect, db DBTX, subject string) DBTX {
+func bound(d dialect, db sqlc.DBTX, subject string) sqlc.DBTX {
 	return boundDB{d, db, subject}
 }
 
 type boundDB struct {
 	d       dialect
-	db      DBTX
+	db      sqlc.DBTX
 	subject string
 }
 

@@ -1,6 +1,8 @@
-// Package db is fieldseal's PostgreSQL layer: sqlc's generated code (never
-// edited; regenerate with `make generate`) and the hand-written Store that
-// the rest of the code calls.
+// Package db is fieldseal's PostgreSQL layer: the hand-written Store that
+// the rest of the code calls (and Admin, the DBA's commands' connection),
+// over sqlc's generated queries in package db/sqlc (never edited;
+// regenerate with `make generate`), which only db uses. Queries
+// (queries.go) is those queries on a transaction's connection.
 //
 // The Store speaks one of two dialects (dialect.go), found once by Open:
 // one PostgreSQL, or a Citus coordinator, whose forms of the key-using
@@ -11,7 +13,7 @@
 //
 // Invariants:
 //   - Every request's work runs in one transaction (but for a collection's
-//     reindex, reindex.go: a transaction for the settings, then one per
+//     reindex, collections.go: a transaction for the settings, then one per
 //     batch of records, each held FOR SHARE while it is tagged) (declared as a tx, run by Store.run in db/tx.go, pipelined:
 //     BEGIN, the subject, the throttle check and usually the work itself in
 //     one round trip, the audit entry and COMMIT in another; a read sends

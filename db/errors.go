@@ -104,3 +104,15 @@ type callerError struct{ err error }
 
 func (e *callerError) Error() string { return e.err.Error() }
 func (e *callerError) Unwrap() error { return e.err }
+
+// maxNamed is how many damaged or unreadable records a refusal names, as
+// ListDamagedRecords does (LIMIT 20).
+const maxNamed = 20
+
+// appendNamed appends v to a refusal's list, up to maxNamed.
+func appendNamed[T any](list []T, v T) []T {
+	if len(list) < maxNamed {
+		list = append(list, v)
+	}
+	return list
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // Ciphertext implements fieldseal.ExportService.
@@ -42,11 +43,11 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 	}
 	var n int64
 	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionExport, count: &n}, long: true, then: func(q *Queries) error {
-		rows, err := q.db.Query(ctx, exportRecords)
+		rows, err := q.db.Query(ctx, sqlc.ExportRecords)
 		if err != nil {
 			return err
 		}
-		var r ExportRecordsRow
+		var r sqlc.ExportRecordsRow
 		_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
 			n++
 			if err := fn(fieldseal.ExportedRecord{

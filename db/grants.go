@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // Grants implements fieldseal.GrantsService over the app's pool (waiting
@@ -25,7 +26,7 @@ func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	defer conn.Release()
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{AccessMode: pgx.ReadOnly, IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		var err error
-		rep, err = grantsReport(ctx, New(tx), s.dialect)
+		rep, err = grantsReport(ctx, newQueries(tx), s.dialect)
 		return err
 	})
 	return rep, mapError(err)
@@ -38,7 +39,7 @@ func (a *Admin) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	if err != nil {
 		return fieldseal.GrantsReport{}, err
 	}
-	return grantsReport(ctx, New(a.db), d)
+	return grantsReport(ctx, newQueries(a.db), d)
 }
 
 func grantsReport(ctx context.Context, q *Queries, d dialect) (fieldseal.GrantsReport, error) {
@@ -129,9 +130,9 @@ SELECT coalesce(string_agg(kind || E'\t' || name || E'\t' || acl, E'\n' ORDER BY
 // worker holds otherwise than the coordinator (run_command_on_workers:
 // the statement carries nothing secret), and every shard whose
 // privileges are not its table's, on any node. One PostgreSQL has none.
-func (onePostgres) workerDrift(context.Context, DBTX, *fieldseal.GrantsReport) error { return nil }
+func (onePostgres) workerDrift(context.Context, sqlc.DBTX, *fieldseal.GrantsReport) error { return nil }
 
-func (c citusCoordinator) workerDrift(ctx context.Context, db DBTX, rep *fieldseal.GrantsReport) error {
+func (c citusCoordinator) workerDrift(ctx context.Context, db sqlc.DBTX, rep *fieldseal.GrantsReport) error {
 	if c.formsOnly {
 		return nil // one PostgreSQL: no workers, no shards
 	}

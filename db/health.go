@@ -25,7 +25,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 // become either), an owner of fieldseal's objects, or a role without the
 // privileges of fieldseal_app. Open asks, on its first connection.
 func (s *Store) checkSessionRole(ctx context.Context) error {
-	r, err := New(s.pool).GetSessionRole(ctx)
+	r, err := newQueries(s.pool).GetSessionRole(ctx)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42501" && strings.Contains(pgErr.Message, "log_parameter_max_length") {
 		// Only fieldseal_app may switch parameter logging off (migration 00003).

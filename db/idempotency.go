@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // idempotency is an Idempotency-Key inside the transaction of its work:
@@ -37,7 +38,7 @@ func idempotent[T any](idem *fieldseal.Idempotent[T], result *T) *idempotency {
 // answer.
 func (i *idempotency) claim(ctx context.Context, b *pgx.Batch) *pending[bool] {
 	claimed := query(b, func(q *Queries) (bool, error) {
-		ok, err := q.ClaimIdempotencyKey(ctx, ClaimIdempotencyKeyParams{Key: i.key, Fingerprint: i.fingerprint[:]})
+		ok, err := q.ClaimIdempotencyKey(ctx, sqlc.ClaimIdempotencyKeyParams{Key: i.key, Fingerprint: i.fingerprint[:]})
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_timeout: the first is still running
 			return false, fieldseal.Errorf(fieldseal.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still running; retry once it has answered")
@@ -74,7 +75,7 @@ func (i *idempotency) save(ctx context.Context, b *pgx.Batch) error {
 		return err
 	}
 	exec(b, func(q *Queries) error {
-		return q.SaveIdempotencyAnswer(ctx, SaveIdempotencyAnswerParams{Key: i.key, Status: int32(a.Status), Header: header, Body: a.Body})
+		return q.SaveIdempotencyAnswer(ctx, sqlc.SaveIdempotencyAnswerParams{Key: i.key, Status: int32(a.Status), Header: header, Body: a.Body})
 	})
 	return nil
 }

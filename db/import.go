@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // Import implements fieldseal.ExportService, importPageLines lines at a
@@ -55,7 +56,7 @@ const importPageLines = 1000
 // importPage imports one page of lines, the first being line lo+1 of the
 // import, and says how many records it inserted.
 func importPage(ctx context.Context, q *Queries, key fieldseal.Key, recs []fieldseal.ImportedRecord, lo int) (int64, error) {
-	p := InsertImportedParams{
+	p := sqlc.InsertImportedParams{
 		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),
 		Secrets: make([][]byte, len(recs)), Versions: make([]int64, len(recs)),
 		Created: make([]time.Time, len(recs)), Updated: make([]time.Time, len(recs)),
@@ -64,7 +65,7 @@ func importPage(ctx context.Context, q *Queries, key fieldseal.Key, recs []field
 		p.Ids[i], p.Collections[i], p.Publics[i], p.Secrets[i] = uuid(r.ID), r.Collection, r.Public, r.Ciphertext
 		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
 	}
-	lines, err := q.ImportLines(ctx, ImportLinesParams{Secrets: p.Secrets, Key: key.Passphrase(), Collections: p.Collections})
+	lines, err := q.ImportLines(ctx, sqlc.ImportLinesParams{Secrets: p.Secrets, Key: key.Passphrase(), Collections: p.Collections})
 	if err != nil {
 		return 0, err
 	}

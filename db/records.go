@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // CreateRecord implements fieldseal.RecordService. Registering the key (a
@@ -23,8 +24,8 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 	var rec fieldseal.Record
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idempotent(idem, &rec)}
 	writeKey := registerKey(ctx, &t.first, key)
-	created := query(&t.first, func(q *Queries) (CreateRecordRow, error) {
-		return q.CreateRecord(ctx, CreateRecordParams{
+	created := query(&t.first, func(q *Queries) (sqlc.CreateRecordRow, error) {
+		return q.CreateRecord(ctx, sqlc.CreateRecordParams{
 			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 		})
 	})
@@ -55,7 +56,7 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionRead, recordID: &id}, commitFirst: true}
 	if key.IsZero() {
 		t.note.quiet = true // metadata only: nothing decrypted
-		read := query(&t.first, func(q *Queries) (GetRecordRow, error) { return q.GetRecord(ctx, uuid(id)) })
+		read := query(&t.first, func(q *Queries) (sqlc.GetRecordRow, error) { return q.GetRecord(ctx, uuid(id)) })
 		t.check = func() error {
 			row, err := read.get()
 			if err != nil {
@@ -67,8 +68,8 @@ func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id field
 		return rec, s.run(ctx, t)
 	}
 	t.usesKey, t.note.ifDecrypted = true, true
-	read := query(&t.first, func(q *Queries) (GetRecordDecryptedRow, error) {
-		return q.GetRecordDecrypted(ctx, GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
+	read := query(&t.first, func(q *Queries) (sqlc.GetRecordDecryptedRow, error) {
+		return q.GetRecordDecrypted(ctx, sqlc.GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 	})
 	t.check = func() error {
 		row, err := read.get()
@@ -112,8 +113,8 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 			exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
 		}
 		t.commitFirst = true // nothing decrypted, nothing to audit
-		rows := query(&t.first, func(q *Queries) ([]ListRecordsRow, error) {
-			return q.ListRecords(ctx, ListRecordsParams{After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit)})
+		rows := query(&t.first, func(q *Queries) ([]sqlc.ListRecordsRow, error) {
+			return q.ListRecords(ctx, sqlc.ListRecordsParams{After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit)})
 		})
 		t.check = func() error {
 			rows, err := rows.get()
@@ -126,16 +127,16 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
 		// Key-bearing transactions run generic plans (SetSubject), so each
 		// filter has a statement, and so a plan, of its own.
-		rows := query(&t.first, func(q *Queries) ([]ListRecordsDecryptedRow, error) {
+		rows := query(&t.first, func(q *Queries) ([]sqlc.ListRecordsDecryptedRow, error) {
 			if opts.Collection == "" {
-				return q.ListRecordsDecrypted(ctx, ListRecordsDecryptedParams{Key: key.Passphrase(), After: uuid(opts.After), MaxRows: int32(opts.Limit)})
+				return q.ListRecordsDecrypted(ctx, sqlc.ListRecordsDecryptedParams{Key: key.Passphrase(), After: uuid(opts.After), MaxRows: int32(opts.Limit)})
 			}
-			rows, err := q.ListCollectionDecrypted(ctx, ListCollectionDecryptedParams{
+			rows, err := q.ListCollectionDecrypted(ctx, sqlc.ListCollectionDecryptedParams{
 				Key: key.Passphrase(), Collection: opts.Collection, After: uuid(opts.After), MaxRows: int32(opts.Limit),
 			})
-			out := make([]ListRecordsDecryptedRow, len(rows))
+			out := make([]sqlc.ListRecordsDecryptedRow, len(rows))
 			for i, r := range rows {
-				out[i] = ListRecordsDecryptedRow(r)
+				out[i] = sqlc.ListRecordsDecryptedRow(r)
 			}
 			return out, err
 		})
@@ -178,7 +179,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 			}
 			return err
 		}
-		row, err := q.ReplaceRecord(ctx, ReplaceRecordParams{
+		row, err := q.ReplaceRecord(ctx, sqlc.ReplaceRecordParams{
 			Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
 			ID: uuid(id), CheckVersion: match != nil, Versions: match,
 		})
@@ -197,7 +198,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 // DeleteRecord implements fieldseal.RecordService.
 func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, match []int64) error {
 	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionDelete, recordID: &id}, then: func(q *Queries) error {
-		n, err := q.DeleteRecord(ctx, DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
+		n, err := q.DeleteRecord(ctx, sqlc.DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
 		if err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // RevocationChannel is the channel `fieldseal token revoke` notifies.
@@ -105,7 +106,7 @@ func listen(ctx context.Context, cfg *pgx.ConnConfig, interval time.Duration, ap
 	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{RevocationChannel}.Sanitize()); err != nil {
 		return err
 	}
-	q := New(conn)
+	q := newQueries(conn)
 	for first := true; ; first = false {
 		list, err := readRevocations(ctx, q)
 		if err != nil {
@@ -134,7 +135,7 @@ func listen(ctx context.Context, cfg *pgx.ConnConfig, interval time.Duration, ap
 func (s *Store) pollRevocations(ctx context.Context, interval time.Duration, apply func([]fieldseal.Revocation), log *slog.Logger) {
 	failing := false
 	for {
-		list, err := readRevocations(ctx, New(s.health))
+		list, err := readRevocations(ctx, newQueries(s.health))
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -186,11 +187,11 @@ func (a *Admin) Revoke(ctx context.Context, r fieldseal.Revocation) error {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // a no-op after Commit
-	q := New(tx)
+	q := newQueries(tx)
 	if r.JTI != "" {
-		err = q.RevokeTokenID(ctx, RevokeTokenIDParams{Jti: r.JTI, ExpiresAt: r.ExpiresAt})
+		err = q.RevokeTokenID(ctx, sqlc.RevokeTokenIDParams{Jti: r.JTI, ExpiresAt: r.ExpiresAt})
 	} else {
-		err = q.RevokeSubject(ctx, RevokeSubjectParams{Subject: r.Subject, ExpiresAt: r.ExpiresAt})
+		err = q.RevokeSubject(ctx, sqlc.RevokeSubjectParams{Subject: r.Subject, ExpiresAt: r.ExpiresAt})
 	}
 	if err != nil {
 		return err

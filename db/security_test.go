@@ -16,6 +16,7 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 	"github.com/fieldseal/fieldseal/internal/pgtest"
 )
 
@@ -327,7 +328,7 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 	ctx := context.Background()
 	admit := func(tx pgx.Tx, tokenLimit int32) bool {
 		t.Helper()
-		a, err := db.New(tx).AdmitKeyUse(ctx, db.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: tokenLimit, SubjectLimit: 50})
+		a, err := sqlc.New(tx).AdmitKeyUse(ctx, sqlc.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: tokenLimit, SubjectLimit: 50})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,7 +337,7 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 	// tried reports what each key-trying statement gives alice's key.
 	tried := func(tx pgx.Tx, k string) (answers []string) {
 		t.Helper()
-		q := db.New(tx)
+		q := sqlc.New(tx)
 		var id pgtype.UUID
 		if err := tx.QueryRow(ctx, `SELECT id FROM fieldseal.records`).Scan(&id); err != nil {
 			t.Fatal(err)
@@ -349,9 +350,9 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 		}
 		ok, err := q.CheckKey(ctx, k)
 		describe("CheckKey", ok, err)
-		r, err := q.GetRecordDecrypted(ctx, db.GetRecordDecryptedParams{ID: id, Key: k})
+		r, err := q.GetRecordDecrypted(ctx, sqlc.GetRecordDecryptedParams{ID: id, Key: k})
 		describe("GetRecordDecrypted", r.Secret, err)
-		rows, err := q.ListRecordsDecrypted(ctx, db.ListRecordsDecryptedParams{Key: k, After: pgtype.UUID{Valid: true}, MaxRows: 10})
+		rows, err := q.ListRecordsDecrypted(ctx, sqlc.ListRecordsDecryptedParams{Key: k, After: pgtype.UUID{Valid: true}, MaxRows: 10})
 		describe("ListRecordsDecrypted", len(rows), err)
 		ok, err = q.LockKeyForRotation(ctx, k)
 		describe("LockKeyForRotation", ok, err)
@@ -441,9 +442,9 @@ func TestReadEntryOnlyIfDecrypted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			appTx(t, database, "alice", func(tx pgx.Tx) {
-				q := db.New(tx)
+				q := sqlc.New(tx)
 				if tc.admit {
-					if _, err := q.AdmitKeyUse(ctx, db.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: 10, SubjectLimit: 50}); err != nil {
+					if _, err := q.AdmitKeyUse(ctx, sqlc.AdmitKeyUseParams{TokenID: "jti:t", WindowSeconds: 60, TokenLimit: 10, SubjectLimit: 50}); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -455,9 +456,9 @@ func TestReadEntryOnlyIfDecrypted(t *testing.T) {
 					id.Bytes[15] ^= 0xff
 				}
 				if tc.read {
-					_, _ = q.GetRecordDecrypted(ctx, db.GetRecordDecryptedParams{ID: id, Key: tc.key})
+					_, _ = q.GetRecordDecrypted(ctx, sqlc.GetRecordDecryptedParams{ID: id, Key: tc.key})
 				}
-				n, err := q.AppendAuditEventIfDecrypted(ctx, db.AppendAuditEventIfDecryptedParams{Action: "record.read", Outcome: "ok", RecordID: id})
+				n, err := q.AppendAuditEventIfDecrypted(ctx, sqlc.AppendAuditEventIfDecryptedParams{Action: "record.read", Outcome: "ok", RecordID: id})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -510,7 +511,7 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 	// with another key's, and never bob's in alice's transaction.
 	for _, proof := range []string{"", keyC, keyB} {
 		appTx(t, database, "alice", func(tx pgx.Tx) {
-			q := db.New(tx)
+			q := sqlc.New(tx)
 			if proof != "" {
 				if err := q.ProveKey(ctx, proof); err != nil {
 					t.Fatal(err)
@@ -535,7 +536,7 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 		t.Fatal("a verifier changed without its key")
 	}
 	appTx(t, database, "alice", func(tx pgx.Tx) {
-		q := db.New(tx)
+		q := sqlc.New(tx)
 		if err := q.ProveKey(ctx, keyA); err != nil {
 			t.Fatal(err)
 		}
@@ -556,9 +557,9 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 
 	// Wrong-key counters: within their window they only grow.
 	appTx(t, database, "alice", func(tx pgx.Tx) {
-		q := db.New(tx)
+		q := sqlc.New(tx)
 		for range 3 {
-			if err := q.RecordKeyFailure(ctx, db.RecordKeyFailureParams{TokenID: "jti:t", WindowSeconds: 60}); err != nil {
+			if err := q.RecordKeyFailure(ctx, sqlc.RecordKeyFailureParams{TokenID: "jti:t", WindowSeconds: 60}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -588,7 +589,7 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 		t.Fatal(err)
 	}
 	appTx(t, database, "alice", func(tx pgx.Tx) {
-		if err := db.New(tx).PruneKeyFailures(ctx, 60); err != nil {
+		if err := sqlc.New(tx).PruneKeyFailures(ctx, 60); err != nil {
 			t.Fatal(err)
 		}
 		var n int

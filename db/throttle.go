@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // Throttle limits wrong keys: once a token has had TokenLimit wrong-key
@@ -38,7 +39,7 @@ func (t Throttle) windowSeconds() int32 { return int32(t.Window / time.Second) }
 
 // throttled is the refusal of a caller whose key use AdmitKeyUse refused:
 // Retry-After is the end of the window whose limit was reached.
-func (s *Store) throttled(a AdmitKeyUseRow) error {
+func (s *Store) throttled(a sqlc.AdmitKeyUseRow) error {
 	until := a.SubjectWindowStart.Add(s.cfg.Throttle.Window)
 	if int(a.TokenFailures) >= s.cfg.Throttle.TokenLimit {
 		until = a.TokenWindowStart.Add(s.cfg.Throttle.Window)

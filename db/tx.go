@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
 // tx is one request's transaction, declared once: whose it is, whether it
@@ -150,14 +151,14 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	if t.long {
 		statementTimeout = s.cfg.Timeouts.Long
 	}
-	s.dialect.settings(ctx, first, SetSubjectParams{
+	s.dialect.settings(ctx, first, sqlc.SetSubjectParams{
 		Subject: t.caller.Subject, StatementTimeout: milliseconds(statementTimeout), LockTimeout: milliseconds(s.cfg.Timeouts.Lock),
 		PlanCacheMode: s.dialect.planCacheMode(t.usesKey),
 	})
-	var admission *pending[AdmitKeyUseRow]
+	var admission *pending[sqlc.AdmitKeyUseRow]
 	if t.usesKey {
-		admission = query(first, func(q *Queries) (AdmitKeyUseRow, error) {
-			return q.AdmitKeyUse(ctx, AdmitKeyUseParams{
+		admission = query(first, func(q *Queries) (sqlc.AdmitKeyUseRow, error) {
+			return q.AdmitKeyUse(ctx, sqlc.AdmitKeyUseParams{
 				TokenID: t.caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds(),
 				TokenLimit: int32(s.cfg.Throttle.TokenLimit), SubjectLimit: int32(s.cfg.Throttle.SubjectLimit),
 			})
@@ -198,7 +199,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 			return err
 		}
 	}
-	q := New(bound(s.dialect, conn, t.caller.Subject))
+	q := newQueries(bound(s.dialect, conn, t.caller.Subject))
 	if claimed != nil {
 		if ok, err := claimed.get(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
@@ -255,14 +256,14 @@ func beginStatement(readOnly bool) string {
 
 // sqlc cannot put several of its queries in one pgx batch. To batch them
 // anyway without restating their SQL, arguments or columns, queue calls
-// the generated method twice: first on a recorder, a DBTX that keeps the
+// the generated method twice: first on a recorder, a sqlc.DBTX that keeps the
 // statement and runs nothing, to queue that statement; then, when the
-// batch's results are read, on a replay, a DBTX that hands the method the
+// batch's results are read, on a replay, a sqlc.DBTX that hands the method the
 // statement's results, which the generated code scans as usual. This
-// relies on each generated method making exactly one DBTX call and
+// relies on each generated method making exactly one sqlc.DBTX call and
 // returning its error unchanged (TestGeneratedMethodsMakeOneCall).
 
-// recorder is a DBTX that runs nothing: it keeps the statement it was
+// recorder is a sqlc.DBTX that runs nothing: it keeps the statement it was
 // given, its arguments and how the generated code sends it.
 type recorder struct {
 	calls int
@@ -295,7 +296,7 @@ type recordedRow struct{}
 
 func (recordedRow) Scan(...any) error { return errRecorded }
 
-// replay is a DBTX that answers with results already received.
+// replay is a sqlc.DBTX that answers with results already received.
 type replay struct {
 	tag  pgconn.CommandTag
 	rows pgx.Rows
@@ -311,11 +312,11 @@ func (r replay) QueryRow(context.Context, string, ...any) pgx.Row               
 // An error it returns fails the batch, except pgx.ErrNoRows (see pending).
 func queue(b *pgx.Batch, call func(q *Queries) error) {
 	r := &recorder{}
-	if err := call(New(r)); !errors.Is(err, errRecorded) || r.calls != 1 {
+	if err := call(newQueries(r)); !errors.Is(err, errRecorded) || r.calls != 1 {
 		panic(fmt.Sprintf("db: the batched call did not run exactly one generated query (%d calls, %v)", r.calls, err))
 	}
 	replayed := func(db replay) error {
-		if err := call(New(db)); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		if err := call(newQueries(db)); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
 		return nil

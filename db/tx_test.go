@@ -18,7 +18,7 @@ import (
 )
 
 // The replay in queue assumes each generated method makes exactly one
-// DBTX call and returns that call's error unchanged. A sqlc upgrade that
+// sqlc.DBTX call and returns that call's error unchanged. A sqlc upgrade that
 // breaks this fails here, not in production.
 func TestGeneratedMethodsMakeOneCall(t *testing.T) {
 	qt := reflect.TypeOf(&Queries{})
@@ -29,7 +29,7 @@ func TestGeneratedMethodsMakeOneCall(t *testing.T) {
 			continue
 		}
 		r := &recorder{}
-		args := []reflect.Value{reflect.ValueOf(New(r))}
+		args := []reflect.Value{reflect.ValueOf(newQueries(r))}
 		for j := 1; j < m.Type.NumIn(); j++ {
 			if j == 1 {
 				args = append(args, reflect.ValueOf(context.Background()))
@@ -40,7 +40,7 @@ func TestGeneratedMethodsMakeOneCall(t *testing.T) {
 		out := m.Func.Call(args)
 		err, _ := out[len(out)-1].Interface().(error)
 		if r.calls != 1 || err != errRecorded || r.sql == "" {
-			t.Errorf("%s: %d DBTX calls, error %v; want 1 call and its error returned unchanged", m.Name, r.calls, err)
+			t.Errorf("%s: %d sqlc.DBTX calls, error %v; want 1 call and its error returned unchanged", m.Name, r.calls, err)
 		}
 		tested++
 	}

@@ -7,7 +7,7 @@
 SELECT searchable, updated_at, indexing, reindexing, index_done, index_total, indexed_at
 FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = @collection;
 
--- Reindexing a collection online (migration 00022, db/reindex.go): the
+-- Reindexing a collection online (migration 00022, db/collections.go): the
 -- settings change in a short transaction (LockCollection, StartIndexing),
 -- then a pass tags the records a batch at a time (LockCollection,
 -- LockIndexBatch, BatchTags, DeleteTagsOf, InsertTags, AdvanceIndexing).

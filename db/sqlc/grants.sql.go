@@ -3,13 +3,13 @@
 //   sqlc v1.31.1
 // source: grants.sql
 
-package db
+package sqlc
 
 import (
 	"context"
 )
 
-const listBypassers = `-- name: ListBypassers :many
+const ListBypassers = `-- name: ListBypassers :many
 SELECT role::text AS role, how::text AS how, can_login::boolean AS can_login
 FROM fieldseal.bypassers
 ORDER BY 1
@@ -22,7 +22,7 @@ type ListBypassersRow struct {
 }
 
 func (q *Queries) ListBypassers(ctx context.Context) ([]ListBypassersRow, error) {
-	rows, err := q.db.Query(ctx, listBypassers)
+	rows, err := q.db.Query(ctx, ListBypassers)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (q *Queries) ListBypassers(ctx context.Context) ([]ListBypassersRow, error)
 	return items, nil
 }
 
-const listGrantsDrift = `-- name: ListGrantsDrift :many
+const ListGrantsDrift = `-- name: ListGrantsDrift :many
 
 SELECT problem::text AS problem, role::text AS role, object_type::text AS object_type,
        object_name::text AS object_name, column_name::text AS column_name, privilege::text AS privilege
@@ -61,7 +61,7 @@ type ListGrantsDriftRow struct {
 // The grants report (migration 00008's views). Run by the app for
 // GET /v1/audit/grants and by `fieldseal audit grants` over the admin URL.
 func (q *Queries) ListGrantsDrift(ctx context.Context) ([]ListGrantsDriftRow, error) {
-	rows, err := q.db.Query(ctx, listGrantsDrift)
+	rows, err := q.db.Query(ctx, ListGrantsDrift)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func (q *Queries) ListGrantsDrift(ctx context.Context) ([]ListGrantsDriftRow, er
 	return items, nil
 }
 
-const listLoggingRisks = `-- name: ListLoggingRisks :many
+const ListLoggingRisks = `-- name: ListLoggingRisks :many
 WITH s AS (
     SELECT coalesce(r.rolname::text, '') AS role, coalesce(d.datname::text, '') AS database,
            split_part(c, '=', 1) AS name, substr(c, strpos(c, '=') + 1) AS value
@@ -129,7 +129,7 @@ type ListLoggingRisksRow struct {
 // the server's own settings and from ALTER DATABASE / ALTER ROLE settings
 // of this database and of members of fieldseal_app.
 func (q *Queries) ListLoggingRisks(ctx context.Context) ([]ListLoggingRisksRow, error) {
-	rows, err := q.db.Query(ctx, listLoggingRisks)
+	rows, err := q.db.Query(ctx, ListLoggingRisks)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +153,7 @@ func (q *Queries) ListLoggingRisks(ctx context.Context) ([]ListLoggingRisksRow, 
 	return items, nil
 }
 
-const listPrivileges = `-- name: ListPrivileges :many
+const ListPrivileges = `-- name: ListPrivileges :many
 SELECT grantee::text AS grantee, object_type::text AS object_type, object_name::text AS object_name,
        column_name::text AS column_name, privilege::text AS privilege
 FROM fieldseal.privileges
@@ -169,7 +169,7 @@ type ListPrivilegesRow struct {
 }
 
 func (q *Queries) ListPrivileges(ctx context.Context) ([]ListPrivilegesRow, error) {
-	rows, err := q.db.Query(ctx, listPrivileges)
+	rows, err := q.db.Query(ctx, ListPrivileges)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,7 @@ func (q *Queries) ListPrivileges(ctx context.Context) ([]ListPrivilegesRow, erro
 	return items, nil
 }
 
-const listRoleMembers = `-- name: ListRoleMembers :many
+const ListRoleMembers = `-- name: ListRoleMembers :many
 SELECT group_name::text AS group_name, member::text AS member, via::text AS via,
        can_login::boolean AS can_login, superuser::boolean AS superuser, bypassrls::boolean AS bypassrls
 FROM fieldseal.role_members
@@ -211,7 +211,7 @@ type ListRoleMembersRow struct {
 }
 
 func (q *Queries) ListRoleMembers(ctx context.Context) ([]ListRoleMembersRow, error) {
-	rows, err := q.db.Query(ctx, listRoleMembers)
+	rows, err := q.db.Query(ctx, ListRoleMembers)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +237,7 @@ func (q *Queries) ListRoleMembers(ctx context.Context) ([]ListRoleMembersRow, er
 	return items, nil
 }
 
-const listTableSecurity = `-- name: ListTableSecurity :many
+const ListTableSecurity = `-- name: ListTableSecurity :many
 SELECT table_name::text AS table_name, owner::text AS owner, rls_enabled::boolean AS rls_enabled, rls_forced::boolean AS rls_forced
 FROM fieldseal.tables
 ORDER BY 1
@@ -251,7 +251,7 @@ type ListTableSecurityRow struct {
 }
 
 func (q *Queries) ListTableSecurity(ctx context.Context) ([]ListTableSecurityRow, error) {
-	rows, err := q.db.Query(ctx, listTableSecurity)
+	rows, err := q.db.Query(ctx, ListTableSecurity)
 	if err != nil {
 		return nil, err
 	}

@@ -3,13 +3,13 @@
 //   sqlc v1.31.1
 // source: idempotency.sql
 
-package db
+package sqlc
 
 import (
 	"context"
 )
 
-const claimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
+const ClaimIdempotencyKey = `-- name: ClaimIdempotencyKey :one
 
 INSERT INTO fieldseal.idempotency_keys AS k (key, fingerprint, status, created_at)
 VALUES ($1::text, $2::bytea, 0, now())
@@ -33,13 +33,13 @@ type ClaimIdempotencyKeyParams struct {
 // (now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
 // functions immutable.)
 func (q *Queries) ClaimIdempotencyKey(ctx context.Context, arg ClaimIdempotencyKeyParams) (bool, error) {
-	row := q.db.QueryRow(ctx, claimIdempotencyKey, arg.Key, arg.Fingerprint)
+	row := q.db.QueryRow(ctx, ClaimIdempotencyKey, arg.Key, arg.Fingerprint)
 	var claimed bool
 	err := row.Scan(&claimed)
 	return claimed, err
 }
 
-const getIdempotencyAnswer = `-- name: GetIdempotencyAnswer :one
+const GetIdempotencyAnswer = `-- name: GetIdempotencyAnswer :one
 SELECT fingerprint, status, header, body FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND key = $1::text
 `
 
@@ -51,7 +51,7 @@ type GetIdempotencyAnswerRow struct {
 }
 
 func (q *Queries) GetIdempotencyAnswer(ctx context.Context, key string) (GetIdempotencyAnswerRow, error) {
-	row := q.db.QueryRow(ctx, getIdempotencyAnswer, key)
+	row := q.db.QueryRow(ctx, GetIdempotencyAnswer, key)
 	var i GetIdempotencyAnswerRow
 	err := row.Scan(
 		&i.Fingerprint,
@@ -62,16 +62,16 @@ func (q *Queries) GetIdempotencyAnswer(ctx context.Context, key string) (GetIdem
 	return i, err
 }
 
-const pruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :exec
+const PruneIdempotencyKeys = `-- name: PruneIdempotencyKeys :exec
 DELETE FROM fieldseal.idempotency_keys WHERE subject = current_setting('fieldseal.subject', true) AND created_at <= now() - interval '24 hours'
 `
 
 func (q *Queries) PruneIdempotencyKeys(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, pruneIdempotencyKeys)
+	_, err := q.db.Exec(ctx, PruneIdempotencyKeys)
 	return err
 }
 
-const saveIdempotencyAnswer = `-- name: SaveIdempotencyAnswer :exec
+const SaveIdempotencyAnswer = `-- name: SaveIdempotencyAnswer :exec
 UPDATE fieldseal.idempotency_keys SET status = $1::int, header = $2::jsonb, body = $3::bytea
 WHERE subject = current_setting('fieldseal.subject', true) AND key = $4::text
 `
@@ -84,7 +84,7 @@ type SaveIdempotencyAnswerParams struct {
 }
 
 func (q *Queries) SaveIdempotencyAnswer(ctx context.Context, arg SaveIdempotencyAnswerParams) error {
-	_, err := q.db.Exec(ctx, saveIdempotencyAnswer,
+	_, err := q.db.Exec(ctx, SaveIdempotencyAnswer,
 		arg.Status,
 		arg.Header,
 		arg.Body,

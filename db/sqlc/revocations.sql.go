@@ -3,14 +3,14 @@
 //   sqlc v1.31.1
 // source: revocations.sql
 
-package db
+package sqlc
 
 import (
 	"context"
 	"time"
 )
 
-const listRevocations = `-- name: ListRevocations :many
+const ListRevocations = `-- name: ListRevocations :many
 
 SELECT coalesce(jti, '')::text AS jti, coalesce(subject, '')::text AS subject,
        coalesce(revoked_before, 'epoch')::timestamptz AS revoked_before, expires_at
@@ -28,7 +28,7 @@ type ListRevocationsRow struct {
 // Token revocations (migration 00006). Not subject-scoped: every instance
 // reads the whole list.
 func (q *Queries) ListRevocations(ctx context.Context) ([]ListRevocationsRow, error) {
-	rows, err := q.db.Query(ctx, listRevocations)
+	rows, err := q.db.Query(ctx, ListRevocations)
 	if err != nil {
 		return nil, err
 	}
@@ -52,28 +52,28 @@ func (q *Queries) ListRevocations(ctx context.Context) ([]ListRevocationsRow, er
 	return items, nil
 }
 
-const notifyRevocations = `-- name: NotifyRevocations :exec
+const NotifyRevocations = `-- name: NotifyRevocations :exec
 SELECT pg_notify('fieldseal_revocations', '')
 `
 
 func (q *Queries) NotifyRevocations(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, notifyRevocations)
+	_, err := q.db.Exec(ctx, NotifyRevocations)
 	return err
 }
 
-const pruneRevocations = `-- name: PruneRevocations :execrows
+const PruneRevocations = `-- name: PruneRevocations :execrows
 DELETE FROM fieldseal.revocations WHERE expires_at <= now()
 `
 
 func (q *Queries) PruneRevocations(ctx context.Context) (int64, error) {
-	result, err := q.db.Exec(ctx, pruneRevocations)
+	result, err := q.db.Exec(ctx, PruneRevocations)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const revokeSubject = `-- name: RevokeSubject :exec
+const RevokeSubject = `-- name: RevokeSubject :exec
 INSERT INTO fieldseal.revocations (subject, revoked_before, expires_at) VALUES ($1::text, now(), $2)
 `
 
@@ -83,11 +83,11 @@ type RevokeSubjectParams struct {
 }
 
 func (q *Queries) RevokeSubject(ctx context.Context, arg RevokeSubjectParams) error {
-	_, err := q.db.Exec(ctx, revokeSubject, arg.Subject, arg.ExpiresAt)
+	_, err := q.db.Exec(ctx, RevokeSubject, arg.Subject, arg.ExpiresAt)
 	return err
 }
 
-const revokeTokenID = `-- name: RevokeTokenID :exec
+const RevokeTokenID = `-- name: RevokeTokenID :exec
 INSERT INTO fieldseal.revocations (jti, expires_at) VALUES ($1::text, $2)
 `
 
@@ -98,6 +98,6 @@ type RevokeTokenIDParams struct {
 
 // Run by `fieldseal token revoke` over the admin connection.
 func (q *Queries) RevokeTokenID(ctx context.Context, arg RevokeTokenIDParams) error {
-	_, err := q.db.Exec(ctx, revokeTokenID, arg.Jti, arg.ExpiresAt)
+	_, err := q.db.Exec(ctx, RevokeTokenID, arg.Jti, arg.ExpiresAt)
 	return err
 }

@@ -3,14 +3,14 @@
 //   sqlc v1.31.1
 // source: throttle.sql
 
-package db
+package sqlc
 
 import (
 	"context"
 	"time"
 )
 
-const admitKeyUse = `-- name: AdmitKeyUse :one
+const AdmitKeyUse = `-- name: AdmitKeyUse :one
 
 WITH f AS (
     SELECT
@@ -54,7 +54,7 @@ type AdmitKeyUseRow struct {
 // caller, and a statement sent without it tries nothing at all. The
 // failures and when each window started come along, for Retry-After.
 func (q *Queries) AdmitKeyUse(ctx context.Context, arg AdmitKeyUseParams) (AdmitKeyUseRow, error) {
-	row := q.db.QueryRow(ctx, admitKeyUse,
+	row := q.db.QueryRow(ctx, AdmitKeyUse,
 		arg.TokenLimit,
 		arg.SubjectLimit,
 		arg.TokenID,
@@ -71,17 +71,17 @@ func (q *Queries) AdmitKeyUse(ctx context.Context, arg AdmitKeyUseParams) (Admit
 	return i, err
 }
 
-const pruneKeyFailures = `-- name: PruneKeyFailures :exec
+const PruneKeyFailures = `-- name: PruneKeyFailures :exec
 DELETE FROM fieldseal.key_failures
 WHERE subject = current_setting('fieldseal.subject', true) AND window_start <= now() - make_interval(secs => $1::int)
 `
 
 func (q *Queries) PruneKeyFailures(ctx context.Context, windowSeconds int32) error {
-	_, err := q.db.Exec(ctx, pruneKeyFailures, windowSeconds)
+	_, err := q.db.Exec(ctx, PruneKeyFailures, windowSeconds)
 	return err
 }
 
-const recordKeyFailure = `-- name: RecordKeyFailure :exec
+const RecordKeyFailure = `-- name: RecordKeyFailure :exec
 INSERT INTO fieldseal.key_failures AS k (token_id, window_start, failures, window_seconds)
 VALUES ($1::text, now(), 1, $2::int)
 ON CONFLICT (subject, token_id) DO UPDATE SET
@@ -101,6 +101,6 @@ type RecordKeyFailureParams struct {
 // an interval: Citus wants its functions immutable, which now() and
 // timestamptz minus interval are not.)
 func (q *Queries) RecordKeyFailure(ctx context.Context, arg RecordKeyFailureParams) error {
-	_, err := q.db.Exec(ctx, recordKeyFailure, arg.TokenID, arg.WindowSeconds)
+	_, err := q.db.Exec(ctx, RecordKeyFailure, arg.TokenID, arg.WindowSeconds)
 	return err
 }

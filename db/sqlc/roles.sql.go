@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: roles.sql
 
-package db
+package sqlc
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const getSessionRole = `-- name: GetSessionRole :one
+const GetSessionRole = `-- name: GetSessionRole :one
 SELECT r.rolname::text AS role_name,
        r.rolsuper AS is_superuser,
        r.rolbypassrls AS bypasses_rls,
@@ -44,7 +44,7 @@ type GetSessionRoleRow struct {
 // What serve checks before it accepts a request: who it is connected as,
 // and whether that role could step around row-level security.
 func (q *Queries) GetSessionRole(ctx context.Context) (GetSessionRoleRow, error) {
-	row := q.db.QueryRow(ctx, getSessionRole)
+	row := q.db.QueryRow(ctx, GetSessionRole)
 	var i GetSessionRoleRow
 	err := row.Scan(
 		&i.RoleName,

@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: keys.sql
 
-package db
+package sqlc
 
 import (
 	"context"
@@ -12,18 +12,18 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const countRecords = `-- name: CountRecords :one
+const CountRecords = `-- name: CountRecords :one
 SELECT count(*) FROM fieldseal.records WHERE subject = current_setting('fieldseal.subject', true)
 `
 
 func (q *Queries) CountRecords(ctx context.Context) (int64, error) {
-	row := q.db.QueryRow(ctx, countRecords)
+	row := q.db.QueryRow(ctx, CountRecords)
 	var count int64
 	err := row.Scan(&count)
 	return count, err
 }
 
-const exportRecords = `-- name: ExportRecords :many
+const ExportRecords = `-- name: ExportRecords :many
 SELECT id, collection, public, version, created_at, updated_at,
        fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
@@ -47,7 +47,7 @@ type ExportRecordsRow struct {
 // end. Store.Export reads the rows as they arrive; the generated method,
 // which collects them all in memory, is not used.
 func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error) {
-	rows, err := q.db.Query(ctx, exportRecords)
+	rows, err := q.db.Query(ctx, ExportRecords)
 	if err != nil {
 		return nil, err
 	}
@@ -74,20 +74,20 @@ func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error)
 	return items, nil
 }
 
-const getRecordCiphertext = `-- name: GetRecordCiphertext :one
+const GetRecordCiphertext = `-- name: GetRecordCiphertext :one
 SELECT fieldseal.armor(secret)::text AS armored
 FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND id = $1
 `
 
 func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (string, error) {
-	row := q.db.QueryRow(ctx, getRecordCiphertext, id)
+	row := q.db.QueryRow(ctx, GetRecordCiphertext, id)
 	var armored string
 	err := row.Scan(&armored)
 	return armored, err
 }
 
-const listDamagedRecords = `-- name: ListDamagedRecords :many
+const ListDamagedRecords = `-- name: ListDamagedRecords :many
 SELECT id FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND fieldseal.decrypt_or_null(secret, $1::text) IS NULL
 ORDER BY id
@@ -97,7 +97,7 @@ LIMIT 20
 // The records that do not open under a verified key: a rotation's refusal
 // names them.
 func (q *Queries) ListDamagedRecords(ctx context.Context, key string) ([]pgtype.UUID, error) {
-	rows, err := q.db.Query(ctx, listDamagedRecords, key)
+	rows, err := q.db.Query(ctx, ListDamagedRecords, key)
 	if err != nil {
 		return nil, err
 	}
@@ -116,7 +116,7 @@ func (q *Queries) ListDamagedRecords(ctx context.Context, key string) ([]pgtype.
 	return items, nil
 }
 
-const lockKeyForRotation = `-- name: LockKeyForRotation :one
+const LockKeyForRotation = `-- name: LockKeyForRotation :one
 
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
 FROM fieldseal.subjects
@@ -133,13 +133,13 @@ FOR UPDATE
 // (search.sql) locks it the same way, so that no write commits a record
 // untagged while it runs.
 func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, error) {
-	row := q.db.QueryRow(ctx, lockKeyForRotation, key)
+	row := q.db.QueryRow(ctx, LockKeyForRotation, key)
 	var matches bool
 	err := row.Scan(&matches)
 	return matches, err
 }
 
-const proveKey = `-- name: ProveKey :exec
+const ProveKey = `-- name: ProveKey :exec
 SELECT set_config('fieldseal.key_proof', $1::text, true) FROM fieldseal.subjects WHERE subject = current_setting('fieldseal.subject', true)
 `
 
@@ -149,11 +149,11 @@ SELECT set_config('fieldseal.key_proof', $1::text, true) FROM fieldseal.subjects
 // that reads the subject's row, so that on Citus it is set on the worker
 // that holds the row, where the trigger runs. The trigger clears it.
 func (q *Queries) ProveKey(ctx context.Context, key string) error {
-	_, err := q.db.Exec(ctx, proveKey, key)
+	_, err := q.db.Exec(ctx, ProveKey, key)
 	return err
 }
 
-const reencryptPage = `-- name: ReencryptPage :many
+const ReencryptPage = `-- name: ReencryptPage :many
 SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, $1::text), $2::text,
                                      'cipher-algo=aes256, s2k-mode=1')::bytea AS secret
 FROM fieldseal.records
@@ -180,7 +180,7 @@ type ReencryptPageRow struct {
 // new ciphertexts come back, for ReplaceSecrets. NULL: the record does
 // not open under the verified key (damaged).
 func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([]ReencryptPageRow, error) {
-	rows, err := q.db.Query(ctx, reencryptPage,
+	rows, err := q.db.Query(ctx, ReencryptPage,
 		arg.OldKey,
 		arg.NewKey,
 		arg.After,
@@ -204,7 +204,7 @@ func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([
 	return items, nil
 }
 
-const reencryptRecords = `-- name: ReencryptRecords :execrows
+const ReencryptRecords = `-- name: ReencryptRecords :execrows
 UPDATE fieldseal.records r
 SET secret = fieldseal.pgp_sym_encrypt(fieldseal.pgp_sym_decrypt(r.secret, $1::text), $2::text, 'cipher-algo=aes256, s2k-mode=1')
 WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
@@ -228,14 +228,14 @@ type ReencryptRecordsParams struct {
 // decrypt_or_null a record (7.8 us each over 10,000 secrets of 500
 // bytes, timed in psql), against a rotation's ~160 us a record.
 func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, reencryptRecords, arg.OldKey, arg.NewKey)
+	result, err := q.db.Exec(ctx, ReencryptRecords, arg.OldKey, arg.NewKey)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const replaceKeyVerifier = `-- name: ReplaceKeyVerifier :execrows
+const ReplaceKeyVerifier = `-- name: ReplaceKeyVerifier :execrows
 UPDATE fieldseal.subjects s
 SET key_verifier = v.verifier, updated_at = now()
 FROM (SELECT fieldseal.new_key_verifier($1::text) AS verifier) v
@@ -246,14 +246,14 @@ WHERE s.subject = current_setting('fieldseal.subject', true)
 // volatile function in an UPDATE's SET (it makes it on the coordinator,
 // the key a parameter there, and sends the verifier).
 func (q *Queries) ReplaceKeyVerifier(ctx context.Context, newKey string) (int64, error) {
-	result, err := q.db.Exec(ctx, replaceKeyVerifier, newKey)
+	result, err := q.db.Exec(ctx, ReplaceKeyVerifier, newKey)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const replaceSecrets = `-- name: ReplaceSecrets :execrows
+const ReplaceSecrets = `-- name: ReplaceSecrets :execrows
 UPDATE fieldseal.records r
 SET secret = v.secret
 FROM (SELECT ($1::uuid[])[i] AS id, ($2::bytea[])[i] AS secret
@@ -269,7 +269,7 @@ type ReplaceSecretsParams struct {
 // ReencryptPage's ciphertexts written back. Citus writes an UPDATE's
 // parameters into the worker's statement: ciphertexts and ids only.
 func (q *Queries) ReplaceSecrets(ctx context.Context, arg ReplaceSecretsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, replaceSecrets, arg.Ids, arg.Secrets)
+	result, err := q.db.Exec(ctx, ReplaceSecrets, arg.Ids, arg.Secrets)
 	if err != nil {
 		return 0, err
 	}

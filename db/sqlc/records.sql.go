@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: records.sql
 
-package db
+package sqlc
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const checkKey = `-- name: CheckKey :one
+const CheckKey = `-- name: CheckKey :one
 SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
 FROM fieldseal.subjects
 WHERE subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
@@ -22,13 +22,13 @@ FOR SHARE
 // FOR SHARE: a write that checked the key holds the verifier row, so a
 // concurrent key change waits for it (and vice versa).
 func (q *Queries) CheckKey(ctx context.Context, key string) (bool, error) {
-	row := q.db.QueryRow(ctx, checkKey, key)
+	row := q.db.QueryRow(ctx, CheckKey, key)
 	var matches bool
 	err := row.Scan(&matches)
 	return matches, err
 }
 
-const createRecord = `-- name: CreateRecord :one
+const CreateRecord = `-- name: CreateRecord :one
 INSERT INTO fieldseal.records (id, collection, public, secret)
 VALUES (
     $1, $2, $3,
@@ -55,7 +55,7 @@ type CreateRecordRow struct {
 }
 
 func (q *Queries) CreateRecord(ctx context.Context, arg CreateRecordParams) (CreateRecordRow, error) {
-	row := q.db.QueryRow(ctx, createRecord,
+	row := q.db.QueryRow(ctx, CreateRecord,
 		arg.ID,
 		arg.Collection,
 		arg.Public,
@@ -74,7 +74,7 @@ func (q *Queries) CreateRecord(ctx context.Context, arg CreateRecordParams) (Cre
 	return i, err
 }
 
-const deleteRecord = `-- name: DeleteRecord :execrows
+const DeleteRecord = `-- name: DeleteRecord :execrows
 DELETE FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND id = $1 AND (NOT $2::boolean OR version = ANY($3::bigint[]))
 `
@@ -87,14 +87,14 @@ type DeleteRecordParams struct {
 
 // Versions as in ReplaceRecord.
 func (q *Queries) DeleteRecord(ctx context.Context, arg DeleteRecordParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteRecord, arg.ID, arg.CheckVersion, arg.Versions)
+	result, err := q.db.Exec(ctx, DeleteRecord, arg.ID, arg.CheckVersion, arg.Versions)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const getRecord = `-- name: GetRecord :one
+const GetRecord = `-- name: GetRecord :one
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND id = $1
@@ -110,7 +110,7 @@ type GetRecordRow struct {
 }
 
 func (q *Queries) GetRecord(ctx context.Context, id pgtype.UUID) (GetRecordRow, error) {
-	row := q.db.QueryRow(ctx, getRecord, id)
+	row := q.db.QueryRow(ctx, GetRecord, id)
 	var i GetRecordRow
 	err := row.Scan(
 		&i.ID,
@@ -123,7 +123,7 @@ func (q *Queries) GetRecord(ctx context.Context, id pgtype.UUID) (GetRecordRow, 
 	return i, err
 }
 
-const getRecordDecrypted = `-- name: GetRecordDecrypted :one
+const GetRecordDecrypted = `-- name: GetRecordDecrypted :one
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret,
        k.matches::boolean AS key_matches,
@@ -166,7 +166,7 @@ type GetRecordDecryptedRow struct {
 // in the lateral subquery. damaged: the key is verified but the record
 // does not open (migration 00013).
 func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecryptedParams) (GetRecordDecryptedRow, error) {
-	row := q.db.QueryRow(ctx, getRecordDecrypted, arg.Key, arg.ID)
+	row := q.db.QueryRow(ctx, GetRecordDecrypted, arg.Key, arg.ID)
 	var i GetRecordDecryptedRow
 	err := row.Scan(
 		&i.ID,
@@ -183,7 +183,7 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 	return i, err
 }
 
-const listCollectionDecrypted = `-- name: ListCollectionDecrypted :many
+const ListCollectionDecrypted = `-- name: ListCollectionDecrypted :many
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
@@ -217,7 +217,7 @@ type ListCollectionDecryptedRow struct {
 // ListRecordsDecrypted for one collection: its generic plan uses the
 // (subject, collection, id) index.
 func (q *Queries) ListCollectionDecrypted(ctx context.Context, arg ListCollectionDecryptedParams) ([]ListCollectionDecryptedRow, error) {
-	rows, err := q.db.Query(ctx, listCollectionDecrypted,
+	rows, err := q.db.Query(ctx, ListCollectionDecrypted,
 		arg.Key,
 		arg.Collection,
 		arg.After,
@@ -250,7 +250,7 @@ func (q *Queries) ListCollectionDecrypted(ctx context.Context, arg ListCollectio
 	return items, nil
 }
 
-const listRecords = `-- name: ListRecords :many
+const ListRecords = `-- name: ListRecords :many
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND id > $1 AND ($2::text = '' OR collection = $2::text)
@@ -276,7 +276,7 @@ type ListRecordsRow struct {
 // Keyset pagination by id (UUIDv7, creation order); after is the all-zero
 // UUID for the first page and collection ” means every collection.
 func (q *Queries) ListRecords(ctx context.Context, arg ListRecordsParams) ([]ListRecordsRow, error) {
-	rows, err := q.db.Query(ctx, listRecords, arg.After, arg.Collection, arg.MaxRows)
+	rows, err := q.db.Query(ctx, ListRecords, arg.After, arg.Collection, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (q *Queries) ListRecords(ctx context.Context, arg ListRecordsParams) ([]Lis
 	return items, nil
 }
 
-const listRecordsDecrypted = `-- name: ListRecordsDecrypted :many
+const ListRecordsDecrypted = `-- name: ListRecordsDecrypted :many
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
@@ -339,7 +339,7 @@ type ListRecordsDecryptedRow struct {
 // Every collection; ListCollectionDecrypted is one collection's (key-
 // bearing statements run generic plans: each has a plan of its own).
 func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecryptedParams) ([]ListRecordsDecryptedRow, error) {
-	rows, err := q.db.Query(ctx, listRecordsDecrypted, arg.Key, arg.After, arg.MaxRows)
+	rows, err := q.db.Query(ctx, ListRecordsDecrypted, arg.Key, arg.After, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +367,7 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 	return items, nil
 }
 
-const registerKeyVerifier = `-- name: RegisterKeyVerifier :execrows
+const RegisterKeyVerifier = `-- name: RegisterKeyVerifier :execrows
 INSERT INTO fieldseal.subjects (key_verifier)
 VALUES (fieldseal.new_key_verifier($1::text))
 ON CONFLICT (subject) DO NOTHING
@@ -380,14 +380,14 @@ ON CONFLICT (subject) DO NOTHING
 // NOT EXISTS) cost no less within the noise of make bench, and Citus
 // cannot plan it with the key a parameter.
 func (q *Queries) RegisterKeyVerifier(ctx context.Context, key string) (int64, error) {
-	result, err := q.db.Exec(ctx, registerKeyVerifier, key)
+	result, err := q.db.Exec(ctx, RegisterKeyVerifier, key)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const replaceRecord = `-- name: ReplaceRecord :one
+const ReplaceRecord = `-- name: ReplaceRecord :one
 UPDATE fieldseal.records r
 SET collection = $1,
     public = $2,
@@ -423,7 +423,7 @@ type ReplaceRecordRow struct {
 // Encrypted in a subquery: Citus refuses a volatile function in an
 // UPDATE's SET.
 func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (ReplaceRecordRow, error) {
-	row := q.db.QueryRow(ctx, replaceRecord,
+	row := q.db.QueryRow(ctx, ReplaceRecord,
 		arg.Collection,
 		arg.Public,
 		arg.ID,
@@ -444,7 +444,7 @@ func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (R
 	return i, err
 }
 
-const setSubject = `-- name: SetSubject :exec
+const SetSubject = `-- name: SetSubject :exec
 
 SELECT set_config('fieldseal.subject', $1::text, true),
        set_config('statement_timeout', $2::text, true),
@@ -496,7 +496,7 @@ type SetSubjectParams struct {
 // transaction, not only at connection start, so that they hold behind a
 // transaction-mode pooler too (PgBouncer passes no such startup parameter).
 func (q *Queries) SetSubject(ctx context.Context, arg SetSubjectParams) error {
-	_, err := q.db.Exec(ctx, setSubject,
+	_, err := q.db.Exec(ctx, SetSubject,
 		arg.Subject,
 		arg.StatementTimeout,
 		arg.LockTimeout,
@@ -505,7 +505,7 @@ func (q *Queries) SetSubject(ctx context.Context, arg SetSubjectParams) error {
 	return err
 }
 
-const useGenericPlans = `-- name: UseGenericPlans :exec
+const UseGenericPlans = `-- name: UseGenericPlans :exec
 SELECT set_config('plan_cache_mode', 'force_generic_plan', true)
 `
 
@@ -515,6 +515,6 @@ SELECT set_config('plan_cache_mode', 'force_generic_plan', true)
 // custom plan cheaper and planned every page anew (110 µs each,
 // pg_stat_statements with track_planning during make bench).
 func (q *Queries) UseGenericPlans(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, useGenericPlans)
+	_, err := q.db.Exec(ctx, UseGenericPlans)
 	return err
 }

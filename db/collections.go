@@ -11,7 +11,32 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/db/sqlc"
 )
+
+// GetCollection implements fieldseal.CollectionService.
+func (s *Store) GetCollection(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Collection, error) {
+	c := fieldseal.Collection{Collection: collection, Searchable: map[string]fieldseal.SearchableField{}}
+	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, commitFirst: true}
+	row := query(&t.first, func(q *Queries) (sqlc.GetCollectionRow, error) { return q.GetCollection(ctx, collection) })
+	t.check = func() error {
+		r, err := row.get()
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // never set: nothing searchable
+		}
+		if err != nil {
+			return err
+		}
+		c.UpdatedAt = r.UpdatedAt
+		if r.Reindexing {
+			c.Indexing = &fieldseal.Indexing{Fields: r.Indexing, Records: r.IndexDone, Total: r.IndexTotal, UpdatedAt: r.IndexedAt.Time}
+		}
+		return json.Unmarshal(r.Searchable, &c.Searchable)
+	}
+	return c, s.run(ctx, t)
+}
+
+var _ fieldseal.CollectionService = (*Store)(nil)
 
 // SetCollection implements fieldseal.CollectionService, online, as
 // CREATE INDEX CONCURRENTLY builds an index (migration 00022 says why):
@@ -80,7 +105,7 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 		slices.Sort(indexing)
 		slices.Sort(dropping)
 		reindexing := len(c.Searchable) > 0 || len(dropping) > 0
-		started, err := q.StartIndexing(ctx, StartIndexingParams{
+		started, err := q.StartIndexing(ctx, sqlc.StartIndexingParams{
 			Collection: c.Collection, Searchable: searchable, Indexing: indexing, Dropping: dropping, Reindexing: reindexing, Total: total,
 		})
 		if reindexing {
@@ -116,8 +141,8 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 	// In this order, as a rotation takes them: the verifier, then the
 	// collection's row.
 	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
-	state := query(&t.first, func(q *Queries) (LockCollectionRow, error) { return q.LockCollection(ctx, c.Collection) })
-	var st LockCollectionRow
+	state := query(&t.first, func(q *Queries) (sqlc.LockCollectionRow, error) { return q.LockCollection(ctx, c.Collection) })
+	var st sqlc.LockCollectionRow
 	t.check = func() error {
 		var err error
 		if st, err = state.get(); err != nil {
@@ -145,7 +170,7 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 		if finished {
 			return nil
 		}
-		batch, err := q.LockIndexBatch(ctx, LockIndexBatchParams{Collection: c.Collection, After: after(st.IndexedThrough), MaxRows: reindexBatchRows})
+		batch, err := q.LockIndexBatch(ctx, sqlc.LockIndexBatchParams{Collection: c.Collection, After: after(st.IndexedThrough), MaxRows: reindexBatchRows})
 		if err != nil {
 			return err
 		}
@@ -157,7 +182,7 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 				return err
 			}
 		}
-		n, err := q.AdvanceIndexing(ctx, AdvanceIndexingParams{Through: through, Done: int64(len(batch)), Finished: finished, Collection: c.Collection, Run: run})
+		n, err := q.AdvanceIndexing(ctx, sqlc.AdvanceIndexingParams{Through: through, Done: int64(len(batch)), Finished: finished, Collection: c.Collection, Run: run})
 		if err == nil && n != 1 {
 			err = errors.New("db: the reindex's row changed although it was held")
 		}
@@ -172,7 +197,7 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 // refuses a batch with a record that does not open or whose secret jsonb
 // refuses, naming them.
 func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection string, batch []pgtype.UUID, dropping []string) error {
-	rows, err := q.BatchTags(ctx, BatchTagsParams{Ids: batch, Collection: collection, Key: key.Passphrase()})
+	rows, err := q.BatchTags(ctx, sqlc.BatchTagsParams{Ids: batch, Collection: collection, Key: key.Passphrase()})
 	if err != nil {
 		return err
 	}
@@ -200,7 +225,7 @@ func tagBatch(ctx context.Context, q *Queries, key fieldseal.Key, collection str
 			"fieldseal accepted such secrets before it could search them): replace or delete them%s", joinIDs(ids(unreadable)), stopped)
 	}
 	if len(dropping) > 0 {
-		if err := q.DropTagsOf(ctx, DropTagsOfParams{First: batch[0], Last: batch[len(batch)-1], Ids: batch, Fields: dropping}); err != nil {
+		if err := q.DropTagsOf(ctx, sqlc.DropTagsOfParams{First: batch[0], Last: batch[len(batch)-1], Ids: batch, Fields: dropping}); err != nil {
 			return err
 		}
 	}
@@ -222,7 +247,7 @@ func (s *Store) indexed(ctx context.Context, caller fieldseal.Caller, collection
 	var res fieldseal.Indexed
 	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, long: true, commitFirst: true}
 	count := query(&t.first, func(q *Queries) (int64, error) { return q.CountCollection(ctx, collection) })
-	fields := query(&t.first, func(q *Queries) ([]CollectionFieldTagsRow, error) { return q.CollectionFieldTags(ctx, collection) })
+	fields := query(&t.first, func(q *Queries) ([]sqlc.CollectionFieldTagsRow, error) { return q.CollectionFieldTags(ctx, collection) })
 	t.check = func() error {
 		var err error
 		if res.Records, err = count.get(); err != nil {

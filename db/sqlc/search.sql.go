@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: search.sql
 
-package db
+package sqlc
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const advanceIndexing = `-- name: AdvanceIndexing :execrows
+const AdvanceIndexing = `-- name: AdvanceIndexing :execrows
 UPDATE fieldseal.collections
 SET indexed_through = $1, index_done = index_done + $2::bigint, indexed_at = now(),
     reindexing = NOT $3::boolean, indexing = CASE WHEN $3::boolean THEN '{}'::text[] ELSE indexing END,
@@ -31,7 +31,7 @@ type AdvanceIndexingParams struct {
 // A batch of the pass is tagged: through is its last record. The last
 // batch (finished) makes the fields searchable.
 func (q *Queries) AdvanceIndexing(ctx context.Context, arg AdvanceIndexingParams) (int64, error) {
-	result, err := q.db.Exec(ctx, advanceIndexing,
+	result, err := q.db.Exec(ctx, AdvanceIndexing,
 		arg.Through,
 		arg.Done,
 		arg.Finished,
@@ -44,7 +44,7 @@ func (q *Queries) AdvanceIndexing(ctx context.Context, arg AdvanceIndexingParams
 	return result.RowsAffected(), nil
 }
 
-const allTags = `-- name: AllTags :many
+const AllTags = `-- name: AllTags :many
 SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
@@ -61,7 +61,7 @@ type AllTagsRow struct {
 
 // ReindexAllTags' tags, returned instead of inserted.
 func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error) {
-	rows, err := q.db.Query(ctx, allTags, key)
+	rows, err := q.db.Query(ctx, AllTags, key)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +80,7 @@ func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error)
 	return items, nil
 }
 
-const batchTags = `-- name: BatchTags :many
+const BatchTags = `-- name: BatchTags :many
 SELECT r.id, (d.secret IS NULL AND c.searchable <> '{}')::boolean AS damaged,
        (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
@@ -117,7 +117,7 @@ type BatchTagsRow struct {
 // under the verified key; unreadable: jsonb refuses its secret). A
 // collection with no searchable field decrypts nothing.
 func (q *Queries) BatchTags(ctx context.Context, arg BatchTagsParams) ([]BatchTagsRow, error) {
-	rows, err := q.db.Query(ctx, batchTags, arg.Ids, arg.Collection, arg.Key)
+	rows, err := q.db.Query(ctx, BatchTags, arg.Ids, arg.Collection, arg.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +142,7 @@ func (q *Queries) BatchTags(ctx context.Context, arg BatchTagsParams) ([]BatchTa
 	return items, nil
 }
 
-const collectionFieldTags = `-- name: CollectionFieldTags :many
+const CollectionFieldTags = `-- name: CollectionFieldTags :many
 SELECT g.field::text AS field, sum(g.n)::bigint AS tagged, count(*)::bigint AS distinct_values, max(g.n)::bigint AS most_common
 FROM (SELECT t.field, t.tag, count(*) AS n
       FROM fieldseal.search_tags t
@@ -172,7 +172,7 @@ type CollectionFieldTagsRow struct {
 // each record's tags looked up by record, a plan made on other
 // statistics scanned every tag of the subject per record: minutes.)
 func (q *Queries) CollectionFieldTags(ctx context.Context, collection string) ([]CollectionFieldTagsRow, error) {
-	rows, err := q.db.Query(ctx, collectionFieldTags, collection)
+	rows, err := q.db.Query(ctx, CollectionFieldTags, collection)
 	if err != nil {
 		return nil, err
 	}
@@ -196,19 +196,19 @@ func (q *Queries) CollectionFieldTags(ctx context.Context, collection string) ([
 	return items, nil
 }
 
-const countCollection = `-- name: CountCollection :one
+const CountCollection = `-- name: CountCollection :one
 SELECT count(*)::bigint FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1::text
 `
 
 func (q *Queries) CountCollection(ctx context.Context, collection string) (int64, error) {
-	row := q.db.QueryRow(ctx, countCollection, collection)
+	row := q.db.QueryRow(ctx, CountCollection, collection)
 	var column_1 int64
 	err := row.Scan(&column_1)
 	return column_1, err
 }
 
-const createRecords = `-- name: CreateRecords :many
+const CreateRecords = `-- name: CreateRecords :many
 INSERT INTO fieldseal.records (id, collection, public, secret)
 SELECT ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
        fieldseal.pgp_sym_encrypt(($4::text[])[i], $5::text, 'cipher-algo=aes256, s2k-mode=1')
@@ -238,7 +238,7 @@ type CreateRecordsRow struct {
 // (On Citus the Store inserts a batch record by record instead:
 // createRecords in db/search.go.)
 func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([]CreateRecordsRow, error) {
-	rows, err := q.db.Query(ctx, createRecords,
+	rows, err := q.db.Query(ctx, CreateRecords,
 		arg.Ids,
 		arg.Collections,
 		arg.Publics,
@@ -270,25 +270,25 @@ func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([
 	return items, nil
 }
 
-const deleteAllTags = `-- name: DeleteAllTags :exec
+const DeleteAllTags = `-- name: DeleteAllTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true)
 `
 
 func (q *Queries) DeleteAllTags(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, deleteAllTags)
+	_, err := q.db.Exec(ctx, DeleteAllTags)
 	return err
 }
 
-const deleteRecordTags = `-- name: DeleteRecordTags :exec
+const DeleteRecordTags = `-- name: DeleteRecordTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true) AND record_id = $1
 `
 
 func (q *Queries) DeleteRecordTags(ctx context.Context, id pgtype.UUID) error {
-	_, err := q.db.Exec(ctx, deleteRecordTags, id)
+	_, err := q.db.Exec(ctx, DeleteRecordTags, id)
 	return err
 }
 
-const dropTagsOf = `-- name: DropTagsOf :exec
+const DropTagsOf = `-- name: DropTagsOf :exec
 DELETE FROM fieldseal.search_tags
 WHERE subject = current_setting('fieldseal.subject', true) AND record_id >= $1 AND record_id <= $2
   AND record_id = ANY ($3::uuid[]) AND field = ANY ($4::text[])
@@ -307,7 +307,7 @@ type DropTagsOfParams struct {
 // every tag of the subject for each batch. (Only when settings drop a
 // field: new and changed fields' tags are replaced by InsertTags.)
 func (q *Queries) DropTagsOf(ctx context.Context, arg DropTagsOfParams) error {
-	_, err := q.db.Exec(ctx, dropTagsOf,
+	_, err := q.db.Exec(ctx, DropTagsOf,
 		arg.First,
 		arg.Last,
 		arg.Ids,
@@ -316,7 +316,7 @@ func (q *Queries) DropTagsOf(ctx context.Context, arg DropTagsOfParams) error {
 	return err
 }
 
-const endIndexing = `-- name: EndIndexing :exec
+const EndIndexing = `-- name: EndIndexing :exec
 UPDATE fieldseal.collections
 SET indexing = '{}', dropping = '{}', reindexing = false, index_run = index_run + 1, indexed_at = now()
 WHERE subject = current_setting('fieldseal.subject', true) AND reindexing
@@ -325,11 +325,11 @@ WHERE subject = current_setting('fieldseal.subject', true) AND reindexing
 // A key rotation has tagged every record again, under every collection's
 // settings: no pass is owed, and one still running stops (a new run).
 func (q *Queries) EndIndexing(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, endIndexing)
+	_, err := q.db.Exec(ctx, EndIndexing)
 	return err
 }
 
-const getCollection = `-- name: GetCollection :one
+const GetCollection = `-- name: GetCollection :one
 
 SELECT searchable, updated_at, indexing, reindexing, index_done, index_total, indexed_at
 FROM fieldseal.collections WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1
@@ -350,7 +350,7 @@ type GetCollectionRow struct {
 // in a transaction that has set fieldseal.subject, and a statement that
 // tries a key requires fieldseal.key_use = 'admitted'.
 func (q *Queries) GetCollection(ctx context.Context, collection string) (GetCollectionRow, error) {
-	row := q.db.QueryRow(ctx, getCollection, collection)
+	row := q.db.QueryRow(ctx, GetCollection, collection)
 	var i GetCollectionRow
 	err := row.Scan(
 		&i.Searchable,
@@ -364,7 +364,7 @@ func (q *Queries) GetCollection(ctx context.Context, collection string) (GetColl
 	return i, err
 }
 
-const importLines = `-- name: ImportLines :many
+const ImportLines = `-- name: ImportLines :many
 
 SELECT m.n::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened, coalesce(d.plain, '')::text AS plain,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
@@ -406,7 +406,7 @@ type ImportLinesRow struct {
 // migration 00021: a compressed message is never opened), and its tags
 // in a collection with searchable fields.
 func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]ImportLinesRow, error) {
-	rows, err := q.db.Query(ctx, importLines, arg.Secrets, arg.Key, arg.Collections)
+	rows, err := q.db.Query(ctx, ImportLines, arg.Secrets, arg.Key, arg.Collections)
 	if err != nil {
 		return nil, err
 	}
@@ -431,7 +431,7 @@ func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]Imp
 	return items, nil
 }
 
-const indexRecords = `-- name: IndexRecords :exec
+const IndexRecords = `-- name: IndexRecords :exec
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
@@ -455,7 +455,7 @@ type IndexRecordsParams struct {
 // with nothing to tag). sqlc knows unnest of one array only: the arrays
 // are read by subscript. (On Citus: RecordTags and InsertTags.)
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
-	_, err := q.db.Exec(ctx, indexRecords,
+	_, err := q.db.Exec(ctx, IndexRecords,
 		arg.Ids,
 		arg.Collections,
 		arg.Key,
@@ -464,7 +464,7 @@ func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) erro
 	return err
 }
 
-const insertImported = `-- name: InsertImported :many
+const InsertImported = `-- name: InsertImported :many
 INSERT INTO fieldseal.records (subject, id, collection, public, secret, version, created_at, updated_at)
 SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i], ($4::bytea[])[i],
        ($5::bigint[])[i], ($6::timestamptz[])[i], ($7::timestamptz[])[i]
@@ -490,7 +490,7 @@ type InsertImportedParams struct {
 // the id already; the ids inserted. The subject's row is there so that
 // Citus sends the statement whole to the subject's shard.
 func (q *Queries) InsertImported(ctx context.Context, arg InsertImportedParams) ([]pgtype.UUID, error) {
-	rows, err := q.db.Query(ctx, insertImported,
+	rows, err := q.db.Query(ctx, InsertImported,
 		arg.Ids,
 		arg.Collections,
 		arg.Publics,
@@ -517,7 +517,7 @@ func (q *Queries) InsertImported(ctx context.Context, arg InsertImportedParams) 
 	return items, nil
 }
 
-const insertTags = `-- name: InsertTags :exec
+const InsertTags = `-- name: InsertTags :exec
 INSERT INTO fieldseal.search_tags AS t (subject, record_id, field, tag)
 SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::bytea[])[i]
 FROM fieldseal.subjects s
@@ -537,11 +537,11 @@ type InsertTagsParams struct {
 // The subject's row is there so that Citus sends the statement whole to
 // the subject's shard.
 func (q *Queries) InsertTags(ctx context.Context, arg InsertTagsParams) error {
-	_, err := q.db.Exec(ctx, insertTags, arg.RecordIds, arg.Fields, arg.Tags)
+	_, err := q.db.Exec(ctx, InsertTags, arg.RecordIds, arg.Fields, arg.Tags)
 	return err
 }
 
-const listRecordsFiltered = `-- name: ListRecordsFiltered :many
+const ListRecordsFiltered = `-- name: ListRecordsFiltered :many
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND id > $1 AND ($2::text = '' OR collection = $2::text)
@@ -573,7 +573,7 @@ type ListRecordsFilteredRow struct {
 // public) GIN index measured was not chosen by a generic plan either), so
 // a value few records hold costs a walk of the subject.
 func (q *Queries) ListRecordsFiltered(ctx context.Context, arg ListRecordsFilteredParams) ([]ListRecordsFilteredRow, error) {
-	rows, err := q.db.Query(ctx, listRecordsFiltered,
+	rows, err := q.db.Query(ctx, ListRecordsFiltered,
 		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
@@ -604,7 +604,7 @@ func (q *Queries) ListRecordsFiltered(ctx context.Context, arg ListRecordsFilter
 	return items, nil
 }
 
-const listRecordsFilteredDecrypted = `-- name: ListRecordsFilteredDecrypted :many
+const ListRecordsFilteredDecrypted = `-- name: ListRecordsFilteredDecrypted :many
 SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        page.version, page.created_at, page.updated_at
@@ -650,7 +650,7 @@ type ListRecordsFilteredDecryptedRow struct {
 // with the id as a non-leading key, reading every index entry of the
 // subject per row (make bench's skewed page: 17 and 358 ms, against 3).
 func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListRecordsFilteredDecryptedParams) ([]ListRecordsFilteredDecryptedRow, error) {
-	rows, err := q.db.Query(ctx, listRecordsFilteredDecrypted,
+	rows, err := q.db.Query(ctx, ListRecordsFilteredDecrypted,
 		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
@@ -684,7 +684,7 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 	return items, nil
 }
 
-const lockCollection = `-- name: LockCollection :one
+const LockCollection = `-- name: LockCollection :one
 
 SELECT searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total
 FROM fieldseal.collections
@@ -703,7 +703,7 @@ type LockCollectionRow struct {
 	IndexTotal     int64
 }
 
-// Reindexing a collection online (migration 00022, db/reindex.go): the
+// Reindexing a collection online (migration 00022, db/collections.go): the
 // settings change in a short transaction (LockCollection, StartIndexing),
 // then a pass tags the records a batch at a time (LockCollection,
 // LockIndexBatch, BatchTags, DeleteTagsOf, InsertTags, AdvanceIndexing).
@@ -712,7 +712,7 @@ type LockCollectionRow struct {
 // The collection's settings and its pass, held until the transaction
 // ends: two PUTs of one collection take turns.
 func (q *Queries) LockCollection(ctx context.Context, collection string) (LockCollectionRow, error) {
-	row := q.db.QueryRow(ctx, lockCollection, collection)
+	row := q.db.QueryRow(ctx, LockCollection, collection)
 	var i LockCollectionRow
 	err := row.Scan(
 		&i.Searchable,
@@ -727,7 +727,7 @@ func (q *Queries) LockCollection(ctx context.Context, collection string) (LockCo
 	return i, err
 }
 
-const lockIndexBatch = `-- name: LockIndexBatch :many
+const LockIndexBatch = `-- name: LockIndexBatch :many
 SELECT id FROM fieldseal.records
 WHERE subject = current_setting('fieldseal.subject', true) AND collection = $1::text AND id > $2
 ORDER BY id
@@ -745,7 +745,7 @@ type LockIndexBatchParams struct {
 // replace or delete of one of them waits, then tags it (or drops its
 // tags) itself, after the batch.
 func (q *Queries) LockIndexBatch(ctx context.Context, arg LockIndexBatchParams) ([]pgtype.UUID, error) {
-	rows, err := q.db.Query(ctx, lockIndexBatch, arg.Collection, arg.After, arg.MaxRows)
+	rows, err := q.db.Query(ctx, LockIndexBatch, arg.Collection, arg.After, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -764,7 +764,7 @@ func (q *Queries) LockIndexBatch(ctx context.Context, arg LockIndexBatchParams) 
 	return items, nil
 }
 
-const recordTags = `-- name: RecordTags :many
+const RecordTags = `-- name: RecordTags :many
 
 SELECT ($1::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
@@ -792,7 +792,7 @@ type RecordTagsRow struct {
 // log may hold, as its table does.
 // IndexRecords' tags, returned instead of inserted.
 func (q *Queries) RecordTags(ctx context.Context, arg RecordTagsParams) ([]RecordTagsRow, error) {
-	rows, err := q.db.Query(ctx, recordTags,
+	rows, err := q.db.Query(ctx, RecordTags,
 		arg.Ids,
 		arg.Collections,
 		arg.Key,
@@ -816,7 +816,7 @@ func (q *Queries) RecordTags(ctx context.Context, arg RecordTagsParams) ([]Recor
 	return items, nil
 }
 
-const reindexAllTags = `-- name: ReindexAllTags :exec
+const ReindexAllTags = `-- name: ReindexAllTags :exec
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
@@ -830,11 +830,11 @@ WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting
 // first). Only records of collections with searchable fields are
 // decrypted.
 func (q *Queries) ReindexAllTags(ctx context.Context, key string) error {
-	_, err := q.db.Exec(ctx, reindexAllTags, key)
+	_, err := q.db.Exec(ctx, ReindexAllTags, key)
 	return err
 }
 
-const searchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
+const SearchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
 WITH matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
     -- its own in the (subject, tag) index: with the subject alone, the
@@ -906,7 +906,7 @@ type SearchRecordsDecryptedRow struct {
 // statistics once re-aggregated every tag of the subject for each
 // candidate: 3 s and timeouts after a bulk import.)
 func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsDecryptedParams) ([]SearchRecordsDecryptedRow, error) {
-	rows, err := q.db.Query(ctx, searchRecordsDecrypted,
+	rows, err := q.db.Query(ctx, SearchRecordsDecrypted,
 		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
@@ -942,7 +942,7 @@ func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsD
 	return items, nil
 }
 
-const startIndexing = `-- name: StartIndexing :one
+const StartIndexing = `-- name: StartIndexing :one
 INSERT INTO fieldseal.collections (collection, searchable, indexing, dropping, reindexing, index_run, indexed_through, index_done, index_total, updated_at, indexed_at)
 VALUES ($1, $2, $3::text[], $4::text[], $5::boolean, 1, NULL, 0, $6::bigint, now(), now())
 ON CONFLICT (subject, collection) DO UPDATE SET
@@ -965,7 +965,7 @@ type StartIndexingParams struct {
 // record. (now() in VALUES, excluded's in DO UPDATE: Citus wants DO
 // UPDATE's functions immutable.)
 func (q *Queries) StartIndexing(ctx context.Context, arg StartIndexingParams) (int64, error) {
-	row := q.db.QueryRow(ctx, startIndexing,
+	row := q.db.QueryRow(ctx, StartIndexing,
 		arg.Collection,
 		arg.Searchable,
 		arg.Indexing,

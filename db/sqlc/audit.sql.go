@@ -3,7 +3,7 @@
 //   sqlc v1.31.1
 // source: audit.sql
 
-package db
+package sqlc
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const appendAuditEvent = `-- name: AppendAuditEvent :execrows
+const AppendAuditEvent = `-- name: AppendAuditEvent :execrows
 
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
 VALUES ($1, $2, $3, $4,
@@ -36,7 +36,7 @@ type AppendAuditEventParams struct {
 // of the subject's in it through the coordinator, whose COPY to the
 // shard row-level security refuses.
 func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventParams) (int64, error) {
-	result, err := q.db.Exec(ctx, appendAuditEvent,
+	result, err := q.db.Exec(ctx, AppendAuditEvent,
 		arg.Action,
 		arg.Outcome,
 		arg.RecordID,
@@ -52,7 +52,7 @@ func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventPara
 	return result.RowsAffected(), nil
 }
 
-const appendAuditEventIfDecrypted = `-- name: AppendAuditEventIfDecrypted :execrows
+const AppendAuditEventIfDecrypted = `-- name: AppendAuditEventIfDecrypted :execrows
 INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
 SELECT $1, $2, $3, $4,
        nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, '')
@@ -76,7 +76,7 @@ type AppendAuditEventIfDecryptedParams struct {
 // read, before its outcome is known. On a single PostgreSQL only: on
 // Citus the setting stays on the worker (db/citus.go).
 func (q *Queries) AppendAuditEventIfDecrypted(ctx context.Context, arg AppendAuditEventIfDecryptedParams) (int64, error) {
-	result, err := q.db.Exec(ctx, appendAuditEventIfDecrypted,
+	result, err := q.db.Exec(ctx, AppendAuditEventIfDecrypted,
 		arg.Action,
 		arg.Outcome,
 		arg.RecordID,
@@ -92,7 +92,7 @@ func (q *Queries) AppendAuditEventIfDecrypted(ctx context.Context, arg AppendAud
 	return result.RowsAffected(), nil
 }
 
-const appendAuditEvents = `-- name: AppendAuditEvents :execrows
+const AppendAuditEvents = `-- name: AppendAuditEvents :execrows
 INSERT INTO fieldseal.audit_events (subject, action, outcome, record_id, token_id, client_id, request_id, client_addr)
 SELECT s.subject, $1, $2, ($3::uuid[])[i],
        nullif($4::text, ''), nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, '')
@@ -116,7 +116,7 @@ type AppendAuditEventsParams struct {
 // (the batch registered its key first) is there for Citus, which then
 // runs the statement on the subject's shard (see AppendAuditEvent).
 func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, appendAuditEvents,
+	result, err := q.db.Exec(ctx, AppendAuditEvents,
 		arg.Action,
 		arg.Outcome,
 		arg.RecordIds,
@@ -131,7 +131,7 @@ func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsPa
 	return result.RowsAffected(), nil
 }
 
-const deleteArchivedEntries = `-- name: DeleteArchivedEntries :execrows
+const DeleteArchivedEntries = `-- name: DeleteArchivedEntries :execrows
 DELETE FROM fieldseal.audit_events
 WHERE subject = $1 AND lane = $2 AND seq <= $3
 `
@@ -143,24 +143,24 @@ type DeleteArchivedEntriesParams struct {
 }
 
 func (q *Queries) DeleteArchivedEntries(ctx context.Context, arg DeleteArchivedEntriesParams) (int64, error) {
-	result, err := q.db.Exec(ctx, deleteArchivedEntries, arg.Subject, arg.Lane, arg.LastSeq)
+	result, err := q.db.Exec(ctx, DeleteArchivedEntries, arg.Subject, arg.Lane, arg.LastSeq)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
 }
 
-const enableAuditReading = `-- name: EnableAuditReading :exec
+const EnableAuditReading = `-- name: EnableAuditReading :exec
 SELECT set_config('fieldseal.audit_reader', 'on', true)
 `
 
 // For audit:read requests only: lets this transaction read every subject's entries.
 func (q *Queries) EnableAuditReading(ctx context.Context) error {
-	_, err := q.db.Exec(ctx, enableAuditReading)
+	_, err := q.db.Exec(ctx, EnableAuditReading)
 	return err
 }
 
-const listArchiveCuts = `-- name: ListArchiveCuts :many
+const ListArchiveCuts = `-- name: ListArchiveCuts :many
 SELECT DISTINCT ON (e.subject, e.lane) e.subject, e.lane, e.seq AS last_seq, e.hash AS last_hash,
        coalesce(s.seq, 1)::bigint AS first_seq,
        coalesce(s.prev_hash, '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea)::bytea AS first_prev_hash
@@ -184,7 +184,7 @@ type ListArchiveCutsRow struct {
 // prefix of each chain (an entry older than @before after a newer one,
 // the clock having stepped back, goes too).
 func (q *Queries) ListArchiveCuts(ctx context.Context, before time.Time) ([]ListArchiveCutsRow, error) {
-	rows, err := q.db.Query(ctx, listArchiveCuts, before)
+	rows, err := q.db.Query(ctx, ListArchiveCuts, before)
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (q *Queries) ListArchiveCuts(ctx context.Context, before time.Time) ([]List
 	return items, nil
 }
 
-const listAuditChainPage = `-- name: ListAuditChainPage :many
+const ListAuditChainPage = `-- name: ListAuditChainPage :many
 SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
@@ -251,7 +251,7 @@ type ListAuditChainPageRow struct {
 // hashes, in chain order (each subject's lanes one after another), a page
 // at a time.
 func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPageParams) ([]ListAuditChainPageRow, error) {
-	rows, err := q.db.Query(ctx, listAuditChainPage,
+	rows, err := q.db.Query(ctx, ListAuditChainPage,
 		arg.OnlySubject,
 		arg.AfterSubject,
 		arg.AfterLane,
@@ -291,7 +291,7 @@ func (q *Queries) ListAuditChainPage(ctx context.Context, arg ListAuditChainPage
 	return items, nil
 }
 
-const listAuditChainStarts = `-- name: ListAuditChainStarts :many
+const ListAuditChainStarts = `-- name: ListAuditChainStarts :many
 SELECT subject, lane, seq, prev_hash FROM fieldseal.audit_chain_starts
 WHERE $1::text = '' OR subject = $1::text
 ORDER BY subject, lane
@@ -306,7 +306,7 @@ type ListAuditChainStartsRow struct {
 
 // For `fieldseal audit verify`: where each archived chain now starts.
 func (q *Queries) ListAuditChainStarts(ctx context.Context, onlySubject string) ([]ListAuditChainStartsRow, error) {
-	rows, err := q.db.Query(ctx, listAuditChainStarts, onlySubject)
+	rows, err := q.db.Query(ctx, ListAuditChainStarts, onlySubject)
 	if err != nil {
 		return nil, err
 	}
@@ -330,7 +330,7 @@ func (q *Queries) ListAuditChainStarts(ctx context.Context, onlySubject string) 
 	return items, nil
 }
 
-const listAuditEvents = `-- name: ListAuditEvents :many
+const ListAuditEvents = `-- name: ListAuditEvents :many
 SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr
@@ -372,7 +372,7 @@ type ListAuditEventsRow struct {
 
 // Keyset pagination on (at, subject, lane, seq); ” and NULL filters match all.
 func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams) ([]ListAuditEventsRow, error) {
-	rows, err := q.db.Query(ctx, listAuditEvents,
+	rows, err := q.db.Query(ctx, ListAuditEvents,
 		arg.Subject,
 		arg.Action,
 		arg.Since,
@@ -414,7 +414,7 @@ func (q *Queries) ListAuditEvents(ctx context.Context, arg ListAuditEventsParams
 	return items, nil
 }
 
-const listAuditHeadMismatches = `-- name: ListAuditHeadMismatches :many
+const ListAuditHeadMismatches = `-- name: ListAuditHeadMismatches :many
 WITH e AS (
     SELECT DISTINCT ON (subject, lane) subject, lane, seq, hash FROM (
         SELECT subject, lane, seq, hash FROM fieldseal.audit_events
@@ -457,7 +457,7 @@ type ListAuditHeadMismatchesRow struct {
 // A chain archived to its end (migration 00017) ends, here, at the entry
 // before its recorded start.
 func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject string) ([]ListAuditHeadMismatchesRow, error) {
-	rows, err := q.db.Query(ctx, listAuditHeadMismatches, onlySubject)
+	rows, err := q.db.Query(ctx, ListAuditHeadMismatches, onlySubject)
 	if err != nil {
 		return nil, err
 	}
@@ -481,7 +481,7 @@ func (q *Queries) ListAuditHeadMismatches(ctx context.Context, onlySubject strin
 	return items, nil
 }
 
-const listAuditHeadsForCheckpoint = `-- name: ListAuditHeadsForCheckpoint :many
+const ListAuditHeadsForCheckpoint = `-- name: ListAuditHeadsForCheckpoint :many
 SELECT current_database()::text AS database, now()::timestamptz AS at,
        subject, lane, seq, hash
 FROM fieldseal.audit_heads
@@ -500,7 +500,7 @@ type ListAuditHeadsForCheckpointRow struct {
 // For `fieldseal audit checkpoint`: every lane's head, and the moment, in
 // one snapshot.
 func (q *Queries) ListAuditHeadsForCheckpoint(ctx context.Context) ([]ListAuditHeadsForCheckpointRow, error) {
-	rows, err := q.db.Query(ctx, listAuditHeadsForCheckpoint)
+	rows, err := q.db.Query(ctx, ListAuditHeadsForCheckpoint)
 	if err != nil {
 		return nil, err
 	}
@@ -526,7 +526,7 @@ func (q *Queries) ListAuditHeadsForCheckpoint(ctx context.Context) ([]ListAuditH
 	return items, nil
 }
 
-const listChainEntries = `-- name: ListChainEntries :many
+const ListChainEntries = `-- name: ListChainEntries :many
 SELECT subject, lane, seq, at, action, outcome, record_id, record_count,
        coalesce(token_id, '')::text AS token_id, coalesce(client_id, '')::text AS client_id,
        coalesce(request_id, '')::text AS request_id, coalesce(client_addr, '')::text AS client_addr,
@@ -564,7 +564,7 @@ type ListChainEntriesRow struct {
 
 // For `fieldseal audit archive`: a page of one chain's entries up to a seq.
 func (q *Queries) ListChainEntries(ctx context.Context, arg ListChainEntriesParams) ([]ListChainEntriesRow, error) {
-	rows, err := q.db.Query(ctx, listChainEntries,
+	rows, err := q.db.Query(ctx, ListChainEntries,
 		arg.Subject,
 		arg.Lane,
 		arg.AfterSeq,
@@ -604,7 +604,7 @@ func (q *Queries) ListChainEntries(ctx context.Context, arg ListChainEntriesPara
 	return items, nil
 }
 
-const listCheckpointedEntries = `-- name: ListCheckpointedEntries :many
+const ListCheckpointedEntries = `-- name: ListCheckpointedEntries :many
 SELECT c.subject::text AS subject, c.lane::smallint AS lane, c.seq::bigint AS seq, e.hash
 FROM (
     SELECT s.subject, l.lane, q.seq
@@ -632,7 +632,7 @@ type ListCheckpointedEntriesRow struct {
 // For `fieldseal audit verify --checkpoint`: the entry each checkpointed
 // head names, if it is still there.
 func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpointedEntriesParams) ([]ListCheckpointedEntriesRow, error) {
-	rows, err := q.db.Query(ctx, listCheckpointedEntries, arg.Subjects, arg.Lanes, arg.Seqs)
+	rows, err := q.db.Query(ctx, ListCheckpointedEntries, arg.Subjects, arg.Lanes, arg.Seqs)
 	if err != nil {
 		return nil, err
 	}
@@ -656,7 +656,7 @@ func (q *Queries) ListCheckpointedEntries(ctx context.Context, arg ListCheckpoin
 	return items, nil
 }
 
-const moveChainStart = `-- name: MoveChainStart :exec
+const MoveChainStart = `-- name: MoveChainStart :exec
 INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
 VALUES ($1, $2, $3, $4, now())
 ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at
@@ -672,7 +672,7 @@ type MoveChainStartParams struct {
 // now() in VALUES, excluded's in DO UPDATE: Citus wants DO UPDATE's
 // functions immutable.
 func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) error {
-	_, err := q.db.Exec(ctx, moveChainStart,
+	_, err := q.db.Exec(ctx, MoveChainStart,
 		arg.Subject,
 		arg.Lane,
 		arg.Seq,
