@@ -16,7 +16,7 @@ import (
 
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/hsm"
-	"github.com/fieldseal/fieldseal/internal/softhsm"
+	"github.com/fieldseal/fieldseal/internal/testkit/softhsm"
 )
 
 // encryptedSetup is a verifier whose decryption key is in a file or in

@@ -18,7 +18,7 @@ import (
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/auth"
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/internal/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
 )
 
 // provider is an identity provider over HTTP that counts JWKS fetches.

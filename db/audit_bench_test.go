@@ -8,7 +8,7 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // BenchmarkAuditAppend appends audit entries from 8 concurrent clients

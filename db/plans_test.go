@@ -12,7 +12,7 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // TestPlansMadeOnTinyTables (issue "Plans that do not depend on luck"):

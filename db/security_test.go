@@ -17,7 +17,7 @@ import (
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/db/sqlc"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
 )
 
 type auditItem struct {

@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/internal/apitest"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // What comes back in obeys the rules a create obeys (issue "What comes

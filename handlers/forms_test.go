@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/internal/apitest"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // scenarioUse is what serviceScenario sent: for checks of the logs.

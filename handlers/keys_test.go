@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
 )
 
 func TestVerifyKey(t *testing.T) {

@@ -20,9 +20,9 @@ import (
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/handlers"
-	"github.com/fieldseal/fieldseal/internal/apitest"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
 	"github.com/fieldseal/fieldseal/internal/rsakey"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/internal/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
 )
 
 func TestRecordLifecycle(t *testing.T) {

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/apitest"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // Making a collection searchable is online (issue "What comes back in",

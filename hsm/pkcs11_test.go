@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/internal/softhsm"
+	"github.com/fieldseal/fieldseal/internal/testkit/softhsm"
 	"github.com/miekg/pkcs11"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 func TestAuditVerifyDetectsTampering(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/db"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 

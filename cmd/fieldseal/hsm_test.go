@@ -21,8 +21,8 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
-	"github.com/fieldseal/fieldseal/internal/softhsm"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/softhsm"
 )
 
 // encryptTo wraps a signed token in a JWE to pub, naming its kid.

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // writeCert writes a self-signed certificate for 127.0.0.1 with serial.

@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/internal/apitest"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/apitest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 	"github.com/fieldseal/fieldseal/migrations"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // BenchmarkRotate100k rotates the key of a subject with 100,000 records

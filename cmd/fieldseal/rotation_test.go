@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/fieldseal/fieldseal/devissuer"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 	"github.com/fieldseal/fieldseal/pglocal"
 )
 

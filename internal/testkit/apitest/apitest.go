@@ -18,7 +18,7 @@ import (
 	"github.com/fieldseal/fieldseal/db"
 	"github.com/fieldseal/fieldseal/devissuer"
 	"github.com/fieldseal/fieldseal/internal/api"
-	"github.com/fieldseal/fieldseal/internal/pgtest"
+	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
 // Audience is the audience the API expects.
