@@ -22,7 +22,7 @@ type ArchiveResult struct {
 	Entries int64
 }
 
-// ErrTrailBroken is returned by ArchiveAudit when an entry it would
+// ErrTrailBroken is returned by Admin.Archive when an entry it would
 // archive does not verify: then nothing is archived.
 var ErrTrailBroken = errors.New("the audit trail is broken")
 
