@@ -185,10 +185,11 @@ func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress f
 		for _, r := range rows {
 			rep.Entries++
 			if r.Subject != w.Subject || r.Lane != w.Lane {
-				w = fieldseal.StartChain(r.Subject, r.Lane, 1, nil)
+				first, prev := int64(1), []byte(nil) // nil: entry 1 links to zeros
 				if st, ok := starts[chain{r.Subject, r.Lane}]; ok { // archived up to there
-					w = fieldseal.StartChain(r.Subject, r.Lane, st.Seq, st.PrevHash)
+					first, prev = st.Seq, st.PrevHash
 				}
+				w = fieldseal.StartChain(r.Subject, r.Lane, first, prev)
 				if !subjects[r.Subject] {
 					subjects[r.Subject] = true
 					rep.Subjects++
