@@ -11,7 +11,7 @@ import (
 // The pgbench scripts that run exactly what fieldseal sends per request.
 // The SQL is read from queries/*.sql, the files sqlc generates db's code
 // from, so it cannot drift from what the service runs; only the order and
-// the round trips are restated here, as db.Store.run (db/tx.go) and the Store's
+// the round trips are restated here, as db's run (db/tx.go) and the Store's
 // methods issue them: one pipeline (BEGIN, subject, throttle check and the
 // request's own queries), one pipeline (audit entry, COMMIT); a read is
 // all in one.

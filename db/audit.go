@@ -8,103 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgtype"
-
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db/sqlc"
 )
-
-// auditNote is what one request's work says about itself in the trail.
-type auditNote struct {
-	action   string
-	recordID *fieldseal.ID
-	// recordIDs, for a batch: one entry per record, in order.
-	recordIDs []fieldseal.ID
-	count     *int64 // read when the entry is appended, after the work
-	// quiet skips the entry when the work succeeds: reads without a key
-	// decrypt nothing and are not audited (their refusals are).
-	quiet bool
-	// ifDecrypted appends the entry only if the transaction decrypted
-	// what it records (fieldseal.decrypted, set by GetRecordDecrypted), so
-	// a read's entry can be sent with the read, before its outcome is known.
-	ifDecrypted bool
-}
-
-// auditedRefusals are the refusals that get an entry of their own.
-var auditedRefusals = map[string]bool{
-	fieldseal.EWRONGKEY: true, fieldseal.ENOTFOUND: true, fieldseal.ERATELIMITED: true,
-	fieldseal.ECONFLICT: true, fieldseal.EFORBIDDEN: true, fieldseal.ECORRUPT: true,
-}
-
-// recordRefusal appends the audit entry of a refused request, in a
-// transaction of its own (one round trip), and counts a wrong key against
-// the caller. A refused batch is one refusal: one entry, whose count is
-// the batch's size, and one wrong key counted.
-func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) error {
-	if note.recordIDs != nil {
-		n := int64(len(note.recordIDs))
-		note = auditNote{action: note.action, count: &n}
-	}
-	t := &tx{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
-	if outcome == fieldseal.EWRONGKEY {
-		exec(&t.first, func(q *Queries) error {
-			return q.RecordKeyFailure(ctx, sqlc.RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds()})
-		})
-		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.cfg.Throttle.windowSeconds()) })
-	}
-	appended := query(&t.first, s.appendEntry(ctx, caller, note, outcome))
-	t.check = func() error {
-		if n, err := appended.get(); err != nil || n != 1 {
-			return fmt.Errorf("db: the refusal's audit entry was not appended (%v)", err)
-		}
-		return nil
-	}
-	err := s.runTx(ctx, t)
-	if err == nil {
-		s.audited(note.action, outcome)
-	}
-	return err
-}
-
-func (s *Store) audited(action, outcome string) {
-	if s.OnAudit != nil {
-		s.OnAudit(action, outcome)
-	}
-}
-
-// appendEntry is the append of note's entry with outcome, for query.
-func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) func(q *Queries) (int64, error) {
-	return func(q *Queries) (int64, error) {
-		if note.recordIDs != nil {
-			ids := make([]pgtype.UUID, len(note.recordIDs))
-			for i, id := range note.recordIDs {
-				ids[i] = uuid(id)
-			}
-			n, err := q.AppendAuditEvents(ctx, sqlc.AppendAuditEventsParams{
-				Action: note.action, Outcome: outcome, RecordIds: ids,
-				TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
-			})
-			if err == nil && n != int64(len(ids)) {
-				return n, fmt.Errorf("db: %d audit entries appended for a batch of %d", n, len(ids))
-			}
-			return n, err
-		}
-		p := sqlc.AppendAuditEventParams{
-			Action: note.action, Outcome: outcome,
-			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
-		}
-		if note.recordID != nil {
-			p.RecordID = uuid(*note.recordID)
-		}
-		if note.count != nil {
-			p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
-		}
-		if note.ifDecrypted && outcome == "ok" {
-			return q.AppendAuditEventIfDecrypted(ctx, sqlc.AppendAuditEventIfDecryptedParams(p))
-		}
-		return q.AppendAuditEvent(ctx, p)
-	}
-}
 
 // RecordRefusal implements fieldseal.AuditService.
 func (s *Store) RecordRefusal(ctx context.Context, caller fieldseal.Caller, action, outcome string) error {
@@ -113,27 +19,29 @@ func (s *Store) RecordRefusal(ctx context.Context, caller fieldseal.Caller, acti
 
 // AuditEvents implements fieldseal.AuditService.
 func (s *Store) AuditEvents(ctx context.Context, caller fieldseal.Caller, f fieldseal.AuditFilter) (fieldseal.AuditPage, error) {
-	page := fieldseal.AuditPage{Items: []fieldseal.AuditEvent{}}
 	until := f.Until
 	if until.IsZero() {
 		until = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
-	err := s.run(ctx, &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, then: func(q *Queries) error {
-		if err := s.dialect.enableAuditReading(ctx, q); err != nil {
-			return err
-		}
-		rows, err := q.ListAuditEvents(ctx, sqlc.ListAuditEventsParams{
-			Subject: f.Subject, Action: f.Action, Since: f.Since, Until: until,
-			AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterLane: f.After.Lane, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
-		})
-		for _, r := range rows {
-			page.Items = append(page.Items, auditEvent(r))
-		}
-		return err
-	}})
+	items, err := run(ctx, s, &tx[[]fieldseal.AuditEvent]{caller: caller, note: auditNote{quiet: true}, readOnly: true,
+		then: func(q *Queries, _ []fieldseal.AuditEvent) ([]fieldseal.AuditEvent, error) {
+			if err := s.dialect.enableAuditReading(ctx, q); err != nil {
+				return nil, err
+			}
+			rows, err := q.ListAuditEvents(ctx, sqlc.ListAuditEventsParams{
+				Subject: f.Subject, Action: f.Action, Since: f.Since, Until: until,
+				AfterAt: f.After.At, AfterSubject: f.After.Subject, AfterLane: f.After.Lane, AfterSeq: f.After.Seq, MaxRows: int32(f.Limit),
+			})
+			items := make([]fieldseal.AuditEvent, len(rows))
+			for i, r := range rows {
+				items[i] = auditEvent(r)
+			}
+			return items, err
+		}})
 	if err != nil {
 		return fieldseal.AuditPage{}, err
 	}
+	page := fieldseal.AuditPage{Items: items}
 	if n := len(page.Items); n > 0 && n == f.Limit {
 		last := page.Items[n-1]
 		page.Next = fieldseal.AuditCursor{At: last.At, Subject: last.Subject, Lane: last.Lane, Seq: last.Seq}
@@ -185,7 +93,7 @@ func (a *Admin) VerifyAuditTrail(ctx context.Context, subject string, progress f
 		for _, r := range rows {
 			rep.Entries++
 			if r.Subject != w.Subject || r.Lane != w.Lane {
-				first, prev := int64(1), []byte(nil) // nil: entry 1 links to zeros
+				first, prev := int64(1), []byte(nil)                // nil: entry 1 links to zeros
 				if st, ok := starts[chain{r.Subject, r.Lane}]; ok { // archived up to there
 					first, prev = st.Seq, st.PrevHash
 				}

@@ -17,41 +17,40 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 	if len(recIDs) != len(in) {
 		return nil, fmt.Errorf("db: %d ids for %d records", len(recIDs), len(in))
 	}
-	recs := make([]fieldseal.Record, 0, len(in))
 	batch := batchParams(recIDs, in)
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idempotent(idem, &recs)}
+	t := &tx[[]fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idem}
 	writeKey := registerKey(ctx, &t.first, key)
 	created := s.dialect.createRecords(ctx, &t.first, key, recIDs, in, batch)
 	tagged := s.dialect.index(ctx, &t.first, batch.index(key))
-	t.check = func() error {
+	t.answer = func() ([]fieldseal.Record, error) {
 		if err := writeKey.check(); err != nil {
-			return err
+			return nil, err
 		}
 		rows, err := created()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := tagged.check(); err != nil {
-			return err
+			return nil, err
 		}
 		if len(rows) != len(in) {
-			return fmt.Errorf("db: %d records inserted for a batch of %d", len(rows), len(in))
+			return nil, fmt.Errorf("db: %d records inserted for a batch of %d", len(rows), len(in))
 		}
 		byID := make(map[pgtype.UUID]sqlc.CreateRecordsRow, len(rows))
 		for _, r := range rows {
 			byID[r.ID] = r
 		}
-		for _, id := range recIDs {
+		recs := make([]fieldseal.Record, len(recIDs))
+		for i, id := range recIDs {
 			r := byID[uuid(id)]
-			recs = append(recs, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			recs[i] = record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
 		}
-		return nil
+		return recs, nil
 	}
-	t.then = func(q *Queries) error { return tagged.write(ctx, q) }
-	if err := s.run(ctx, t); err != nil {
-		return nil, err
+	t.then = func(q *Queries, recs []fieldseal.Record) ([]fieldseal.Record, error) {
+		return recs, tagged.write(ctx, q)
 	}
-	return recs, nil
+	return run(ctx, s, t)
 }
 
 // recordBatch is records as the batch statements take them.

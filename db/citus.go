@@ -1,11 +1,7 @@
 package db
 
 import (
-	"context"
 	"strings"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // On a Citus coordinator (Open finds out: dialect.go), a subject's rows
@@ -51,14 +47,6 @@ const subjectSetting = "current_setting('fieldseal.subject', true)"
 
 // keyUseAdmitted is what AdmitKeyUse sets when it admits, for every node.
 const keyUseAdmitted = "SET LOCAL fieldseal.key_use = 'admitted'"
-
-// send sends b on conn, its statements bound to subject.
-func (s *Store) send(ctx context.Context, conn *pgxpool.Conn, subject string, b *pgx.Batch) error {
-	for _, q := range b.QueuedQueries {
-		q.SQL = s.dialect.bind(q.SQL, subject)
-	}
-	return conn.SendBatch(ctx, b).Close()
-}
 
 // quote is a SQL string literal of v: an escape string, which reads the
 // same whatever standard_conforming_strings says. runTx refuses a

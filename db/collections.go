@@ -16,24 +16,24 @@ import (
 
 // GetCollection implements fieldseal.CollectionService.
 func (s *Store) GetCollection(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Collection, error) {
-	c := fieldseal.Collection{Collection: collection, Searchable: map[string]fieldseal.SearchableField{}}
-	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, commitFirst: true}
+	t := &tx[fieldseal.Collection]{caller: caller, note: auditNote{quiet: true}, readOnly: true, commitFirst: true}
 	row := query(&t.first, func(q *Queries) (sqlc.GetCollectionRow, error) { return q.GetCollection(ctx, collection) })
-	t.check = func() error {
+	t.answer = func() (fieldseal.Collection, error) {
+		c := fieldseal.Collection{Collection: collection, Searchable: map[string]fieldseal.SearchableField{}}
 		r, err := row.get()
 		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // never set: nothing searchable
+			return c, nil // never set: nothing searchable
 		}
 		if err != nil {
-			return err
+			return fieldseal.Collection{}, err
 		}
 		c.UpdatedAt = r.UpdatedAt
 		if r.Reindexing {
 			c.Indexing = &fieldseal.Indexing{Fields: r.Indexing, Records: r.IndexDone, Total: r.IndexTotal, UpdatedAt: r.IndexedAt.Time}
 		}
-		return json.Unmarshal(r.Searchable, &c.Searchable)
+		return c, json.Unmarshal(r.Searchable, &c.Searchable)
 	}
-	return c, s.run(ctx, t)
+	return run(ctx, s, t)
 }
 
 var _ fieldseal.CollectionService = (*Store)(nil)
@@ -58,74 +58,83 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 	if err != nil {
 		return fieldseal.Indexed{}, err
 	}
-	var total, run int64 // run: the pass this request takes part in; 0 if none
-	err = s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, count: &total}, usesKey: true, then: func(q *Queries) error {
-		if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
-			return err
-		}
-		if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
-			return err
-		} else if !ok {
-			return errWrongKey
-		}
-		if total, err = q.CountCollection(ctx, c.Collection); err != nil {
-			return err
-		}
-		cur, err := q.LockCollection(ctx, c.Collection)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
-		}
-		set := err == nil
-		var before map[string]fieldseal.SearchableField
-		if set {
-			if err := json.Unmarshal(cur.Searchable, &before); err != nil {
-				return err
-			}
-		}
-		if set && maps.Equal(before, c.Searchable) {
-			if cur.Reindexing {
-				run = cur.IndexRun // go on where it stopped
-			}
-			return nil
-		}
-		// Tags to compute (fields new, changed, or still being indexed)
-		// or to drop (fields no longer searchable, or still being
-		// dropped): a pass is owed.
-		indexing, dropping := []string{}, []string{}
-		for field, opts := range c.Searchable {
-			if was, ok := before[field]; !ok || was != opts || slices.Contains(cur.Indexing, field) {
-				indexing = append(indexing, field)
-			}
-		}
-		for _, field := range append(slices.Collect(maps.Keys(before)), cur.Dropping...) {
-			if _, kept := c.Searchable[field]; !kept && !slices.Contains(dropping, field) {
-				dropping = append(dropping, field)
-			}
-		}
-		slices.Sort(indexing)
-		slices.Sort(dropping)
-		reindexing := len(c.Searchable) > 0 || len(dropping) > 0
-		started, err := q.StartIndexing(ctx, sqlc.StartIndexingParams{
-			Collection: c.Collection, Searchable: searchable, Indexing: indexing, Dropping: dropping, Reindexing: reindexing, Total: total,
-		})
-		if reindexing {
-			run = started
-		}
-		return err
-	}})
+	// The pass this request takes part in: 0 if none.
+	pass, err := run(ctx, s, &tx[settingsChange]{caller: caller, note: auditNote{action: fieldseal.ActionCollection}, usesKey: true,
+		count: func(c settingsChange) int64 { return c.total }, then: func(q *Queries, _ settingsChange) (settingsChange, error) {
+			return changeSettings(ctx, q, key, c, searchable)
+		}})
 	if err != nil {
 		return fieldseal.Indexed{}, err
 	}
-	for run != 0 {
-		finished, err := s.reindexBatch(ctx, caller, key, c, run)
-		if err != nil {
+	for finished := pass.run == 0; !finished; {
+		if finished, err = s.reindexBatch(ctx, caller, key, c, pass.run); err != nil {
 			return fieldseal.Indexed{}, err
-		}
-		if finished {
-			run = 0
 		}
 	}
 	return s.indexed(ctx, caller, c.Collection)
+}
+
+// settingsChange is what step 1 of SetCollection found: how many records
+// the collection holds, and the pass it owes (0 if none).
+type settingsChange struct{ total, run int64 }
+
+// changeSettings is step 1 of SetCollection: the settings change under
+// the verifier held FOR UPDATE.
+func changeSettings(ctx context.Context, q *Queries, key fieldseal.Key, c fieldseal.Collection, searchable []byte) (settingsChange, error) {
+	var ch settingsChange
+	if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
+		return ch, err
+	}
+	if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
+		return ch, err
+	} else if !ok {
+		return ch, errWrongKey
+	}
+	var err error
+	if ch.total, err = q.CountCollection(ctx, c.Collection); err != nil {
+		return ch, err
+	}
+	cur, err := q.LockCollection(ctx, c.Collection)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return ch, err
+	}
+	set := err == nil
+	var before map[string]fieldseal.SearchableField
+	if set {
+		if err := json.Unmarshal(cur.Searchable, &before); err != nil {
+			return ch, err
+		}
+	}
+	if set && maps.Equal(before, c.Searchable) {
+		if cur.Reindexing {
+			ch.run = cur.IndexRun // go on where it stopped
+		}
+		return ch, nil
+	}
+	// Tags to compute (fields new, changed, or still being indexed) or to
+	// drop (fields no longer searchable, or still being dropped): a pass
+	// is owed.
+	indexing, dropping := []string{}, []string{}
+	for field, opts := range c.Searchable {
+		if was, ok := before[field]; !ok || was != opts || slices.Contains(cur.Indexing, field) {
+			indexing = append(indexing, field)
+		}
+	}
+	for _, field := range append(slices.Collect(maps.Keys(before)), cur.Dropping...) {
+		if _, kept := c.Searchable[field]; !kept && !slices.Contains(dropping, field) {
+			dropping = append(dropping, field)
+		}
+	}
+	slices.Sort(indexing)
+	slices.Sort(dropping)
+	reindexing := len(c.Searchable) > 0 || len(dropping) > 0
+	started, err := q.StartIndexing(ctx, sqlc.StartIndexingParams{
+		Collection: c.Collection, Searchable: searchable, Indexing: indexing, Dropping: dropping, Reindexing: reindexing, Total: ch.total,
+	})
+	if reindexing {
+		ch.run = started
+	}
+	return ch, err
 }
 
 // reindexBatchRows is how many records one batch of a reindex tags: a
@@ -135,60 +144,66 @@ const reindexBatchRows = 500
 // reindexBatch tags the pass's next batch of records and says whether
 // the pass has ended (with this batch, or before it: another PUT of the
 // same settings, or a key rotation, ended it).
-func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection, run int64) (bool, error) {
-	finished := false
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCollection, quiet: true}, usesKey: true}
+func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection, pass int64) (bool, error) {
+	t := &tx[reindexStep]{caller: caller, note: auditNote{action: fieldseal.ActionCollection, quiet: true}, usesKey: true}
 	// In this order, as a rotation takes them: the verifier, then the
 	// collection's row.
 	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
 	state := query(&t.first, func(q *Queries) (sqlc.LockCollectionRow, error) { return q.LockCollection(ctx, c.Collection) })
-	var st sqlc.LockCollectionRow
-	t.check = func() error {
-		var err error
-		if st, err = state.get(); err != nil {
-			return err
+	t.answer = func() (reindexStep, error) {
+		st, err := state.get()
+		if err != nil {
+			return reindexStep{}, err
 		}
-		if st.IndexRun != run || !st.Reindexing {
+		if st.IndexRun != pass || !st.Reindexing {
 			var now map[string]fieldseal.SearchableField
 			if err := json.Unmarshal(st.Searchable, &now); err != nil {
-				return err
+				return reindexStep{}, err
 			}
 			if st.Reindexing || !maps.Equal(now, c.Searchable) {
-				return fieldseal.Errorf(fieldseal.ESUPERSEDED, "collection %q was given other searchable fields while these were being indexed: the later settings are the collection's now (GET /v1/collections/{collection})", c.Collection)
+				return reindexStep{}, fieldseal.Errorf(fieldseal.ESUPERSEDED, "collection %q was given other searchable fields while these were being indexed: the later settings are the collection's now (GET /v1/collections/{collection})", c.Collection)
 			}
-			finished = true // ended by a rotation or by another PUT of the same settings
-			return nil
+			return reindexStep{finished: true}, nil // ended by a rotation or by another PUT of the same settings
 		}
 		// The key was checked when the pass started, and only a rotation,
 		// which starts a new run, changes it.
 		if ok, err := matches.get(); err != nil || !ok {
-			return errors.Join(errors.New("db: the subject's key changed during a reindex without ending it"), err)
+			return reindexStep{}, errors.Join(errors.New("db: the subject's key changed during a reindex without ending it"), err)
 		}
-		return nil
+		return reindexStep{state: st}, nil
 	}
-	t.then = func(q *Queries) error {
-		if finished {
-			return nil
+	t.then = func(q *Queries, step reindexStep) (reindexStep, error) {
+		if step.finished {
+			return step, nil
 		}
+		st := step.state
 		batch, err := q.LockIndexBatch(ctx, sqlc.LockIndexBatchParams{Collection: c.Collection, After: after(st.IndexedThrough), MaxRows: reindexBatchRows})
 		if err != nil {
-			return err
+			return step, err
 		}
-		finished = len(batch) < reindexBatchRows
+		step.finished = len(batch) < reindexBatchRows
 		through := st.IndexedThrough
 		if len(batch) > 0 {
 			through = batch[len(batch)-1]
 			if err := tagBatch(ctx, q, key, c.Collection, batch, st.Dropping); err != nil {
-				return err
+				return step, err
 			}
 		}
-		n, err := q.AdvanceIndexing(ctx, sqlc.AdvanceIndexingParams{Through: through, Done: int64(len(batch)), Finished: finished, Collection: c.Collection, Run: run})
+		n, err := q.AdvanceIndexing(ctx, sqlc.AdvanceIndexingParams{Through: through, Done: int64(len(batch)), Finished: step.finished, Collection: c.Collection, Run: pass})
 		if err == nil && n != 1 {
 			err = errors.New("db: the reindex's row changed although it was held")
 		}
-		return err
+		return step, err
 	}
-	return finished, s.run(ctx, t)
+	step, err := run(ctx, s, t)
+	return step.finished, err
+}
+
+// reindexStep is where a batch of a reindex found the pass (held FOR
+// UPDATE), and whether it has ended.
+type reindexStep struct {
+	state    sqlc.LockCollectionRow
+	finished bool
 }
 
 // tagBatch gives the records in batch (in id order, held FOR SHARE) their
@@ -244,20 +259,20 @@ func after(through pgtype.UUID) pgtype.UUID {
 // indexed reads, once a collection's records carry its settings' tags,
 // how many it holds and what the tags show of each field.
 func (s *Store) indexed(ctx context.Context, caller fieldseal.Caller, collection string) (fieldseal.Indexed, error) {
-	var res fieldseal.Indexed
-	t := &tx{caller: caller, note: auditNote{quiet: true}, readOnly: true, long: true, commitFirst: true}
+	t := &tx[fieldseal.Indexed]{caller: caller, note: auditNote{quiet: true}, readOnly: true, long: true, commitFirst: true}
 	count := query(&t.first, func(q *Queries) (int64, error) { return q.CountCollection(ctx, collection) })
 	fields := query(&t.first, func(q *Queries) ([]sqlc.CollectionFieldTagsRow, error) { return q.CollectionFieldTags(ctx, collection) })
-	t.check = func() error {
+	t.answer = func() (fieldseal.Indexed, error) {
+		var res fieldseal.Indexed
 		var err error
 		if res.Records, err = count.get(); err != nil {
-			return err
+			return res, err
 		}
 		rows, err := fields.get()
 		for _, f := range rows {
 			res.Fields = append(res.Fields, fieldseal.FieldTags{Field: f.Field, Tagged: f.Tagged, Distinct: f.DistinctValues, MostCommon: f.MostCommon})
 		}
-		return err
+		return res, err
 	}
-	return res, s.run(ctx, t)
+	return run(ctx, s, t)
 }

@@ -14,11 +14,17 @@
 // Invariants:
 //   - Every request's work runs in one transaction (but for a collection's
 //     reindex, collections.go: a transaction for the settings, then one per
-//     batch of records, each held FOR SHARE while it is tagged) (declared as a tx, run by Store.run in db/tx.go, pipelined:
-//     BEGIN, the subject, the throttle check and usually the work itself in
-//     one round trip, the audit entry and COMMIT in another; a read sends
-//     them all in one, its entry appended only if it decrypted) whose first
-//     statement after BEGIN sets
+//     batch of records, each held FOR SHARE while it is tagged), declared
+//     as a tx and run by run (tx.go), pipelined: BEGIN, the subject, the
+//     throttle check and usually the work itself in one round trip, the
+//     audit entry and COMMIT in another; a read sends them all in one, its
+//     entry appended only if it decrypted. A Store method queues its
+//     statements, says how their results make its answer, and returns what
+//     run returns: the request reads top to bottom, from the Store method
+//     (records.go, search.go, ...) through the runner (tx.go, with the
+//     dialect's settings) to the generated queries (db/sqlc: tx.sql.go for
+//     what the runner sends, one file per queries/*.sql) and back.
+//   - A transaction's first statement after BEGIN sets
 //     fieldseal.subject with set_config(..., true) (SET LOCAL on Citus). Row-level
 //     security, forced on every table, turns that into "subject = X" on each
 //     query, and new rows take their subject from it: a query that forgets a
@@ -50,7 +56,7 @@
 //     migration 00021) and each plaintext checked by fieldseal.CheckObject
 //     before anything is written (import.go).
 //   - An Idempotency-Key is claimed and its answer stored in the
-//     transaction of the work it names (idempotency.go): both commit, or
+//     transaction of the work it names (tx.go): both commit, or
 //     neither does.
 //   - Errors leave this package as *fieldseal.Error for what the client may
 //     know (not found, wrong key, unavailable) and wrapped errors otherwise.

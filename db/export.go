@@ -13,13 +13,9 @@ import (
 
 // Ciphertext implements fieldseal.ExportService.
 func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
-	var armored string
-	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, then: func(q *Queries) error {
-		var err error
-		armored, err = q.GetRecordCiphertext(ctx, uuid(id))
-		return err
+	return run(ctx, s, &tx[string]{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, then: func(q *Queries, _ string) (string, error) {
+		return q.GetRecordCiphertext(ctx, uuid(id))
 	}})
-	return armored, err
 }
 
 // Export implements fieldseal.ExportService: one statement, so one
@@ -41,25 +37,27 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 		return &fieldseal.Error{Code: fieldseal.EUNAVAILABLE, RetryAfter: 5 * time.Second,
 			Message: fmt.Sprintf("%d exports are running, as many as this server runs at once; try again shortly", cap(s.exports))}
 	}
-	var n int64
-	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionExport, count: &n}, long: true, then: func(q *Queries) error {
-		rows, err := q.db.Query(ctx, sqlc.ExportRecords)
-		if err != nil {
-			return err
-		}
-		var r sqlc.ExportRecordsRow
-		_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
-			n++
-			if err := fn(fieldseal.ExportedRecord{
-				ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
-				CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
-			}); err != nil {
-				return &callerError{err}
+	_, err := run(ctx, s, &tx[int64]{caller: caller, note: auditNote{action: fieldseal.ActionExport}, long: true,
+		count: func(n int64) int64 { return n }, then: func(q *Queries, _ int64) (int64, error) {
+			rows, err := q.db.Query(ctx, sqlc.ExportRecords)
+			if err != nil {
+				return 0, err
 			}
-			return nil
-		})
-		return err
-	}})
+			var n int64
+			var r sqlc.ExportRecordsRow
+			_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
+				n++
+				if err := fn(fieldseal.ExportedRecord{
+					ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
+					CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
+				}); err != nil {
+					return &callerError{err}
+				}
+				return nil
+			})
+			return n, err
+		}})
+	return err
 }
 
 var _ fieldseal.ExportService = (*Store)(nil)

@@ -16,7 +16,7 @@ import (
 
 // Grants implements fieldseal.GrantsService over the app's pool (waiting
 // for a connection no longer than any request). The report names no
-// subject, so it runs outside Store.run, in a snapshot of its own.
+// subject, so it runs outside run (tx.go), in a snapshot of its own.
 func (s *Store) Grants(ctx context.Context) (fieldseal.GrantsReport, error) {
 	var rep fieldseal.GrantsReport
 	conn, err := s.acquire(ctx)

@@ -23,24 +23,22 @@ import (
 // key check decided first), and the transaction rolls back what the pages
 // before it wrote.
 func (s *Store) Import(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, recs []fieldseal.ImportedRecord, idem *fieldseal.Idempotent[fieldseal.ImportResult]) (fieldseal.ImportResult, error) {
-	var res fieldseal.ImportResult
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionImport, count: &res.Imported}, usesKey: true, long: true, idem: idempotent(idem, &res)}
-	t.check = registerKey(ctx, &t.first, key).check
-	t.then = func(q *Queries) error {
+	t := &tx[fieldseal.ImportResult]{caller: caller, note: auditNote{action: fieldseal.ActionImport}, usesKey: true, long: true, idem: idem,
+		count: func(res fieldseal.ImportResult) int64 { return res.Imported }}
+	writeKey := registerKey(ctx, &t.first, key)
+	t.answer = func() (fieldseal.ImportResult, error) { return fieldseal.ImportResult{}, writeKey.check() }
+	t.then = func(q *Queries, res fieldseal.ImportResult) (fieldseal.ImportResult, error) {
 		for lo := 0; lo < len(recs); lo += importPageLines {
 			n, err := importPage(ctx, q, key, recs[lo:min(lo+importPageLines, len(recs))], lo)
 			if err != nil {
-				return err
+				return fieldseal.ImportResult{}, err
 			}
 			res.Imported += n
 		}
 		res.Skipped = int64(len(recs)) - res.Imported
-		return nil
+		return res, nil
 	}
-	if err := s.run(ctx, t); err != nil {
-		return fieldseal.ImportResult{}, err
-	}
-	return res, nil
+	return run(ctx, s, t)
 }
 
 // importPageLines is how many lines of an import one page holds.

@@ -12,14 +12,14 @@ import (
 
 // VerifyKey implements fieldseal.KeyService.
 func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key) error {
-	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionVerify}, usesKey: true, then: func(q *Queries) error {
-		if err := requireKey(ctx, q, key); fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND {
-			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
-		} else if err != nil {
-			return err
+	_, err := run(ctx, s, &tx[struct{}]{caller: caller, note: auditNote{action: fieldseal.ActionVerify}, usesKey: true, then: func(q *Queries, _ struct{}) (struct{}, error) {
+		err := requireKey(ctx, q, key)
+		if fieldseal.ErrorCode(err) == fieldseal.ENOTFOUND {
+			err = fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: its first write registers one")
 		}
-		return nil
+		return struct{}{}, err
 	}})
+	return err
 }
 
 // RotateKey implements fieldseal.KeyService. It is one transaction: a
@@ -27,41 +27,41 @@ func (s *Store) VerifyKey(ctx context.Context, caller fieldseal.Caller, key fiel
 // search tag and the verifier under the current key; after it, all under
 // next.
 func (s *Store) RotateKey(ctx context.Context, caller fieldseal.Caller, current, next fieldseal.Key, idem *fieldseal.Idempotent[int64]) (int64, error) {
-	var n int64
-	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionRotate, count: &n}, usesKey: true, long: true, idem: idempotent(idem, &n), then: func(q *Queries) error {
-		ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
-		}
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errWrongKey
-		}
-		if n, err = s.dialect.reencrypt(ctx, q, current, next); err != nil {
-			return err
-		}
-		// Tags are keyed by the client's key: every one is computed again.
-		if err := q.DeleteAllTags(ctx); err != nil {
-			return err
-		}
-		if err := s.dialect.reindexAll(ctx, q, next); err != nil {
-			return err
-		}
-		if err := q.EndIndexing(ctx); err != nil { // every collection's tags are whole now
-			return err
-		}
-		if err := q.ProveKey(ctx, current.Passphrase()); err != nil {
-			return err
-		}
-		replaced, err := q.ReplaceKeyVerifier(ctx, next.Passphrase())
-		if err == nil && replaced != 1 {
-			return fmt.Errorf("db: the verifier was not replaced although the current key was checked")
-		}
-		return err
-	}})
-	return n, err
+	return run(ctx, s, &tx[int64]{caller: caller, note: auditNote{action: fieldseal.ActionRotate}, usesKey: true, long: true, idem: idem,
+		count: func(n int64) int64 { return n }, then: func(q *Queries, _ int64) (int64, error) {
+			ok, err := q.LockKeyForRotation(ctx, current.Passphrase())
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, fieldseal.Errorf(fieldseal.EWRONGKEY, "no key is registered for this subject yet: there is nothing to rotate")
+			}
+			if err != nil {
+				return 0, err
+			}
+			if !ok {
+				return 0, errWrongKey
+			}
+			n, err := s.dialect.reencrypt(ctx, q, current, next)
+			if err != nil {
+				return 0, err
+			}
+			// Tags are keyed by the client's key: every one is computed again.
+			if err := q.DeleteAllTags(ctx); err != nil {
+				return 0, err
+			}
+			if err := s.dialect.reindexAll(ctx, q, next); err != nil {
+				return 0, err
+			}
+			if err := q.EndIndexing(ctx); err != nil { // every collection's tags are whole now
+				return 0, err
+			}
+			if err := q.ProveKey(ctx, current.Passphrase()); err != nil {
+				return 0, err
+			}
+			replaced, err := q.ReplaceKeyVerifier(ctx, next.Passphrase())
+			if err == nil && replaced != 1 {
+				return 0, fmt.Errorf("db: the verifier was not replaced although the current key was checked")
+			}
+			return n, err
+		}})
 }
 
 var _ fieldseal.KeyService = (*Store)(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,8 +22,7 @@ import (
 // throttled (it tries no key: encrypting with any key raises nothing in
 // PostgreSQL's log); the transaction then rolls back with it.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
-	var rec fieldseal.Record
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idempotent(idem, &rec)}
+	t := &tx[fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idem}
 	writeKey := registerKey(ctx, &t.first, key)
 	created := query(&t.first, func(q *Queries) (sqlc.CreateRecordRow, error) {
 		return q.CreateRecord(ctx, sqlc.CreateRecordParams{
@@ -30,70 +30,65 @@ func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key f
 		})
 	})
 	tagged := s.dialect.index(ctx, &t.first, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
-	t.check = func() error {
+	t.answer = func() (fieldseal.Record, error) {
 		if err := writeKey.check(); err != nil {
-			return err
+			return fieldseal.Record{}, err
 		}
 		if err := tagged.check(); err != nil {
-			return err
+			return fieldseal.Record{}, err
 		}
 		row, err := created.get()
 		if err != nil {
-			return fmt.Errorf("db: the record's insert returned no row: %w", err)
+			return fieldseal.Record{}, fmt.Errorf("db: the record's insert returned no row: %w", err)
 		}
-		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		return nil
+		return record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt), nil
 	}
-	t.then = func(q *Queries) error { return tagged.write(ctx, q) }
-	return rec, s.run(ctx, t)
+	t.then = func(q *Queries, rec fieldseal.Record) (fieldseal.Record, error) { return rec, tagged.write(ctx, q) }
+	return run(ctx, s, t)
 }
 
 // GetRecord implements fieldseal.RecordService in one round trip: BEGIN,
 // subject, throttle check, the read, its audit entry (appended only if the
 // read decrypted) and COMMIT.
 func (s *Store) GetRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, key fieldseal.Key) (fieldseal.Record, error) {
-	var rec fieldseal.Record
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionRead, recordID: &id}, commitFirst: true}
+	t := &tx[fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionRead, recordID: &id}, commitFirst: true}
 	if key.IsZero() {
 		t.note.quiet = true // metadata only: nothing decrypted
 		read := query(&t.first, func(q *Queries) (sqlc.GetRecordRow, error) { return q.GetRecord(ctx, uuid(id)) })
-		t.check = func() error {
+		t.answer = func() (fieldseal.Record, error) {
 			row, err := read.get()
 			if err != nil {
-				return err // no rows: not found
+				return fieldseal.Record{}, err // no rows: not found
 			}
-			rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-			return nil
+			return record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt), nil
 		}
-		return rec, s.run(ctx, t)
+		return run(ctx, s, t)
 	}
 	t.usesKey, t.note.ifDecrypted = true, true
 	read := query(&t.first, func(q *Queries) (sqlc.GetRecordDecryptedRow, error) {
 		return q.GetRecordDecrypted(ctx, sqlc.GetRecordDecryptedParams{ID: uuid(id), Key: key.Passphrase()})
 	})
-	t.check = func() error {
+	t.answer = func() (fieldseal.Record, error) {
 		row, err := read.get()
 		switch {
 		case err != nil:
-			return err // no rows: not found
+			return fieldseal.Record{}, err // no rows: not found
 		case !row.KeyMatches:
-			return errWrongKey
+			return fieldseal.Record{}, errWrongKey
 		case row.Damaged || !fieldseal.IsObject([]byte(row.Secret)):
-			return damaged(id)
+			return fieldseal.Record{}, damaged(id)
 		}
-		rec = record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt)
-		return nil
+		return record(row.ID, row.Collection, row.Public, &row.Secret, row.Version, row.CreatedAt, row.UpdatedAt), nil
 	}
-	return rec, s.run(ctx, t)
+	return run(ctx, s, t)
 }
 
 // ListRecords implements fieldseal.RecordService. With the key, the key
 // check and the page (which decrypts nothing unless the key is the
 // subject's) go in one round trip.
 func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, opts fieldseal.ListOptions) (fieldseal.Page, error) {
-	page := fieldseal.Page{Items: []fieldseal.Record{}}
-	var count int64
-	t := &tx{caller: caller, note: auditNote{action: fieldseal.ActionList, count: &count, quiet: key.IsZero()}, usesKey: !key.IsZero()}
+	t := &tx[[]fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionList, quiet: key.IsZero()}, usesKey: !key.IsZero(),
+		count: func(items []fieldseal.Record) int64 { return int64(len(items)) }}
 	// A page of every collection is a scan of the subject's records in id
 	// order, whatever the parameters: its cached generic plan is right,
 	// and planning each page anew cost more than reading it. Without a
@@ -105,9 +100,10 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		if key.IsZero() || opts.Collection == "" {
 			return fieldseal.Page{}, fmt.Errorf("db: secret filters need the key and a collection")
 		}
-		s.search(ctx, t, key, opts, &page)
+		t.answer = search(ctx, &t.first, key, opts)
 	case len(opts.Public) > 0:
-		s.filter(ctx, t, key, opts, &page)
+		t.commitFirst = key.IsZero() // nothing decrypted, nothing to audit
+		t.answer = filter(ctx, &t.first, key, opts)
 	case key.IsZero():
 		if opts.Collection == "" {
 			exec(&t.first, func(q *Queries) error { return q.UseGenericPlans(ctx) })
@@ -116,12 +112,13 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 		rows := query(&t.first, func(q *Queries) ([]sqlc.ListRecordsRow, error) {
 			return q.ListRecords(ctx, sqlc.ListRecordsParams{After: uuid(opts.After), Collection: opts.Collection, MaxRows: int32(opts.Limit)})
 		})
-		t.check = func() error {
+		t.answer = func() ([]fieldseal.Record, error) {
 			rows, err := rows.get()
-			for _, r := range rows {
-				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			items := make([]fieldseal.Record, len(rows))
+			for i, r := range rows {
+				items[i] = record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
 			}
-			return err
+			return items, err
 		}
 	default:
 		matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
@@ -140,27 +137,21 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 			}
 			return out, err
 		})
-		t.check = func() error {
+		t.answer = func() ([]fieldseal.Record, error) {
 			if err := readKeyCheck(matches); err != nil {
-				return err
+				return nil, err
 			}
 			rows, err := rows.get()
-			for _, r := range rows {
-				page.Items = append(page.Items, decrypted(r))
-			}
-			return err
+			return decryptedPage(rows), err
 		}
 	}
-	if !key.IsZero() {
-		check := t.check
-		t.check = func() error {
-			err := check()
-			count = int64(len(page.Items))
-			return err
-		}
-	}
-	if err := s.run(ctx, t); err != nil {
+	items, err := run(ctx, s, t)
+	if err != nil {
 		return fieldseal.Page{}, err
+	}
+	page := fieldseal.Page{Items: items}
+	if page.Items == nil {
+		page.Items = []fieldseal.Record{}
 	}
 	if len(page.Items) == opts.Limit && opts.Limit > 0 {
 		page.Next = page.Items[len(page.Items)-1].ID
@@ -170,43 +161,43 @@ func (s *Store) ListRecords(ctx context.Context, caller fieldseal.Caller, key fi
 
 // ReplaceRecord implements fieldseal.RecordService.
 func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, match []int64, in fieldseal.RecordInput) (fieldseal.Record, error) {
-	var rec fieldseal.Record
-	err := s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionReplace, recordID: &id}, usesKey: true, then: func(q *Queries) error {
-		if err := requireKey(ctx, q, key); err != nil {
-			// Another subject's record is "not found" whatever the key.
-			if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
-				return nfErr
+	return run(ctx, s, &tx[fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionReplace, recordID: &id}, usesKey: true,
+		then: func(q *Queries, _ fieldseal.Record) (fieldseal.Record, error) {
+			if err := requireKey(ctx, q, key); err != nil {
+				// Another subject's record is "not found" whatever the key.
+				if _, nfErr := q.GetRecord(ctx, uuid(id)); nfErr != nil {
+					return fieldseal.Record{}, nfErr
+				}
+				return fieldseal.Record{}, err
 			}
-			return err
-		}
-		row, err := q.ReplaceRecord(ctx, sqlc.ReplaceRecordParams{
-			Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
-			ID: uuid(id), CheckVersion: match != nil, Versions: match,
-		})
-		if err != nil {
-			return versionOrNotFound(ctx, q, id, err)
-		}
-		rec = record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt)
-		if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
-			return err
-		}
-		return s.dialect.reindexRecords(ctx, q, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
-	}})
-	return rec, err
+			row, err := q.ReplaceRecord(ctx, sqlc.ReplaceRecordParams{
+				Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
+				ID: uuid(id), CheckVersion: match != nil, Versions: match,
+			})
+			if err != nil {
+				return fieldseal.Record{}, versionOrNotFound(ctx, q, id, err)
+			}
+			if err := q.DeleteRecordTags(ctx, uuid(id)); err != nil {
+				return fieldseal.Record{}, err
+			}
+			if err := s.dialect.reindexRecords(ctx, q, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key)); err != nil {
+				return fieldseal.Record{}, err
+			}
+			return record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt), nil
+		}})
 }
 
 // DeleteRecord implements fieldseal.RecordService.
 func (s *Store) DeleteRecord(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID, match []int64) error {
-	return s.run(ctx, &tx{caller: caller, note: auditNote{action: fieldseal.ActionDelete, recordID: &id}, then: func(q *Queries) error {
-		n, err := q.DeleteRecord(ctx, sqlc.DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return versionOrNotFound(ctx, q, id, nil)
-		}
-		return nil
-	}})
+	_, err := run(ctx, s, &tx[struct{}]{caller: caller, note: auditNote{action: fieldseal.ActionDelete, recordID: &id},
+		then: func(q *Queries, _ struct{}) (struct{}, error) {
+			n, err := q.DeleteRecord(ctx, sqlc.DeleteRecordParams{ID: uuid(id), CheckVersion: match != nil, Versions: match})
+			if err == nil && n == 0 {
+				err = versionOrNotFound(ctx, q, id, nil)
+			}
+			return struct{}{}, err
+		}})
+	return err
 }
 
 // keyForWrite is the key check of a write that may be its subject's first.
@@ -252,6 +243,30 @@ func damaged(ids ...fieldseal.ID) error {
 		return fieldseal.Errorf(fieldseal.ECORRUPT, "record %s does not open under the subject's verified key: it is damaged; delete it or restore it from a backup", ids[0])
 	}
 	return fieldseal.Errorf(fieldseal.ECORRUPT, "records %s do not open under the subject's verified key: they are damaged; delete them or restore them from a backup", joinIDs(ids))
+}
+
+func joinInts(ns []int64) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = fmt.Sprint(n)
+	}
+	return strings.Join(s, ", ")
+}
+
+func joinIDs(ids []fieldseal.ID) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = id.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func ids(uuids []pgtype.UUID) []fieldseal.ID {
+	out := make([]fieldseal.ID, len(uuids))
+	for i, u := range uuids {
+		out[i] = u.Bytes
+	}
+	return out
 }
 
 func record(id pgtype.UUID, collection string, public []byte, secret *string, version int64, created, updated time.Time) fieldseal.Record {

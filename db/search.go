@@ -10,16 +10,16 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
-// the key check and the page in one round trip.
-func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts fieldseal.ListOptions, page *fieldseal.Page) {
-	settings := query(&t.first, func(q *Queries) (sqlc.GetCollectionRow, error) { return q.GetCollection(ctx, opts.Collection) })
-	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+// search is ListRecords with secret filters on a collection's searchable
+// fields: the settings, the key check and the page in one round trip.
+func search(ctx context.Context, b *pgx.Batch, key fieldseal.Key, opts fieldseal.ListOptions) func() ([]fieldseal.Record, error) {
+	settings := query(b, func(q *Queries) (sqlc.GetCollectionRow, error) { return q.GetCollection(ctx, opts.Collection) })
+	matches := query(b, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
 	p := sqlc.SearchRecordsDecryptedParams{Collection: opts.Collection, After: uuid(opts.After), Key: key.Passphrase(), MaxRows: int32(opts.Limit)}
 	for _, f := range opts.Secret {
 		p.Fields, p.Values = append(p.Fields, f.Field), append(p.Values, f.Value)
@@ -27,70 +27,71 @@ func (s *Store) search(ctx context.Context, t *tx, key fieldseal.Key, opts field
 	if len(opts.Public) > 0 {
 		p.PublicFilter = publicFilter(opts.Public)
 	}
-	rows := query(&t.first, func(q *Queries) ([]sqlc.SearchRecordsDecryptedRow, error) { return q.SearchRecordsDecrypted(ctx, p) })
-	t.check = func() error {
+	rows := query(b, func(q *Queries) ([]sqlc.SearchRecordsDecryptedRow, error) { return q.SearchRecordsDecrypted(ctx, p) })
+	return func() ([]fieldseal.Record, error) {
 		if err := readKeyCheck(matches); err != nil {
-			return err
+			return nil, err
 		}
 		var searchable map[string]json.RawMessage
 		r, err := settings.get()
 		if err == nil {
 			if err := json.Unmarshal(r.Searchable, &searchable); err != nil {
-				return err
+				return nil, err
 			}
 		} else if !errors.Is(err, pgx.ErrNoRows) {
-			return err
+			return nil, err
 		}
 		for _, f := range opts.Secret {
 			if _, ok := searchable[f.Field]; !ok {
-				return fieldseal.Errorf(fieldseal.EINVALID, "secret.%s is not a searchable field of collection %q: make it searchable with PUT /v1/collections/{collection}", f.Field, opts.Collection)
+				return nil, fieldseal.Errorf(fieldseal.EINVALID, "secret.%s is not a searchable field of collection %q: make it searchable with PUT /v1/collections/{collection}", f.Field, opts.Collection)
 			}
 			if slices.Contains(r.Indexing, f.Field) {
-				return fieldseal.Errorf(fieldseal.EINDEXING, "secret.%s of collection %q is still being indexed (%d of %d records tagged): search it once GET /v1/collections/{collection} no longer lists it under indexing; "+
+				return nil, fieldseal.Errorf(fieldseal.EINDEXING, "secret.%s of collection %q is still being indexed (%d of %d records tagged): search it once GET /v1/collections/{collection} no longer lists it under indexing; "+
 					"if no PUT of the collection's settings is running (its client hung up, or fieldseal restarted), PUT the same settings again to go on", f.Field, opts.Collection, r.IndexDone, r.IndexTotal)
 			}
 		}
 		rows, err := rows.get()
-		for _, r := range rows {
-			page.Items = append(page.Items, decrypted(sqlc.ListRecordsDecryptedRow(r)))
+		out := make([]sqlc.ListRecordsDecryptedRow, len(rows))
+		for i, r := range rows {
+			out[i] = sqlc.ListRecordsDecryptedRow(r)
 		}
-		return err
+		return decryptedPage(out), err
 	}
 }
 
 // filter is ListRecords with public filters only: the GIN index finds
 // the matches; with the key, only the page is decrypted.
-func (s *Store) filter(ctx context.Context, t *tx, key fieldseal.Key, opts fieldseal.ListOptions, page *fieldseal.Page) {
+func filter(ctx context.Context, b *pgx.Batch, key fieldseal.Key, opts fieldseal.ListOptions) func() ([]fieldseal.Record, error) {
 	path := publicFilter(opts.Public)
 	if key.IsZero() {
-		t.commitFirst = true // nothing decrypted, nothing to audit
-		rows := query(&t.first, func(q *Queries) ([]sqlc.ListRecordsFilteredRow, error) {
+		rows := query(b, func(q *Queries) ([]sqlc.ListRecordsFilteredRow, error) {
 			return q.ListRecordsFiltered(ctx, sqlc.ListRecordsFilteredParams{After: uuid(opts.After), Collection: opts.Collection, PublicFilter: path, MaxRows: int32(opts.Limit)})
 		})
-		t.check = func() error {
+		return func() ([]fieldseal.Record, error) {
 			rows, err := rows.get()
-			for _, r := range rows {
-				page.Items = append(page.Items, record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt))
+			items := make([]fieldseal.Record, len(rows))
+			for i, r := range rows {
+				items[i] = record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
 			}
-			return err
+			return items, err
 		}
-		return
 	}
-	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
-	rows := query(&t.first, func(q *Queries) ([]sqlc.ListRecordsFilteredDecryptedRow, error) {
+	matches := query(b, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
+	rows := query(b, func(q *Queries) ([]sqlc.ListRecordsFilteredDecryptedRow, error) {
 		return q.ListRecordsFilteredDecrypted(ctx, sqlc.ListRecordsFilteredDecryptedParams{
 			After: uuid(opts.After), Collection: opts.Collection, PublicFilter: path, Key: key.Passphrase(), MaxRows: int32(opts.Limit),
 		})
 	})
-	t.check = func() error {
+	return func() ([]fieldseal.Record, error) {
 		if err := readKeyCheck(matches); err != nil {
-			return err
+			return nil, err
 		}
 		rows, err := rows.get()
-		for _, r := range rows {
-			page.Items = append(page.Items, decrypted(sqlc.ListRecordsDecryptedRow(r)))
+		out := make([]sqlc.ListRecordsDecryptedRow, len(rows))
+		for i, r := range rows {
+			out[i] = sqlc.ListRecordsDecryptedRow(r)
 		}
-		return err
+		return decryptedPage(out), err
 	}
 }
 
@@ -107,6 +108,15 @@ func readKeyCheck(matches *pending[bool]) error {
 		return errWrongKey
 	}
 	return nil
+}
+
+// decryptedPage is rows read with the key, as records.
+func decryptedPage(rows []sqlc.ListRecordsDecryptedRow) []fieldseal.Record {
+	items := make([]fieldseal.Record, len(rows))
+	for i, r := range rows {
+		items[i] = decrypted(r)
+	}
+	return items
 }
 
 // decrypted is a row read with the key: a damaged one without secret.
@@ -147,28 +157,4 @@ func publicFilter(filters []fieldseal.Filter) string {
 		b.WriteString(")")
 	}
 	return b.String()
-}
-
-func joinInts(ns []int64) string {
-	s := make([]string, len(ns))
-	for i, n := range ns {
-		s[i] = fmt.Sprint(n)
-	}
-	return strings.Join(s, ", ")
-}
-
-func joinIDs(ids []fieldseal.ID) string {
-	s := make([]string, len(ids))
-	for i, id := range ids {
-		s[i] = id.String()
-	}
-	return strings.Join(s, ", ")
-}
-
-func ids(uuids []pgtype.UUID) []fieldseal.ID {
-	out := make([]fieldseal.ID, len(uuids))
-	for i, u := range uuids {
-		out[i] = u.Bytes
-	}
-	return out
 }

@@ -2,6 +2,8 @@ package db
 
 import (
 	"context"
+	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,114 +11,107 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
-// tx is one request's transaction, declared once: whose it is, whether it
-// uses the caller's key, what the audit trail says of it, and its
-// statements. Store.run is the only way to run one.
+// tx is one request's transaction, declared once by its Store method:
+// whose it is, whether it uses the caller's key, what the audit trail
+// says of it, its statements, and how their results become its answer, a
+// T. run is the only way to run one.
 //
 // It takes as few round trips as pgx pipelining allows. The first sends
-// BEGIN, the subject (with the transaction's timeouts), the throttle check
-// when a key is used, the idempotency claim, and every statement queued
-// with query or exec. Statements queued there are sent before the
-// throttle's answer is known, so one that tries a key must require it
-// (queries/records.sql says how). check then judges their results. With
-// commitFirst the audit entry and COMMIT ride in that first round trip too
-// (a read is one round trip); otherwise then runs any further statements
-// and a last round trip sends the audit entry, the idempotent answer and
-// COMMIT. A create or a keyed list is two round trips.
-type tx struct {
+// BEGIN, the transaction's settings, the throttle check when a key is
+// used, the idempotency claim, and the statements queued into first with
+// query or exec. Those are sent before the throttle's answer is known, so
+// one that tries a key must require it (queries/records.sql says how).
+// answer then reads their results. With commitFirst the audit entry and
+// COMMIT ride in that first round trip too (a read is one round trip);
+// otherwise then runs any further statements and a last round trip sends
+// the audit entry, the idempotent answer and COMMIT (a create or a keyed
+// list is two round trips).
+//
+// A Store method reads top to bottom: it queues its statements, says how
+// their results make its answer, and returns what run returns. No step
+// writes its result anywhere but its return values.
+type tx[T any] struct {
 	caller   fieldseal.Caller
 	note     auditNote
 	usesKey  bool
 	readOnly bool // BEGIN READ ONLY
 	// long raises statement_timeout to Timeouts.Long: for work over all
-	// of a subject's records (rotation, export).
+	// of a subject's records (rotation, export, import).
 	long bool
-	idem *idempotency
 	// commitFirst puts the audit entry (appended only if the statements
 	// decrypted: note.ifDecrypted) and COMMIT in the first round trip,
 	// before the work's outcome is known: for read-only work only.
 	commitFirst bool
-	// check, if set, judges the first round trip's results; its error is
-	// the request's (and rolls back whatever has not committed).
-	check func() error
+	// idem, if set, runs the work at most once for its key (see
+	// fieldseal.Idempotent), its answer stored before COMMIT.
+	idem *fieldseal.Idempotent[T]
+
+	// first is the statements of the first round trip, after the
+	// preamble, queued with query and exec.
+	first pgx.Batch
+	// answer, if set, makes the request's answer from first's results,
+	// once that round trip has been read; its error is the request's
+	// (and rolls back whatever has not committed).
+	answer func() (T, error)
 	// then, if set, runs more statements in the transaction after the
-	// first round trip. Not with commitFirst.
-	then  func(q *Queries) error
-	first pgx.Batch // the statements of the first round trip, after the preamble
+	// first round trip, given answer's result, and returns the request's
+	// answer. Not with commitFirst.
+	then func(q *Queries, v T) (T, error)
+	// count, if set, is the number of records the audit entry counts,
+	// read from the answer (0 in a refusal's entry).
+	count func(v T) int64
 }
 
-// pending is the result of a statement queued into a transaction's first
-// round trip: known once that round trip has been read.
-type pending[T any] struct {
-	value T
-	err   error
-}
+var errThenAfterCommit = errors.New("db: a transaction that commits in its first round trip cannot run more statements")
 
-var (
-	errNotRun          = errors.New("db: the statement's round trip was not read")
-	errThenAfterCommit = errors.New("db: a transaction that commits in its first round trip cannot run more statements")
-)
-
-// get returns the statement's result; pgx.ErrNoRows for a :one query that
-// found no row (mapError makes it ENOTFOUND), which does not fail the
-// transaction: a statement gated on the throttle check returns no row for
-// a caller it refused.
-func (p *pending[T]) get() (T, error) { return p.value, p.err }
-
-// query queues call, one call of a generated :one, :many or :execrows
-// method, into b (a transaction's first round trip: &t.first).
-func query[T any](b *pgx.Batch, call func(q *Queries) (T, error)) *pending[T] {
-	p := &pending[T]{err: errNotRun}
-	queue(b, func(q *Queries) error {
-		p.value, p.err = call(q)
-		return p.err
-	})
-	return p
-}
-
-// exec queues call, one call of a generated :exec method, into b.
-func exec(b *pgx.Batch, call func(q *Queries) error) *pending[struct{}] {
-	return query(b, func(q *Queries) (struct{}, error) { return struct{}{}, call(q) })
-}
-
-// run runs t for its caller. A refusal that the trail records (a wrong
-// key, not found, throttled, a conflict) is appended, and a wrong key
-// counted, in a transaction of its own, since t's was rolled back.
-func (s *Store) run(ctx context.Context, t *tx) error {
-	err := s.runTx(ctx, t)
-	if err == nil && !t.note.quiet {
-		s.audited(t.note.action, "ok")
+// run runs t for its caller and returns its answer. A refusal that the
+// trail records (a wrong key, not found, throttled, a conflict) is
+// appended, and a wrong key counted, in a transaction of its own, since
+// t's was rolled back.
+func run[T any](ctx context.Context, s *Store, t *tx[T]) (T, error) {
+	v, err := runTx(ctx, s, t)
+	if err == nil {
+		if !t.note.quiet {
+			s.audited(t.note.action, "ok")
+		}
+		return v, nil
 	}
+	var zero T
 	code := fieldseal.ErrorCode(err)
 	if !auditedRefusals[code] {
-		return err
+		return zero, err
 	}
-	if aerr := s.recordRefusal(ctx, t.caller, t.note, code); aerr != nil {
-		return fmt.Errorf("record a refusal (%s): %w", code, aerr)
+	note := t.note
+	if t.count != nil {
+		note.count = counted(t.count(zero))
 	}
-	return err
+	if aerr := s.recordRefusal(ctx, t.caller, note, code); aerr != nil {
+		return zero, fmt.Errorf("record a refusal (%s): %w", code, aerr)
+	}
+	return zero, err
 }
 
 // runTx sends t's round trips on one connection. Any failure rolls back;
 // a connection left inside a transaction is destroyed by the pool on
 // release, never reused.
-func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
+func runTx[T any](ctx context.Context, s *Store, t *tx[T]) (v T, err error) {
 	switch {
 	case t.caller.Subject == "":
-		return fmt.Errorf("db: empty subject")
+		return v, fmt.Errorf("db: empty subject")
 	case strings.ContainsRune(t.caller.Subject, 0):
-		return fmt.Errorf("db: a subject with a NUL byte")
+		return v, fmt.Errorf("db: a subject with a NUL byte")
 	case t.commitFirst && t.then != nil:
-		return errThenAfterCommit
+		return v, errThenAfterCommit
 	}
 	conn, err := s.acquire(ctx)
 	if err != nil {
-		return mapError(err)
+		return v, mapError(err)
 	}
 	defer conn.Release()
 	committed := false
@@ -138,12 +133,23 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 		if closed {
 			err = lostConnection(err)
 		}
+		if err != nil {
+			var zero T
+			v = zero
+		}
 	}()
+	send := func(b *pgx.Batch) error {
+		for _, q := range b.QueuedQueries {
+			q.SQL = s.dialect.bind(q.SQL, t.caller.Subject)
+		}
+		return conn.SendBatch(ctx, b).Close()
+	}
 
 	// The first round trip: the preamble, t's statements and, with
-	// commitFirst, the audit entry and COMMIT. On Citus a transaction that
-	// uses a key hears the throttle's answer before its statements are
-	// sent (see citus.go), and commits in a round trip of its own.
+	// commitFirst, the audit entry and COMMIT. Where the dialect keeps
+	// them apart (Citus: citus.go), a transaction that uses a key hears
+	// the throttle's answer before its statements are sent, and commits
+	// in a round trip of its own.
 	commitFirst := t.commitFirst && !s.dialect.apart()
 	first := &pgx.Batch{}
 	first.Queue(beginStatement(t.readOnly))
@@ -166,7 +172,7 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 	}
 	var claimed *pending[bool]
 	if t.idem != nil {
-		claimed = t.idem.claim(ctx, first)
+		claimed = claim(ctx, first, t.idem.Key, t.idem.Fingerprint)
 	}
 	work := first
 	if t.usesKey && s.dialect.apart() {
@@ -180,71 +186,77 @@ func (s *Store) runTx(ctx context.Context, t *tx) (err error) {
 		}
 		first.Queue("COMMIT")
 	}
-	if err := s.send(ctx, conn, t.caller.Subject, first); err != nil {
-		return err
+	if err := send(first); err != nil {
+		return v, err
 	}
 	committed = commitFirst
 	if admission != nil {
 		a, err := admission.get()
 		if err != nil {
-			return err
+			return v, err
 		}
 		if !a.Admitted {
-			return s.throttled(a)
+			return v, s.throttled(a)
 		}
 	}
 	if work != first {
 		work.QueuedQueries = append([]*pgx.QueuedQuery{{SQL: keyUseAdmitted}}, work.QueuedQueries...)
-		if err := s.send(ctx, conn, t.caller.Subject, work); err != nil {
-			return err
+		if err := send(work); err != nil {
+			return v, err
 		}
 	}
 	q := newQueries(bound(s.dialect, conn, t.caller.Subject))
 	if claimed != nil {
 		if ok, err := claimed.get(); err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
+			return v, err
 		} else if !ok {
-			return t.idem.answered(ctx, q) // the work just done rolls back
+			return v, answered(ctx, q, t.idem.Key, t.idem.Fingerprint) // the work just done rolls back
 		}
 	}
-	if t.check != nil {
-		if err := t.check(); err != nil {
-			return err
+	if t.answer != nil {
+		if v, err = t.answer(); err != nil {
+			return v, err
 		}
 	}
 	if commitFirst {
 		if appended != nil {
 			if n, _ := appended.get(); n != 1 {
 				// Never serve what the trail does not record.
-				return fmt.Errorf("db: %s succeeded but its audit entry was not appended", t.note.action)
+				return v, fmt.Errorf("db: %s succeeded but its audit entry was not appended", t.note.action)
 			}
 		}
-		return nil
+		return v, nil
 	}
 	if t.then != nil {
-		if err := t.then(q); err != nil {
-			return err
+		if v, err = t.then(q, v); err != nil {
+			return v, err
 		}
 	}
+
+	// The last round trip: the audit entry, the idempotent answer, COMMIT.
 	last := &pgx.Batch{}
 	if !t.note.quiet {
 		// The work is done and judged: whatever it was to decrypt, it
-		// decrypted (on Citus a read's entry comes here, not with the read).
+		// decrypted (where the dialect keeps them apart, a read's entry
+		// comes here, not with the read).
 		note := t.note
 		note.ifDecrypted = false
+		if t.count != nil {
+			note.count = counted(t.count(v))
+		}
 		query(last, s.appendEntry(ctx, t.caller, note, "ok"))
 	}
 	if t.idem != nil {
-		if err := t.idem.save(ctx, last); err != nil {
-			return err
+		if err := save(ctx, last, t.idem.Key, t.idem.Answer(v)); err != nil {
+			return v, err
 		}
 	}
 	last.Queue("COMMIT")
-	if err := s.send(ctx, conn, t.caller.Subject, last); err != nil {
-		return err
+	if err := send(last); err != nil {
+		return v, err
 	}
 	committed = true
-	return nil
+	return v, nil
 }
 
 func beginStatement(readOnly bool) string {
@@ -252,6 +264,185 @@ func beginStatement(readOnly bool) string {
 		return "BEGIN READ ONLY"
 	}
 	return "BEGIN"
+}
+
+// auditNote is what one request's work says about itself in the trail.
+type auditNote struct {
+	action   string
+	recordID *fieldseal.ID
+	// recordIDs, for a batch: one entry per record, in order.
+	recordIDs []fieldseal.ID
+	count     *int64 // set by run from tx.count
+	// quiet skips the entry when the work succeeds: reads without a key
+	// decrypt nothing and are not audited (their refusals are).
+	quiet bool
+	// ifDecrypted appends the entry only if the transaction decrypted
+	// what it records (fieldseal.decrypted, set by GetRecordDecrypted), so
+	// a read's entry can be sent with the read, before its outcome is known.
+	ifDecrypted bool
+}
+
+func counted(n int64) *int64 { return &n }
+
+// auditedRefusals are the refusals that get an entry of their own.
+var auditedRefusals = map[string]bool{
+	fieldseal.EWRONGKEY: true, fieldseal.ENOTFOUND: true, fieldseal.ERATELIMITED: true,
+	fieldseal.ECONFLICT: true, fieldseal.EFORBIDDEN: true, fieldseal.ECORRUPT: true,
+}
+
+// recordRefusal appends the audit entry of a refused request, in a
+// transaction of its own (one round trip), and counts a wrong key against
+// the caller. A refused batch is one refusal: one entry, whose count is
+// the batch's size, and one wrong key counted.
+func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) error {
+	if note.recordIDs != nil {
+		note = auditNote{action: note.action, count: counted(int64(len(note.recordIDs)))}
+	}
+	t := &tx[struct{}]{caller: caller, note: auditNote{action: note.action, recordID: note.recordID, count: note.count, quiet: true}, commitFirst: true}
+	if outcome == fieldseal.EWRONGKEY {
+		exec(&t.first, func(q *Queries) error {
+			return q.RecordKeyFailure(ctx, sqlc.RecordKeyFailureParams{TokenID: caller.TokenID, WindowSeconds: s.cfg.Throttle.windowSeconds()})
+		})
+		exec(&t.first, func(q *Queries) error { return q.PruneKeyFailures(ctx, s.cfg.Throttle.windowSeconds()) })
+	}
+	appended := query(&t.first, s.appendEntry(ctx, caller, note, outcome))
+	t.answer = func() (struct{}, error) {
+		if n, err := appended.get(); err != nil || n != 1 {
+			return struct{}{}, fmt.Errorf("db: the refusal's audit entry was not appended (%v)", err)
+		}
+		return struct{}{}, nil
+	}
+	_, err := runTx(ctx, s, t)
+	if err == nil {
+		s.audited(note.action, outcome)
+	}
+	return err
+}
+
+func (s *Store) audited(action, outcome string) {
+	if s.OnAudit != nil {
+		s.OnAudit(action, outcome)
+	}
+}
+
+// appendEntry is the append of note's entry with outcome, for query.
+func (s *Store) appendEntry(ctx context.Context, caller fieldseal.Caller, note auditNote, outcome string) func(q *Queries) (int64, error) {
+	return func(q *Queries) (int64, error) {
+		if note.recordIDs != nil {
+			ids := make([]pgtype.UUID, len(note.recordIDs))
+			for i, id := range note.recordIDs {
+				ids[i] = uuid(id)
+			}
+			n, err := q.AppendAuditEvents(ctx, sqlc.AppendAuditEventsParams{
+				Action: note.action, Outcome: outcome, RecordIds: ids,
+				TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
+			})
+			if err == nil && n != int64(len(ids)) {
+				return n, fmt.Errorf("db: %d audit entries appended for a batch of %d", n, len(ids))
+			}
+			return n, err
+		}
+		p := sqlc.AppendAuditEventParams{
+			Action: note.action, Outcome: outcome,
+			TokenID: caller.JTI, ClientID: caller.ClientID, RequestID: caller.RequestID, ClientAddr: caller.ClientAddr,
+		}
+		if note.recordID != nil {
+			p.RecordID = uuid(*note.recordID)
+		}
+		if note.count != nil {
+			p.RecordCount = pgtype.Int8{Int64: *note.count, Valid: true}
+		}
+		if note.ifDecrypted && outcome == "ok" {
+			return q.AppendAuditEventIfDecrypted(ctx, sqlc.AppendAuditEventIfDecryptedParams(p))
+		}
+		return q.AppendAuditEvent(ctx, p)
+	}
+}
+
+// An Idempotency-Key (fieldseal.Idempotent) is claimed inside the
+// transaction of its work, in the first round trip, before the work's
+// statements, and its answer saved in the last, before COMMIT. A key
+// answered before makes the transaction roll back, so the work runs at
+// most once. run does both.
+
+// claim queues the claim of key (and the pruning of this subject's
+// expired keys) into b: true when claimed, no row when the key has a live
+// answer.
+func claim(ctx context.Context, b *pgx.Batch, key string, fingerprint [32]byte) *pending[bool] {
+	claimed := query(b, func(q *Queries) (bool, error) {
+		ok, err := q.ClaimIdempotencyKey(ctx, sqlc.ClaimIdempotencyKeyParams{Key: key, Fingerprint: fingerprint[:]})
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "55P03" { // lock_timeout: the first is still running
+			return false, fieldseal.Errorf(fieldseal.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still running; retry once it has answered")
+		}
+		return ok, err
+	})
+	exec(b, func(q *Queries) error { return q.PruneIdempotencyKeys(ctx) })
+	return claimed
+}
+
+// answered returns what a request whose key was not claimed gets: the
+// stored answer as *fieldseal.Replay when it is the same request, else
+// EIDEMPOTENCYREUSED.
+func answered(ctx context.Context, q *Queries, key string, fingerprint [32]byte) error {
+	row, err := q.GetIdempotencyAnswer(ctx, key)
+	if err != nil {
+		return err
+	}
+	if subtle.ConstantTimeCompare(row.Fingerprint, fingerprint[:]) != 1 {
+		return fieldseal.Errorf(fieldseal.EIDEMPOTENCYREUSED, "this Idempotency-Key was used for a different request in the last 24 hours")
+	}
+	a := fieldseal.Answer{Status: int(row.Status), Body: row.Body}
+	if err := json.Unmarshal(row.Header, &a.Header); err != nil {
+		return fmt.Errorf("db: a stored idempotent answer's header: %w", err)
+	}
+	return &fieldseal.Replay{Answer: a}
+}
+
+// save queues the work's answer a under key into b.
+func save(ctx context.Context, b *pgx.Batch, key string, a fieldseal.Answer) error {
+	header, err := json.Marshal(a.Header)
+	if err != nil {
+		return err
+	}
+	exec(b, func(q *Queries) error {
+		return q.SaveIdempotencyAnswer(ctx, sqlc.SaveIdempotencyAnswerParams{Key: key, Status: int32(a.Status), Header: header, Body: a.Body})
+	})
+	return nil
+}
+
+// Pipelining: statements queued into a round trip, their results read
+// once it has been.
+
+// pending is the result of a statement queued into a transaction's first
+// round trip: known once that round trip has been read.
+type pending[T any] struct {
+	value T
+	err   error
+}
+
+var errNotRun = errors.New("db: the statement's round trip was not read")
+
+// get returns the statement's result; pgx.ErrNoRows for a :one query that
+// found no row (mapError makes it ENOTFOUND), which does not fail the
+// transaction: a statement gated on the throttle check returns no row for
+// a caller it refused.
+func (p *pending[T]) get() (T, error) { return p.value, p.err }
+
+// query queues call, one call of a generated :one, :many or :execrows
+// method, into b (a transaction's first round trip: &t.first).
+func query[T any](b *pgx.Batch, call func(q *Queries) (T, error)) *pending[T] {
+	p := &pending[T]{err: errNotRun}
+	queue(b, func(q *Queries) error {
+		p.value, p.err = call(q)
+		return p.err
+	})
+	return p
+}
+
+// exec queues call, one call of a generated :exec method, into b.
+func exec(b *pgx.Batch, call func(q *Queries) error) *pending[struct{}] {
+	return query(b, func(q *Queries) (struct{}, error) { return struct{}{}, call(q) })
 }
 
 // sqlc cannot put several of its queries in one pgx batch. To batch them

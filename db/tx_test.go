@@ -136,15 +136,15 @@ func TestReadWithoutItsEntryIsNotServed(t *testing.T) {
 	s, _, _ := tracedStore(t)
 	ctx := context.Background()
 	served := false
-	tr := &tx{caller: fieldseal.Caller{Subject: "alice"}, note: auditNote{action: fieldseal.ActionRead, ifDecrypted: true}, commitFirst: true}
+	tr := &tx[struct{}]{caller: fieldseal.Caller{Subject: "alice"}, note: auditNote{action: fieldseal.ActionRead, ifDecrypted: true}, commitFirst: true}
 	exec(&tr.first, func(q *Queries) error { return q.UseGenericPlans(ctx) }) // decrypts nothing
-	tr.check = func() error { served = true; return nil }
-	err := s.run(ctx, tr)
+	tr.answer = func() (struct{}, error) { served = true; return struct{}{}, nil }
+	_, err := run(ctx, s, tr)
 	if err == nil || !strings.Contains(err.Error(), "audit entry was not appended") {
 		t.Errorf("run = %v; want the missing entry reported", err)
 	}
 	if !served {
-		t.Error("check did not run")
+		t.Error("answer did not run")
 	}
 	if fieldseal.ErrorCode(err) != fieldseal.EINTERNAL {
 		t.Errorf("code %s; want internal", fieldseal.ErrorCode(err))
@@ -198,8 +198,8 @@ func TestCommitFirstTakesNoThen(t *testing.T) {
 	t.Parallel()
 	s, _, _ := tracedStore(t)
 	ran := false
-	err := s.run(context.Background(), &tx{caller: fieldseal.Caller{Subject: "alice"}, note: auditNote{quiet: true}, commitFirst: true,
-		then: func(*Queries) error { ran = true; return nil }})
+	_, err := run(context.Background(), s, &tx[struct{}]{caller: fieldseal.Caller{Subject: "alice"}, note: auditNote{quiet: true}, commitFirst: true,
+		then: func(*Queries, struct{}) (struct{}, error) { ran = true; return struct{}{}, nil }})
 	if err == nil || ran {
 		t.Errorf("run = %v, then ran %v; want it refused before anything runs", err, ran)
 	}

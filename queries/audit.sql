@@ -1,25 +1,6 @@
 -- The audit trail (migration 00007). The trigger fills seq, at, prev_hash
 -- and hash; the app supplies the rest.
 
--- name: AppendAuditEvent :execrows
--- VALUES, not SELECT: Citus would run an INSERT ... SELECT with no table
--- of the subject's in it through the coordinator, whose COPY to the
--- shard row-level security refuses.
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-VALUES (@action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
-        nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, ''));
-
--- name: AppendAuditEventIfDecrypted :execrows
--- AppendAuditEvent only if the transaction has decrypted what the entry
--- records (fieldseal.decrypted, set by GetRecordDecrypted when it returns
--- a plaintext), so that the entry can go in the same round trip as the
--- read, before its outcome is known. On a single PostgreSQL only: on
--- Citus the setting stays on the worker (db/citus.go).
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-SELECT @action, @outcome, sqlc.narg(record_id), sqlc.narg(record_count),
-       nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
-WHERE current_setting('fieldseal.decrypted', true) = 'yes';
-
 -- name: EnableAuditReading :exec
 -- For audit:read requests only: lets this transaction read every subject's entries.
 SELECT set_config('fieldseal.audit_reader', 'on', true);
@@ -106,18 +87,6 @@ FROM (
 LEFT JOIN fieldseal.audit_events e ON e.subject = c.subject AND e.lane = c.lane AND e.seq = c.seq
 ORDER BY 1, 2;
 
--- name: AppendAuditEvents :execrows
--- One entry per record of a batch, in the order given. The subject's row
--- (the batch registered its key first) is there for Citus, which then
--- runs the statement on the subject's shard (see AppendAuditEvent).
-INSERT INTO fieldseal.audit_events (subject, action, outcome, record_id, token_id, client_id, request_id, client_addr)
-SELECT s.subject, @action, @outcome, (@record_ids::uuid[])[i],
-       nullif(@token_id::text, ''), nullif(@client_id::text, ''), nullif(@request_id::text, ''), nullif(@client_addr::text, '')
-FROM fieldseal.subjects s
-CROSS JOIN generate_series(1, cardinality(@record_ids::uuid[])) AS i
-WHERE s.subject = current_setting('fieldseal.subject', true)
-ORDER BY i;
-
 -- name: ListAuditChainStarts :many
 -- For `fieldseal audit verify`: where each archived chain now starts.
 SELECT subject, lane, seq, prev_hash FROM fieldseal.audit_chain_starts
@@ -158,4 +127,3 @@ WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
 INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
 VALUES (@subject, @lane, @seq, @prev_hash, now())
 ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at;
-

@@ -1,5 +1,5 @@
 -- Every query runs inside a transaction that has set fieldseal.subject
--- (SetSubject); row-level security adds "subject = <that subject>" to each
+-- (SetSubject, tx.sql); row-level security adds "subject = <that subject>" to each
 -- of them, and new rows take their subject from it by default. Each
 -- statement also says so itself, for every table it reads:
 -- "x.subject = current_setting('fieldseal.subject', true)", which on
@@ -7,7 +7,7 @@
 -- Citus runs the statement on that subject's shard alone (docs/scale.md).
 --
 -- A statement that tries a key (key_matches, pgp_sym_decrypt) requires
--- current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (throttle.sql) says so
+-- current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (tx.sql) says so
 -- only for a caller under the wrong-key limits. Without it the statement
 -- returns nothing, so a throttled caller's key is never tried, even by a
 -- statement pipelined behind the throttle check.
@@ -16,30 +16,6 @@
 -- is 256 random bits (44 characters of base64), so iterated S2K would add
 -- no guessing resistance while costing about 22 times the CPU of s2k-mode=1
 -- per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
-
--- name: SetSubject :exec
--- The transaction's subject, and its bounds: how long a statement and a
--- lock wait may take, and parameter logging off. They are set for the
--- transaction, not only at connection start, so that they hold behind a
--- transaction-mode pooler too (PgBouncer passes no such startup parameter).
-SELECT set_config('fieldseal.subject', @subject::text, true),
-       set_config('statement_timeout', @statement_timeout::text, true),
-       set_config('lock_timeout', @lock_timeout::text, true),
-       set_config('log_parameter_max_length', '0', true),
-       set_config('log_parameter_max_length_on_error', '0', true),
-       -- force_generic_plan in transactions that carry a key: a custom plan
-       -- folds bind values into constants, which auto_explain (log_verbose)
-       -- would log; a generic plan shows $n.
-       set_config('plan_cache_mode', @plan_cache_mode::text, true),
-       -- A generic plan is made once per connection, from the statistics
-       -- and the table sizes of that moment, and kept until an ANALYZE:
-       -- made while a table was tiny, a sequential scan looked cheapest,
-       -- and stayed, in the foreign-key checks of every tag written among
-       -- others (a reindex of 20,000 records: 42 s instead of 3.2 s,
-       -- TestPlansMadeOnTinyTables). Every table is keyed by subject and
-       -- every statement names one: an index serves each, whatever the
-       -- statistics said when its plan was made.
-       set_config('enable_seqscan', 'off', true);
 
 -- name: RegisterKeyVerifier :execrows
 -- The subject's first write registers its key; later ones change nothing.

@@ -12,125 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-const AppendAuditEvent = `-- name: AppendAuditEvent :execrows
-
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-VALUES ($1, $2, $3, $4,
-        nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, ''))
-`
-
-type AppendAuditEventParams struct {
-	Action      string
-	Outcome     string
-	RecordID    pgtype.UUID
-	RecordCount pgtype.Int8
-	TokenID     string
-	ClientID    string
-	RequestID   string
-	ClientAddr  string
-}
-
-// The audit trail (migration 00007). The trigger fills seq, at, prev_hash
-// and hash; the app supplies the rest.
-// VALUES, not SELECT: Citus would run an INSERT ... SELECT with no table
-// of the subject's in it through the coordinator, whose COPY to the
-// shard row-level security refuses.
-func (q *Queries) AppendAuditEvent(ctx context.Context, arg AppendAuditEventParams) (int64, error) {
-	result, err := q.db.Exec(ctx, AppendAuditEvent,
-		arg.Action,
-		arg.Outcome,
-		arg.RecordID,
-		arg.RecordCount,
-		arg.TokenID,
-		arg.ClientID,
-		arg.RequestID,
-		arg.ClientAddr,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const AppendAuditEventIfDecrypted = `-- name: AppendAuditEventIfDecrypted :execrows
-INSERT INTO fieldseal.audit_events (action, outcome, record_id, record_count, token_id, client_id, request_id, client_addr)
-SELECT $1, $2, $3, $4,
-       nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, ''), nullif($8::text, '')
-WHERE current_setting('fieldseal.decrypted', true) = 'yes'
-`
-
-type AppendAuditEventIfDecryptedParams struct {
-	Action      string
-	Outcome     string
-	RecordID    pgtype.UUID
-	RecordCount pgtype.Int8
-	TokenID     string
-	ClientID    string
-	RequestID   string
-	ClientAddr  string
-}
-
-// AppendAuditEvent only if the transaction has decrypted what the entry
-// records (fieldseal.decrypted, set by GetRecordDecrypted when it returns
-// a plaintext), so that the entry can go in the same round trip as the
-// read, before its outcome is known. On a single PostgreSQL only: on
-// Citus the setting stays on the worker (db/citus.go).
-func (q *Queries) AppendAuditEventIfDecrypted(ctx context.Context, arg AppendAuditEventIfDecryptedParams) (int64, error) {
-	result, err := q.db.Exec(ctx, AppendAuditEventIfDecrypted,
-		arg.Action,
-		arg.Outcome,
-		arg.RecordID,
-		arg.RecordCount,
-		arg.TokenID,
-		arg.ClientID,
-		arg.RequestID,
-		arg.ClientAddr,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const AppendAuditEvents = `-- name: AppendAuditEvents :execrows
-INSERT INTO fieldseal.audit_events (subject, action, outcome, record_id, token_id, client_id, request_id, client_addr)
-SELECT s.subject, $1, $2, ($3::uuid[])[i],
-       nullif($4::text, ''), nullif($5::text, ''), nullif($6::text, ''), nullif($7::text, '')
-FROM fieldseal.subjects s
-CROSS JOIN generate_series(1, cardinality($3::uuid[])) AS i
-WHERE s.subject = current_setting('fieldseal.subject', true)
-ORDER BY i
-`
-
-type AppendAuditEventsParams struct {
-	Action     string
-	Outcome    string
-	RecordIds  []pgtype.UUID
-	TokenID    string
-	ClientID   string
-	RequestID  string
-	ClientAddr string
-}
-
-// One entry per record of a batch, in the order given. The subject's row
-// (the batch registered its key first) is there for Citus, which then
-// runs the statement on the subject's shard (see AppendAuditEvent).
-func (q *Queries) AppendAuditEvents(ctx context.Context, arg AppendAuditEventsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, AppendAuditEvents,
-		arg.Action,
-		arg.Outcome,
-		arg.RecordIds,
-		arg.TokenID,
-		arg.ClientID,
-		arg.RequestID,
-		arg.ClientAddr,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const DeleteArchivedEntries = `-- name: DeleteArchivedEntries :execrows
 DELETE FROM fieldseal.audit_events
 WHERE subject = $1 AND lane = $2 AND seq <= $3
@@ -151,9 +32,12 @@ func (q *Queries) DeleteArchivedEntries(ctx context.Context, arg DeleteArchivedE
 }
 
 const EnableAuditReading = `-- name: EnableAuditReading :exec
+
 SELECT set_config('fieldseal.audit_reader', 'on', true)
 `
 
+// The audit trail (migration 00007). The trigger fills seq, at, prev_hash
+// and hash; the app supplies the rest.
 // For audit:read requests only: lets this transaction read every subject's entries.
 func (q *Queries) EnableAuditReading(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, EnableAuditReading)

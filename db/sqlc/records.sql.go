@@ -368,11 +368,30 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 }
 
 const RegisterKeyVerifier = `-- name: RegisterKeyVerifier :execrows
+
 INSERT INTO fieldseal.subjects (key_verifier)
 VALUES (fieldseal.new_key_verifier($1::text))
 ON CONFLICT (subject) DO NOTHING
 `
 
+// Every query runs inside a transaction that has set fieldseal.subject
+// (SetSubject, tx.sql); row-level security adds "subject = <that subject>" to each
+// of them, and new rows take their subject from it by default. Each
+// statement also says so itself, for every table it reads:
+// "x.subject = current_setting('fieldseal.subject', true)", which on
+// Citus the Store writes as the subject's literal (Store.bind), so that
+// Citus runs the statement on that subject's shard alone (docs/scale.md).
+//
+// A statement that tries a key (key_matches, pgp_sym_decrypt) requires
+// current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (tx.sql) says so
+// only for a caller under the wrong-key limits. Without it the statement
+// returns nothing, so a throttled caller's key is never tried, even by a
+// statement pipelined behind the throttle check.
+//
+// Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
+// is 256 random bits (44 characters of base64), so iterated S2K would add
+// no guessing resistance while costing about 22 times the CPU of s2k-mode=1
+// per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
 // The subject's first write registers its key; later ones change nothing.
 // Two first writes at once: one inserts, the other waits for it and does
 // nothing. Each makes a verifier (one pgp_sym_encrypt) before the
@@ -442,67 +461,6 @@ func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (R
 		&i.UpdatedAt,
 	)
 	return i, err
-}
-
-const SetSubject = `-- name: SetSubject :exec
-
-SELECT set_config('fieldseal.subject', $1::text, true),
-       set_config('statement_timeout', $2::text, true),
-       set_config('lock_timeout', $3::text, true),
-       set_config('log_parameter_max_length', '0', true),
-       set_config('log_parameter_max_length_on_error', '0', true),
-       -- force_generic_plan in transactions that carry a key: a custom plan
-       -- folds bind values into constants, which auto_explain (log_verbose)
-       -- would log; a generic plan shows $n.
-       set_config('plan_cache_mode', $4::text, true),
-       -- A generic plan is made once per connection, from the statistics
-       -- and the table sizes of that moment, and kept until an ANALYZE:
-       -- made while a table was tiny, a sequential scan looked cheapest,
-       -- and stayed, in the foreign-key checks of every tag written among
-       -- others (a reindex of 20,000 records: 42 s instead of 3.2 s,
-       -- TestPlansMadeOnTinyTables). Every table is keyed by subject and
-       -- every statement names one: an index serves each, whatever the
-       -- statistics said when its plan was made.
-       set_config('enable_seqscan', 'off', true)
-`
-
-type SetSubjectParams struct {
-	Subject          string
-	StatementTimeout string
-	LockTimeout      string
-	PlanCacheMode    string
-}
-
-// Every query runs inside a transaction that has set fieldseal.subject
-// (SetSubject); row-level security adds "subject = <that subject>" to each
-// of them, and new rows take their subject from it by default. Each
-// statement also says so itself, for every table it reads:
-// "x.subject = current_setting('fieldseal.subject', true)", which on
-// Citus the Store writes as the subject's literal (Store.bind), so that
-// Citus runs the statement on that subject's shard alone (docs/scale.md).
-//
-// A statement that tries a key (key_matches, pgp_sym_decrypt) requires
-// current_setting('fieldseal.key_use', true) = 'admitted': AdmitKeyUse (throttle.sql) says so
-// only for a caller under the wrong-key limits. Without it the statement
-// returns nothing, so a throttled caller's key is never tried, even by a
-// statement pipelined behind the throttle check.
-//
-// Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
-// is 256 random bits (44 characters of base64), so iterated S2K would add
-// no guessing resistance while costing about 22 times the CPU of s2k-mode=1
-// per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
-// The transaction's subject, and its bounds: how long a statement and a
-// lock wait may take, and parameter logging off. They are set for the
-// transaction, not only at connection start, so that they hold behind a
-// transaction-mode pooler too (PgBouncer passes no such startup parameter).
-func (q *Queries) SetSubject(ctx context.Context, arg SetSubjectParams) error {
-	_, err := q.db.Exec(ctx, SetSubject,
-		arg.Subject,
-		arg.StatementTimeout,
-		arg.LockTimeout,
-		arg.PlanCacheMode,
-	)
-	return err
 }
 
 const UseGenericPlans = `-- name: UseGenericPlans :exec
