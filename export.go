@@ -3,6 +3,7 @@ package fieldseal
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -10,8 +11,8 @@ import (
 // recovery without fieldseal.
 type ExportService interface {
 	// Ciphertext returns a record's secret as an ASCII-armored OpenPGP
-	// message. ENOTFOUND, EUNAVAILABLE.
-	Ciphertext(ctx context.Context, caller Caller, id ID) (string, error)
+	// message, with what opens it. ENOTFOUND, EUNAVAILABLE.
+	Ciphertext(ctx context.Context, caller Caller, id ID) (Ciphertext, error)
 	// Export calls fn with every record of the subject, in creation order,
 	// from one consistent snapshot; an error from fn stops it.
 	Export(ctx context.Context, caller Caller, fn func(ExportedRecord) error) error
@@ -35,6 +36,34 @@ type ImportedRecord struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	Ciphertext []byte
+	// KeyVersion says which key opens Ciphertext: 0 the client key (an
+	// export made before keys in layers), v its collection's data key v
+	// derived from SubjectKey.
+	KeyVersion int32
+	// SubjectKey is the subject key the record was written under,
+	// wrapped under the client key (a binary OpenPGP message); nil for
+	// key version 0.
+	SubjectKey []byte
+}
+
+// Ciphertext is a record's secret as stored, and what opens it with the
+// client key alone (docs/security.md shows the gpg commands): the
+// subject key wrapped under the client key opens with it; the data key
+// is HMAC-SHA-256(subject key, "fieldseal data key v1\n" + collection +
+// "\n" + key version), in standard base64, the passphrase of the
+// record's message. For key version 0 (a record written before keys in
+// layers) the client key itself opens the message and SubjectKey is nil.
+type Ciphertext struct {
+	Armored    string
+	Collection string
+	KeyVersion int32
+	SubjectKey []byte
+}
+
+// DataKeyLabel is what HMAC-SHA-256 under a subject key signs to derive
+// a collection's data key of one version (migration 00023).
+func DataKeyLabel(collection string, version int32) string {
+	return fmt.Sprintf("fieldseal data key v1\n%s\n%d", collection, version)
 }
 
 // ImportResult counts what an import did.
@@ -53,4 +82,9 @@ type ExportedRecord struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
 	Ciphertext string          `json:"ciphertext"`
+	// KeyVersion and SubjectKey (standard base64 of the binary OpenPGP
+	// message; absent for key version 0) are what opens Ciphertext with
+	// the client key alone: see Ciphertext.
+	KeyVersion int32  `json:"key_version"`
+	SubjectKey []byte `json:"subject_key,omitempty"`
 }

@@ -62,10 +62,13 @@ type KeyService interface {
 	// otherwise (also when the subject has no key yet), ERATELIMITED,
 	// EUNAVAILABLE.
 	VerifyKey(ctx context.Context, caller Caller, key Key) error
-	// RotateKey re-encrypts every record of the subject, and its key
-	// verifier, from current to next in one transaction, and returns how
-	// many records it re-encrypted. EWRONGKEY (nothing changes),
+	// RotateKey moves the subject from current to next in one
+	// transaction and returns how many records it re-encrypted. It
+	// rewraps the subject key under next (no record is re-encrypted);
+	// with reencrypt, or for a subject written before keys in layers
+	// (which it moves to them), it also replaces the subject's keys and
+	// re-encrypts every record and tag. EWRONGKEY (nothing changes),
 	// EUNAVAILABLE; with idem, also *Replay, EIDEMPOTENCYREUSED and
 	// EIDEMPOTENCYINUSE.
-	RotateKey(ctx context.Context, caller Caller, current, next Key, idem *Idempotent[int64]) (int64, error)
+	RotateKey(ctx context.Context, caller Caller, current, next Key, reencrypt bool, idem *Idempotent[int64]) (int64, error)
 }

@@ -288,14 +288,20 @@ func (c *Client) VerifyKey(ctx context.Context, key string) error {
 	return err
 }
 
-// RotateKey re-encrypts every record of the subject from current to next,
-// all or nothing, and returns how many records it re-encrypted.
-func (c *Client) RotateKey(ctx context.Context, current, next string) (int64, error) {
+// RotateKey moves the subject from current to next, all or nothing, and
+// returns how many records it re-encrypted: it rewraps the subject key
+// (no record is re-encrypted); with reencrypt, for a key believed leaked,
+// it also replaces the subject's keys and re-encrypts every record.
+func (c *Client) RotateKey(ctx context.Context, current, next string, reencrypt bool) (int64, error) {
 	var r struct {
 		Rotated int64 `json:"rotated"`
 	}
+	var body any
+	if reencrypt {
+		body = map[string]bool{"reencrypt": true}
+	}
 	_, err := c.call(ctx, http.MethodPost, "/v1/keys/rotate",
-		map[string]string{"Encryption-Key": current, "New-Encryption-Key": next}, nil, &r)
+		map[string]string{"Encryption-Key": current, "New-Encryption-Key": next}, body, &r)
 	return r.Rotated, err
 }
 

@@ -91,8 +91,11 @@ func TestEveryEndpoint(t *testing.T) {
 		t.Errorf("verify a wrong key: %v; want wrong_key", err)
 	}
 	next := newKey()
-	if n, err := c.RotateKey(ctx, key, next); err != nil || n != 1 {
-		t.Errorf("rotate: %d %v", n, err)
+	if n, err := c.RotateKey(ctx, key, next, false); err != nil || n != 0 {
+		t.Errorf("rotate: %d %v; want a rewrap", n, err)
+	}
+	if n, err := c.RotateKey(ctx, next, next, true); err != nil || n != 1 {
+		t.Errorf("rotate with reencrypt: %d %v; want 1 record re-encrypted", n, err)
 	}
 	if got, err := c.GetRecord(ctx, id, next); err != nil || string(got.Secret) != `{"s":"y"}` {
 		t.Errorf("get after rotation: %s %v", got.Secret, err)

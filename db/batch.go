@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/fieldseal/fieldseal"
@@ -17,40 +18,68 @@ func (s *Store) CreateRecords(ctx context.Context, caller fieldseal.Caller, key 
 	if len(recIDs) != len(in) {
 		return nil, fmt.Errorf("db: %d ids for %d records", len(recIDs), len(in))
 	}
-	batch := batchParams(recIDs, in)
 	t := &tx[[]fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordIDs: recIDs}, usesKey: true, idem: idem}
-	writeKey := registerKey(ctx, &t.first, key)
-	created := s.dialect.createRecords(ctx, &t.first, key, recIDs, in, batch)
-	tagged := s.dialect.index(ctx, &t.first, batch.index(key))
-	t.answer = func() ([]fieldseal.Record, error) {
-		if err := writeKey.check(); err != nil {
-			return nil, err
-		}
-		rows, err := created()
-		if err != nil {
-			return nil, err
-		}
-		if err := tagged.check(); err != nil {
-			return nil, err
-		}
-		if len(rows) != len(in) {
-			return nil, fmt.Errorf("db: %d records inserted for a batch of %d", len(rows), len(in))
-		}
-		byID := make(map[pgtype.UUID]sqlc.CreateRecordsRow, len(rows))
-		for _, r := range rows {
-			byID[r.ID] = r
-		}
-		recs := make([]fieldseal.Record, len(recIDs))
-		for i, id := range recIDs {
-			r := byID[uuid(id)]
-			recs[i] = record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
-		}
-		return recs, nil
-	}
-	t.then = func(q *Queries, recs []fieldseal.Record) ([]fieldseal.Record, error) {
-		return recs, tagged.write(ctx, q)
-	}
+	c := s.create(ctx, &t.first, key, batchParams(recIDs, in))
+	t.answer = func() ([]fieldseal.Record, error) { return nil, c.check() }
+	t.then = func(q *Queries, _ []fieldseal.Record) ([]fieldseal.Record, error) { return c.write(ctx, q) }
 	return run(ctx, s, t)
+}
+
+// creation is records being created: their key's registration and
+// check, their inserts and their tags.
+type creation struct {
+	writeKey keyForWrite
+	inserted *inserter
+	tagged   *tagger
+	batch    recordBatch
+}
+
+// create queues into b a creation of the records in batch, under key:
+// registering the key (a subject's first write does) and checking it,
+// inserting and tagging (for a collection with searchable fields). The
+// insert runs even when the key turns out wrong or the caller throttled:
+// it then inserts nothing (check tells why), and the transaction rolls
+// back.
+func (s *Store) create(ctx context.Context, b *pgx.Batch, key fieldseal.Key, batch recordBatch) creation {
+	return creation{
+		writeKey: registerKey(ctx, b, key),
+		inserted: s.dialect.createRecords(ctx, b, key, batch),
+		tagged:   s.dialect.index(ctx, b, batch.index(key)),
+		batch:    batch,
+	}
+}
+
+// check judges the first round trip: the key, then the tagging.
+func (c creation) check() error {
+	if err := c.writeKey.check(); err != nil {
+		return err
+	}
+	return c.tagged.check()
+}
+
+// write writes what the first round trip left to write (on Citus, the
+// records and their tags) and returns the records, in the order given.
+func (c creation) write(ctx context.Context, q *Queries) ([]fieldseal.Record, error) {
+	rows, err := c.inserted.write(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != len(c.batch.ids) {
+		return nil, fmt.Errorf("db: %d records inserted for a batch of %d", len(rows), len(c.batch.ids))
+	}
+	if err := c.tagged.write(ctx, q); err != nil {
+		return nil, err
+	}
+	byID := make(map[pgtype.UUID]sqlc.CreateRecordsRow, len(rows))
+	for _, r := range rows {
+		byID[r.ID] = r
+	}
+	recs := make([]fieldseal.Record, len(c.batch.ids))
+	for i, id := range c.batch.ids {
+		r := byID[id]
+		recs[i] = record(r.ID, r.Collection, r.Public, nil, r.Version, r.CreatedAt, r.UpdatedAt)
+	}
+	return recs, nil
 }
 
 // recordBatch is records as the batch statements take them.

@@ -85,9 +85,9 @@ func changeSettings(ctx context.Context, q *Queries, key fieldseal.Key, c fields
 	if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
 		return ch, err
 	}
-	if ok, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
+	if held, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
 		return ch, err
-	} else if !ok {
+	} else if !held.Matches {
 		return ch, errWrongKey
 	}
 	var err error
@@ -165,10 +165,13 @@ func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key f
 			}
 			return reindexStep{finished: true}, nil // ended by a rotation or by another PUT of the same settings
 		}
-		// The key was checked when the pass started, and only a rotation,
-		// which starts a new run, changes it.
-		if ok, err := matches.get(); err != nil || !ok {
-			return reindexStep{}, errors.Join(errors.New("db: the subject's key changed during a reindex without ending it"), err)
+		// The key was checked when the pass started: a rotation that
+		// replaced the subject's keys started a new run; one that rewrapped
+		// them keeps the pass, which goes on with the new key.
+		if ok, err := matches.get(); err != nil {
+			return reindexStep{}, err
+		} else if !ok {
+			return reindexStep{}, fieldseal.Errorf(fieldseal.ESUPERSEDED, "the subject's key was rotated while collection %q was being indexed: its settings are kept and their indexing stopped there; PUT them again with the new key to go on", c.Collection)
 		}
 		return reindexStep{state: st}, nil
 	}

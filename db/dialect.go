@@ -37,9 +37,11 @@ type dialect interface {
 	planCacheMode(usesKey bool) string
 	// enableAuditReading lets the transaction read audit entries.
 	enableAuditReading(ctx context.Context, q *Queries) error
-	// createRecords queues a batch's inserts into b; the result is known
-	// once b's round trip has been read.
-	createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, batch recordBatch) func() ([]sqlc.CreateRecordsRow, error)
+	// createRecords queues into b the inserts of records (one or a
+	// batch); the inserted rows are known once inserter.write has run.
+	createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, batch recordBatch) *inserter
+	// replaceRecord replaces a record's content, its key checked.
+	replaceRecord(ctx context.Context, q *Queries, key fieldseal.Key, p sqlc.ReplaceRecordEncryptedParams, secret string) (sqlc.ReplaceRecordEncryptedRow, error)
 	// index queues into b the tagging of records just written.
 	index(ctx context.Context, b *pgx.Batch, p sqlc.IndexRecordsParams) *tagger
 	// reindexRecords tags records just replaced, in a then step.
@@ -47,9 +49,10 @@ type dialect interface {
 	// reindexAll tags every record again under key, after a rotation's
 	// DeleteAllTags.
 	reindexAll(ctx context.Context, q *Queries, key fieldseal.Key) error
-	// reencrypt puts every record of the subject under next (see
-	// RotateKey) and returns how many.
-	reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error)
+	// reencrypt puts every record of the subject under the data keys of
+	// the subject key newWrapped wraps under next (see RotateKey) and
+	// returns how many.
+	reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key, newWrapped []byte) (int64, error)
 	// workerDrift adds to a grants report what the cluster's other nodes
 	// hold otherwise (grants.go).
 	workerDrift(ctx context.Context, db sqlc.DBTX, rep *fieldseal.GrantsReport) error
@@ -142,38 +145,88 @@ func (citusCoordinator) enableAuditReading(ctx context.Context, q *Queries) erro
 	return err
 }
 
-// A batch create: one statement; on Citus one INSERT ... VALUES per
-// record. Citus writes every parameter of an INSERT ... SELECT, key and
-// plaintext among them, into the statement it sends to the worker, whose
-// log_statement would log them.
+// Creates and replaces: one statement that encrypts under the
+// collection's data key (which it derives from the subject's row) and
+// writes; on Citus, whose write would carry the key and the plaintext
+// into the worker's statement, a SELECT encrypts (EncryptSecrets: its
+// parameters stay parameters on the worker) and the write sends the
+// ciphertexts (InsertRecords, ReplaceRecordEncrypted), after the first
+// round trip.
 
-func (onePostgres) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, _ []fieldseal.ID, _ []fieldseal.RecordInput, batch recordBatch) func() ([]sqlc.CreateRecordsRow, error) {
+// inserter is the insert of records queued by createRecords.
+type inserter struct {
+	inserted  func() ([]sqlc.CreateRecordsRow, error) // one PostgreSQL: the first round trip's
+	encrypted *pending[[]sqlc.EncryptSecretsRow]      // Citus: the ciphertexts, which write inserts
+	batch     recordBatch
+}
+
+// write inserts what the first round trip encrypted (on Citus) and
+// returns the rows inserted.
+func (i *inserter) write(ctx context.Context, q *Queries) ([]sqlc.CreateRecordsRow, error) {
+	if i.encrypted == nil {
+		return i.inserted()
+	}
+	rows, err := i.encrypted.get()
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != len(i.batch.ids) {
+		return nil, fmt.Errorf("db: %d secrets encrypted for %d records", len(rows), len(i.batch.ids))
+	}
+	p := sqlc.InsertRecordsParams{Ids: i.batch.ids, Collections: i.batch.collections, Publics: i.batch.publics,
+		Secrets: make([][]byte, len(rows)), KeyVersions: make([]int32, len(rows))}
+	for j, r := range rows {
+		p.Secrets[j], p.KeyVersions[j] = r.Secret, r.KeyVersion
+	}
+	inserted, err := q.InsertRecords(ctx, p)
+	out := make([]sqlc.CreateRecordsRow, len(inserted))
+	for j, r := range inserted {
+		out[j] = sqlc.CreateRecordsRow(r)
+	}
+	return out, err
+}
+
+func (onePostgres) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, batch recordBatch) *inserter {
+	if len(batch.ids) == 1 { // a create: a statement (and a plan) of its own
+		created := query(b, func(q *Queries) (sqlc.CreateRecordRow, error) {
+			return q.CreateRecord(ctx, sqlc.CreateRecordParams{
+				ID: batch.ids[0], Collection: batch.collections[0], Public: batch.publics[0], Secret: batch.secrets[0], Key: key.Passphrase(),
+			})
+		})
+		return &inserter{batch: batch, inserted: func() ([]sqlc.CreateRecordsRow, error) {
+			r, err := created.get()
+			return []sqlc.CreateRecordsRow{sqlc.CreateRecordsRow(r)}, err
+		}}
+	}
 	created := query(b, func(q *Queries) ([]sqlc.CreateRecordsRow, error) {
 		return q.CreateRecords(ctx, sqlc.CreateRecordsParams{Ids: batch.ids, Collections: batch.collections, Publics: batch.publics, Secrets: batch.secrets, Key: key.Passphrase()})
 	})
-	return created.get
+	return &inserter{batch: batch, inserted: created.get}
 }
 
-func (citusCoordinator) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, recIDs []fieldseal.ID, in []fieldseal.RecordInput, _ recordBatch) func() ([]sqlc.CreateRecordsRow, error) {
-	each := make([]*pending[sqlc.CreateRecordRow], len(in))
-	for i := range in {
-		each[i] = query(b, func(q *Queries) (sqlc.CreateRecordRow, error) {
-			return q.CreateRecord(ctx, sqlc.CreateRecordParams{
-				ID: uuid(recIDs[i]), Collection: in[i].Collection, Public: in[i].Public, Secret: string(in[i].Secret), Key: key.Passphrase(),
-			})
-		})
+func (citusCoordinator) createRecords(ctx context.Context, b *pgx.Batch, key fieldseal.Key, batch recordBatch) *inserter {
+	return &inserter{batch: batch, encrypted: query(b, func(q *Queries) ([]sqlc.EncryptSecretsRow, error) {
+		return q.EncryptSecrets(ctx, sqlc.EncryptSecretsParams{Secrets: batch.secrets, Key: key.Passphrase(), Collections: batch.collections})
+	})}
+}
+
+func (onePostgres) replaceRecord(ctx context.Context, q *Queries, key fieldseal.Key, p sqlc.ReplaceRecordEncryptedParams, secret string) (sqlc.ReplaceRecordEncryptedRow, error) {
+	row, err := q.ReplaceRecord(ctx, sqlc.ReplaceRecordParams{
+		Collection: p.Collection, Public: p.Public, Secret: secret, Key: key.Passphrase(), ID: p.ID, CheckVersion: p.CheckVersion, Versions: p.Versions,
+	})
+	return sqlc.ReplaceRecordEncryptedRow(row), err
+}
+
+func (citusCoordinator) replaceRecord(ctx context.Context, q *Queries, key fieldseal.Key, p sqlc.ReplaceRecordEncryptedParams, secret string) (sqlc.ReplaceRecordEncryptedRow, error) {
+	enc, err := q.EncryptSecrets(ctx, sqlc.EncryptSecretsParams{Secrets: []string{secret}, Key: key.Passphrase(), Collections: []string{p.Collection}})
+	if err != nil {
+		return sqlc.ReplaceRecordEncryptedRow{}, err
 	}
-	return func() ([]sqlc.CreateRecordsRow, error) {
-		rows := make([]sqlc.CreateRecordsRow, 0, len(each))
-		for _, p := range each {
-			r, err := p.get()
-			if err != nil {
-				return nil, err
-			}
-			rows = append(rows, sqlc.CreateRecordsRow(r))
-		}
-		return rows, nil
+	if len(enc) != 1 {
+		return sqlc.ReplaceRecordEncryptedRow{}, fmt.Errorf("db: a replace's secret was not encrypted although its key was checked")
 	}
+	p.Secret, p.KeyVersion = enc[0].Secret, enc[0].KeyVersion
+	return q.ReplaceRecordEncrypted(ctx, p)
 }
 
 // Tagging: INSERT ... SELECTs that compute and write the tags in one
@@ -229,8 +282,8 @@ func (citusCoordinator) reindexAll(ctx context.Context, q *Queries, key fieldsea
 // is refused (and rolls back), naming the damaged records, rather than
 // leave them under a key the subject no longer has.
 
-func (onePostgres) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error) {
-	n, err := q.ReencryptRecords(ctx, sqlc.ReencryptRecordsParams{OldKey: current.Passphrase(), NewKey: next.Passphrase()})
+func (onePostgres) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key, newWrapped []byte) (int64, error) {
+	n, err := q.ReencryptRecords(ctx, sqlc.ReencryptRecordsParams{OldKey: current.Passphrase(), NewWrapped: newWrapped, NewKey: next.Passphrase()})
 	if err != nil {
 		return 0, err
 	}
@@ -245,12 +298,12 @@ func (onePostgres) reencrypt(ctx context.Context, q *Queries, current, next fiel
 	return 0, damaged(ids(rows)...)
 }
 
-func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key) (int64, error) {
+func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next fieldseal.Key, newWrapped []byte) (int64, error) {
 	var n int64
 	var bad []fieldseal.ID
 	after := pgtype.UUID{Valid: true}
 	for {
-		page, err := q.ReencryptPage(ctx, sqlc.ReencryptPageParams{OldKey: current.Passphrase(), NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
+		page, err := q.ReencryptPage(ctx, sqlc.ReencryptPageParams{OldKey: current.Passphrase(), NewWrapped: newWrapped, NewKey: next.Passphrase(), After: after, MaxRows: reencryptPageRows})
 		if err != nil {
 			return 0, err
 		}
@@ -259,18 +312,19 @@ func (citusCoordinator) reencrypt(ctx context.Context, q *Queries, current, next
 		}
 		written := make([]pgtype.UUID, 0, len(page))
 		secrets := make([][]byte, 0, len(page))
+		versions := make([]int32, 0, len(page))
 		for _, r := range page {
 			if r.Secret == nil {
 				bad = appendNamed(bad, fieldseal.ID(r.ID.Bytes))
 				continue
 			}
-			written, secrets = append(written, r.ID), append(secrets, r.Secret)
+			written, secrets, versions = append(written, r.ID), append(secrets, r.Secret), append(versions, r.KeyVersion)
 		}
 		after = page[len(page)-1].ID
 		if len(bad) > 0 {
 			continue // refused below: only the damaged ones are still wanted
 		}
-		m, err := q.ReplaceSecrets(ctx, sqlc.ReplaceSecretsParams{Ids: written, Secrets: secrets})
+		m, err := q.ReplaceSecrets(ctx, sqlc.ReplaceSecretsParams{Ids: written, Secrets: secrets, KeyVersions: versions})
 		if err != nil {
 			return 0, err
 		}

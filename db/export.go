@@ -12,10 +12,12 @@ import (
 )
 
 // Ciphertext implements fieldseal.ExportService.
-func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (string, error) {
-	return run(ctx, s, &tx[string]{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id}, then: func(q *Queries, _ string) (string, error) {
-		return q.GetRecordCiphertext(ctx, uuid(id))
-	}})
+func (s *Store) Ciphertext(ctx context.Context, caller fieldseal.Caller, id fieldseal.ID) (fieldseal.Ciphertext, error) {
+	return run(ctx, s, &tx[fieldseal.Ciphertext]{caller: caller, note: auditNote{action: fieldseal.ActionCiphertext, recordID: &id},
+		then: func(q *Queries, _ fieldseal.Ciphertext) (fieldseal.Ciphertext, error) {
+			r, err := q.GetRecordCiphertext(ctx, uuid(id))
+			return fieldseal.Ciphertext{Armored: r.Armored, Collection: r.Collection, KeyVersion: r.KeyVersion, SubjectKey: subjectKey(r.KeyVersion, r.WrappedKey)}, err
+		}})
 }
 
 // Export implements fieldseal.ExportService: one statement, so one
@@ -45,11 +47,12 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 			}
 			var n int64
 			var r sqlc.ExportRecordsRow
-			_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored}, func() error {
+			_, err = pgx.ForEachRow(rows, []any{&r.ID, &r.Collection, &r.Public, &r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Armored, &r.KeyVersion, &r.WrappedKey}, func() error {
 				n++
 				if err := fn(fieldseal.ExportedRecord{
 					ID: r.ID.Bytes, Collection: r.Collection, Public: r.Public, Version: r.Version,
 					CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: r.Armored,
+					KeyVersion: r.KeyVersion, SubjectKey: subjectKey(r.KeyVersion, r.WrappedKey),
 				}); err != nil {
 					return &callerError{err}
 				}
@@ -61,3 +64,12 @@ func (s *Store) Export(ctx context.Context, caller fieldseal.Caller, fn func(fie
 }
 
 var _ fieldseal.ExportService = (*Store)(nil)
+
+// subjectKey is the wrapped subject key a record of key version v needs
+// to be opened: none for version 0 (the client key opens it).
+func subjectKey(v int32, wrapped []byte) []byte {
+	if v == 0 {
+		return nil
+	}
+	return wrapped
+}

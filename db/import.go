@@ -13,9 +13,12 @@ import (
 
 // Import implements fieldseal.ExportService, importPageLines lines at a
 // time, the same three statements a page on one PostgreSQL and on
-// Citus: ImportLines opens every line under the verified key (a message
-// not in the form fieldseal writes, a compressed one among them, is never
-// opened) and computes its tags; each plaintext is checked as a create
+// Citus: ImportLines opens every line under the key it was written
+// under, which the verified key opens (the client key, or a data key of
+// the subject key the line carries: a message not in the form fieldseal
+// writes, a compressed one among them, is never opened), encrypts it
+// again under the key the subject writes with now, and computes its
+// tags; each plaintext is checked as a create
 // checks a secret (fieldseal.CheckObject); only if every line of the page
 // passes, InsertImported writes the records the subject does not have
 // and InsertTags their tags. The first page with a line that fails
@@ -56,14 +59,21 @@ const importPageLines = 1000
 func importPage(ctx context.Context, q *Queries, key fieldseal.Key, recs []fieldseal.ImportedRecord, lo int) (int64, error) {
 	p := sqlc.InsertImportedParams{
 		Ids: make([]pgtype.UUID, len(recs)), Collections: make([]string, len(recs)), Publics: make([][]byte, len(recs)),
-		Secrets: make([][]byte, len(recs)), Versions: make([]int64, len(recs)),
+		Secrets: make([][]byte, len(recs)), KeyVersions: make([]int32, len(recs)), Versions: make([]int64, len(recs)),
 		Created: make([]time.Time, len(recs)), Updated: make([]time.Time, len(recs)),
 	}
+	exported, subjectKeys := make([][]byte, len(recs)), make([][]byte, len(recs))
 	for i, r := range recs {
-		p.Ids[i], p.Collections[i], p.Publics[i], p.Secrets[i] = uuid(r.ID), r.Collection, r.Public, r.Ciphertext
+		p.Ids[i], p.Collections[i], p.Publics[i], exported[i], p.KeyVersions[i] = uuid(r.ID), r.Collection, r.Public, r.Ciphertext, r.KeyVersion
 		p.Versions[i], p.Created[i], p.Updated[i] = r.Version, r.CreatedAt, r.UpdatedAt
+		subjectKeys[i] = r.SubjectKey
+		if subjectKeys[i] == nil {
+			subjectKeys[i] = []byte{} // an array element, not NULL
+		}
 	}
-	lines, err := q.ImportLines(ctx, sqlc.ImportLinesParams{Secrets: p.Secrets, Key: key.Passphrase(), Collections: p.Collections})
+	lines, err := q.ImportLines(ctx, sqlc.ImportLinesParams{
+		Key: key.Passphrase(), KeyVersions: p.KeyVersions, SubjectKeys: subjectKeys, Collections: p.Collections, Secrets: exported,
+	})
 	if err != nil {
 		return 0, err
 	}
@@ -72,7 +82,8 @@ func importPage(ctx context.Context, q *Queries, key fieldseal.Key, recs []field
 	}
 	var unopened, invalid []int64
 	var why error
-	for _, l := range lines {
+	for i, l := range lines {
+		p.Secrets[i], p.KeyVersions[i] = l.Secret, l.KeyVersion // what the subject writes now
 		n := l.N + int64(lo)
 		if !l.Opened {
 			unopened = appendNamed(unopened, n)

@@ -121,7 +121,7 @@ func plansMadeOnTinyTables(t *testing.T, analysed bool) {
 				if len(recs) < 2000 {
 					m, err := fieldseal.Dearmor(r.Ciphertext)
 					recs = append(recs, fieldseal.ImportedRecord{ID: r.ID, Collection: r.Collection, Public: r.Public, Version: r.Version,
-						CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: m})
+						CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: m, KeyVersion: r.KeyVersion, SubjectKey: r.SubjectKey})
 					return err
 				}
 				return nil
@@ -136,7 +136,7 @@ func plansMadeOnTinyTables(t *testing.T, analysed bool) {
 			if next == k {
 				next = keys[1]
 			}
-			_, err := s.RotateKey(ctx, c, k, next, nil)
+			_, err := s.RotateKey(ctx, c, k, next, true, nil)
 			return next, err
 		}, true},
 	}

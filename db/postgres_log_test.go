@@ -110,7 +110,8 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 	var exported []fieldseal.ImportedRecord
 	if err := store.Export(ctx, alice, func(r fieldseal.ExportedRecord) error {
 		exported = append(exported, fieldseal.ImportedRecord{ID: fieldseal.NewID(time.Now()), Collection: r.Collection, Public: r.Public,
-			Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: must(fieldseal.Dearmor(r.Ciphertext))})
+			Version: r.Version, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, Ciphertext: must(fieldseal.Dearmor(r.Ciphertext)),
+			KeyVersion: r.KeyVersion, SubjectKey: r.SubjectKey})
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -125,14 +126,18 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 	_, _ = store.CreateRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, fieldseal.NewID(time.Now()), in, nil)
 	_, _ = store.GetRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, rec.ID, wrong)
 	_, _ = store.ReplaceRecord(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, rec.ID, []int64{99}, in)
-	// A rotation (to a key that is then rotated back), and a wrong one.
-	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, wrong, nil); err != nil {
+	// A rotation (a rewrap, to a key that is then rotated back, replacing
+	// the subject's keys), and a wrong one. The subject keys alice had
+	// are kept wrapped (ciphertexts), to look for them in the log.
+	wrapped := []string{wrappedKey(t, database.AdminURL)}
+	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, right, wrong, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, nil); err != nil {
+	if _, err := store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, true, nil); err != nil {
 		t.Fatal(err)
 	}
-	_, _ = store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, nil)
+	_, _ = store.RotateKey(ctx, fieldseal.Caller{Subject: "alice", TokenID: "t"}, wrong, right, false, nil)
+	wrapped = append(wrapped, wrappedKey(t, database.AdminURL))
 	if !pooler && settings["log_statement"] == "all" {
 		// Without a pooler, the session's own settings hold outside
 		// fieldseal's transactions too.
@@ -150,7 +155,12 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 	if !strings.Contains(string(log), mark) {
 		t.Fatalf("the log does not hold %q: the test would prove nothing", mark)
 	}
-	for _, k := range []string{keyA, keyB} {
+	keys := []string{keyA, keyB}
+	for _, w := range wrapped { // alice's subject keys, and the data key of collection c
+		subjectKey := openWrapped(t, w, right.Passphrase())
+		keys = append(keys, base64.StdEncoding.EncodeToString(subjectKey), dataKey(subjectKey, "c", 1))
+	}
+	for _, k := range keys {
 		raw, _ := base64.StdEncoding.DecodeString(k)
 		for _, form := range []string{k, hex.EncodeToString([]byte(k)), hex.EncodeToString(raw), plaintext} {
 			if strings.Contains(string(log), form) {

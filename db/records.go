@@ -14,36 +14,22 @@ import (
 	"github.com/fieldseal/fieldseal/db/sqlc"
 )
 
-// CreateRecord implements fieldseal.RecordService. Registering the key (a
-// subject's first write does), checking it, inserting and tagging (for a
-// collection with searchable fields) go in the first round trip with
-// BEGIN and the throttle check; the audit entry and COMMIT in the second.
-// The insert runs even when the key turns out wrong or the caller
-// throttled (it tries no key: encrypting with any key raises nothing in
-// PostgreSQL's log); the transaction then rolls back with it.
+// CreateRecord implements fieldseal.RecordService: the key's
+// registration and check, the insert and the tags in the first round
+// trip with BEGIN and the throttle check (on Citus the insert and the
+// tags are written after it: dialect.go), the audit entry and COMMIT in
+// the second.
 func (s *Store) CreateRecord(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, id fieldseal.ID, in fieldseal.RecordInput, idem *fieldseal.Idempotent[fieldseal.Record]) (fieldseal.Record, error) {
 	t := &tx[fieldseal.Record]{caller: caller, note: auditNote{action: fieldseal.ActionCreate, recordID: &id}, usesKey: true, idem: idem}
-	writeKey := registerKey(ctx, &t.first, key)
-	created := query(&t.first, func(q *Queries) (sqlc.CreateRecordRow, error) {
-		return q.CreateRecord(ctx, sqlc.CreateRecordParams{
-			ID: uuid(id), Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
-		})
-	})
-	tagged := s.dialect.index(ctx, &t.first, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}).index(key))
-	t.answer = func() (fieldseal.Record, error) {
-		if err := writeKey.check(); err != nil {
-			return fieldseal.Record{}, err
-		}
-		if err := tagged.check(); err != nil {
-			return fieldseal.Record{}, err
-		}
-		row, err := created.get()
+	c := s.create(ctx, &t.first, key, batchParams([]fieldseal.ID{id}, []fieldseal.RecordInput{in}))
+	t.answer = func() (fieldseal.Record, error) { return fieldseal.Record{}, c.check() }
+	t.then = func(q *Queries, _ fieldseal.Record) (fieldseal.Record, error) {
+		recs, err := c.write(ctx, q)
 		if err != nil {
-			return fieldseal.Record{}, fmt.Errorf("db: the record's insert returned no row: %w", err)
+			return fieldseal.Record{}, err
 		}
-		return record(row.ID, row.Collection, row.Public, nil, row.Version, row.CreatedAt, row.UpdatedAt), nil
+		return recs[0], nil
 	}
-	t.then = func(q *Queries, rec fieldseal.Record) (fieldseal.Record, error) { return rec, tagged.write(ctx, q) }
 	return run(ctx, s, t)
 }
 
@@ -170,10 +156,9 @@ func (s *Store) ReplaceRecord(ctx context.Context, caller fieldseal.Caller, key 
 				}
 				return fieldseal.Record{}, err
 			}
-			row, err := q.ReplaceRecord(ctx, sqlc.ReplaceRecordParams{
-				Collection: in.Collection, Public: in.Public, Secret: string(in.Secret), Key: key.Passphrase(),
-				ID: uuid(id), CheckVersion: match != nil, Versions: match,
-			})
+			row, err := s.dialect.replaceRecord(ctx, q, key, sqlc.ReplaceRecordEncryptedParams{
+				Collection: in.Collection, Public: in.Public, ID: uuid(id), CheckVersion: match != nil, Versions: match,
+			}, string(in.Secret))
 			if err != nil {
 				return fieldseal.Record{}, versionOrNotFound(ctx, q, id, err)
 			}

@@ -164,7 +164,7 @@ func TestAppRoleCannot(t *testing.T) {
 		`SELECT * FROM public.payroll`,
 		`DELETE FROM fieldseal.subjects`,
 		`SET ROLE fieldseal_owner`,
-		`SELECT fieldseal.gen_random_bytes(8)`,
+		`SELECT fieldseal.gen_salt('md5')`,
 		`CREATE FUNCTION fieldseal.f() RETURNS int LANGUAGE sql AS 'SELECT 1'`,
 		`UPDATE fieldseal.audit_events SET outcome = 'ok'`,
 		`DELETE FROM fieldseal.audit_events`,
@@ -354,8 +354,8 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 		describe("GetRecordDecrypted", r.Secret, err)
 		rows, err := q.ListRecordsDecrypted(ctx, sqlc.ListRecordsDecryptedParams{Key: k, After: pgtype.UUID{Valid: true}, MaxRows: 10})
 		describe("ListRecordsDecrypted", len(rows), err)
-		ok, err = q.LockKeyForRotation(ctx, k)
-		describe("LockKeyForRotation", ok, err)
+		held, err := q.LockKeyForRotation(ctx, k)
+		describe("LockKeyForRotation", held.Matches, err)
 		return answers
 	}
 	nothing := []string{"CheckKey: false no rows in result set", "GetRecordDecrypted:  no rows in result set",
@@ -498,16 +498,20 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 			t.Errorf("the unexpired revocation is gone (%d, %v)", live, err)
 		}
 	})
-	verifierOpens := func(subject, k string) bool {
+	keyOpens := func(subject, k string) bool {
 		var ok bool
-		if err := admin.QueryRow(ctx, `SELECT fieldseal.key_matches(key_verifier, $2) FROM fieldseal.subjects WHERE subject = $1`, subject, k).Scan(&ok); err != nil {
+		if err := admin.QueryRow(ctx, `SELECT fieldseal.open_subject(wrapped_key, key_verifier, $2) IS NOT NULL FROM fieldseal.subjects WHERE subject = $1`, subject, k).Scan(&ok); err != nil {
 			t.Fatal(err)
 		}
 		return ok
 	}
 	const keyC = "Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M="
-	// A verifier changes only in a transaction that proves the key the
-	// old one opens with (migration 00019): not without a proof, not
+	var underC []byte // a subject key wrapped under keyC, which whoever holds the app role could make
+	if err := admin.QueryRow(ctx, `SELECT fieldseal.new_subject_key($1)`, keyC).Scan(&underC); err != nil {
+		t.Fatal(err)
+	}
+	// A subject's keys change only in a transaction that proves the key
+	// that opens them (migrations 00019, 00023): not without a proof, not
 	// with another key's, and never bob's in alice's transaction.
 	for _, proof := range []string{"", keyC, keyB} {
 		appTx(t, database, "alice", func(tx pgx.Tx) {
@@ -517,9 +521,19 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			_, err := q.ReplaceKeyVerifier(ctx, keyC)
+			_, err := q.ReplaceSubjectKey(ctx, underC)
 			if err == nil || !strings.Contains(err.Error(), "proves the key") {
-				t.Errorf("alice's verifier replaced with proof %q: %v; want the trigger's refusal", proof, err)
+				t.Errorf("alice's subject key replaced with proof %q: %v; want the trigger's refusal", proof, err)
+			}
+		})
+	}
+	for _, stmt := range []string{
+		`UPDATE fieldseal.subjects SET wrapped_key = NULL, key_verifier = fieldseal.new_key_verifier('` + keyC + `')`,
+		`UPDATE fieldseal.subjects SET wrapped_key = fieldseal.rewrap(wrapped_key, '` + keyA + `', '` + keyC + `')`,
+	} {
+		appTx(t, database, "alice", func(tx pgx.Tx) {
+			if _, err := tx.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "proves the key") {
+				t.Errorf("the app role could run %q without a proof (%v)", stmt, err)
 			}
 		})
 	}
@@ -527,21 +541,21 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 		if _, err := tx.Exec(ctx, `SELECT set_config('fieldseal.key_proof', $1, true)`, keyB); err != nil {
 			t.Fatal(err)
 		}
-		tag, err := tx.Exec(ctx, `UPDATE fieldseal.subjects SET key_verifier = fieldseal.new_key_verifier($1) WHERE subject = 'bob'`, keyC)
+		tag, err := tx.Exec(ctx, `UPDATE fieldseal.subjects SET wrapped_key = $1 WHERE subject = 'bob'`, underC)
 		if err != nil || tag.RowsAffected() != 0 {
-			t.Errorf("alice's transaction replaced bob's verifier: %v, %v", tag, err)
+			t.Errorf("alice's transaction replaced bob's subject key: %v, %v", tag, err)
 		}
 	})
-	if !verifierOpens("alice", keyA) || !verifierOpens("bob", keyB) {
-		t.Fatal("a verifier changed without its key")
+	if !keyOpens("alice", keyA) || !keyOpens("bob", keyB) {
+		t.Fatal("a subject key changed without its key")
 	}
 	appTx(t, database, "alice", func(tx pgx.Tx) {
 		q := sqlc.New(tx)
 		if err := q.ProveKey(ctx, keyA); err != nil {
 			t.Fatal(err)
 		}
-		if n, err := q.ReplaceKeyVerifier(ctx, keyC); err != nil || n != 1 {
-			t.Errorf("alice's verifier replaced with her key: %d, %v; want 1", n, err)
+		if n, err := q.ReplaceSubjectKey(ctx, underC); err != nil || n != 1 {
+			t.Errorf("alice's subject key replaced with her key: %d, %v; want 1", n, err)
 		}
 		var proof string
 		if err := tx.QueryRow(ctx, `SELECT current_setting('fieldseal.key_proof', true)`).Scan(&proof); err != nil || proof != "" {
@@ -551,8 +565,8 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-	if !verifierOpens("alice", keyC) || !verifierOpens("bob", keyB) {
-		t.Error("with alice's key, alice's verifier (and only hers) should have moved to the new key")
+	if !keyOpens("alice", keyC) || keyOpens("alice", keyA) || !keyOpens("bob", keyB) {
+		t.Error("with alice's key, alice's subject key (and only hers) should have moved to the new key")
 	}
 
 	// Wrong-key counters: within their window they only grow.

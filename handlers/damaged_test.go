@@ -53,7 +53,8 @@ func TestDamagedRecordIsNotAWrongKey(t *testing.T) {
 		}
 	}
 	newK := newKey(t)
-	rotate := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newK}})
+	rotate := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newK},
+		body: map[string]any{"reencrypt": true}})
 	wantProblem(t, rotate, http.StatusInternalServerError, "corrupt_record")
 	if !strings.Contains(string(rotate.body), bad) {
 		t.Errorf("the rotation's refusal does not name the damaged record: %s", rotate.body)
@@ -68,7 +69,8 @@ func TestDamagedRecordIsNotAWrongKey(t *testing.T) {
 	if r := a.do(req{method: "DELETE", path: "/v1/records/" + bad, token: tok}); r.status != http.StatusNoContent {
 		t.Fatalf("delete: %d", r.status)
 	}
-	if r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newK}}); r.status != http.StatusOK {
+	if r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newK},
+		body: map[string]any{"reencrypt": true}}); r.status != http.StatusOK {
 		t.Errorf("rotation after the delete: %d %s", r.status, r.body)
 	}
 }

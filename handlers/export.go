@@ -2,11 +2,13 @@ package handlers
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,18 +30,33 @@ type Export struct {
 	maxSecret int64
 }
 
+// The headers of GET /v1/records/{id}/ciphertext that say what opens the
+// message: its key version, and for version 1 and above the subject key
+// wrapped under the client key (standard base64 of the binary OpenPGP
+// message).
+const (
+	HeaderKeyVersion = "Fieldseal-Key-Version"
+	HeaderSubjectKey = "Fieldseal-Subject-Key"
+)
+
 // ciphertext returns the stored OpenPGP message, ASCII-armored.
 func (h *Export) ciphertext(c echo.Context) error {
 	id, err := fieldseal.ParseID(c.Param("id"))
 	if err != nil {
 		return err
 	}
-	armored, err := h.service.Ciphertext(c.Request().Context(), caller(c), id)
+	ct, err := h.service.Ciphertext(c.Request().Context(), caller(c), id)
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusOK, "application/pgp-encrypted", []byte(armored))
+	h2 := c.Response().Header()
+	h2.Set("Cache-Control", "no-store")
+	// What opens the message with the client key alone (docs/security.md).
+	h2.Set(HeaderKeyVersion, strconv.Itoa(int(ct.KeyVersion)))
+	if ct.SubjectKey != nil {
+		h2.Set(HeaderSubjectKey, base64.StdEncoding.EncodeToString(ct.SubjectKey))
+	}
+	return c.Blob(http.StatusOK, "application/pgp-encrypted", []byte(ct.Armored))
 }
 
 // export streams every record as NDJSON, one record a line. An error

@@ -3,31 +3,83 @@ package handlers_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/fieldseal/fieldseal"
 )
 
-// gpgDecrypt opens an armored OpenPGP message with passphrase using stock
-// gpg, as a user recovering without fieldseal would.
-func gpgDecrypt(t *testing.T, armored, passphrase string) string {
+// gpgHome is a private GNUPGHOME, short enough for gpg-agent's socket.
+func gpgHome(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("gpg"); err != nil {
 		t.Fatal("gpg is not installed: the export tests recover records with it (apt-get install gnupg)")
 	}
-	home := t.TempDir()
-	t.Cleanup(func() { _ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run() })
-	cmd := exec.Command("gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback",
+	home, err := os.MkdirTemp("", "gpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+		_ = os.RemoveAll(home)
+	})
+	return home
+}
+
+// gpgDecrypt opens an OpenPGP message (armored or binary) with passphrase
+// using stock gpg, as a user recovering without fieldseal would.
+func gpgDecrypt(t *testing.T, message, passphrase string) string {
+	t.Helper()
+	cmd := exec.Command("gpg", "--homedir", gpgHome(t), "--batch", "--quiet", "--pinentry-mode", "loopback",
 		"--passphrase", passphrase, "--decrypt")
-	cmd.Stdin = strings.NewReader(armored)
+	cmd.Stdin = strings.NewReader(message)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("gpg --decrypt: %v: %s", err, stderr.String())
 	}
 	return out.String()
+}
+
+// dataKey is what a record opens under: HMAC-SHA-256 of its collection
+// and key version (fieldseal.DataKeyLabel) under the subject key that
+// wrappedKey (a base64 OpenPGP message) holds under the client key.
+func dataKey(t *testing.T, wrappedKey, clientKey, collection string, version int32) string {
+	t.Helper()
+	message, err := base64.StdEncoding.DecodeString(wrappedKey)
+	if err != nil {
+		t.Fatalf("subject key: %v", err)
+	}
+	subjectKey := gpgDecrypt(t, string(message), clientKey)
+	if len(subjectKey) != 32 {
+		t.Fatalf("the subject key is %d bytes; want 32", len(subjectKey))
+	}
+	mac := hmac.New(sha256.New, []byte(subjectKey))
+	mac.Write([]byte(fieldseal.DataKeyLabel(collection, version)))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// readmeRecovery is the README's block of recovery commands.
+func readmeRecovery(t *testing.T) string {
+	t.Helper()
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "<!-- recover: TestExportRecoversWithGPG runs this block -->\n```sh\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 {
+		t.Fatal("the README's recovery block is missing")
+	}
+	return block
 }
 
 func TestCiphertextOpensWithGPG(t *testing.T) {
@@ -43,8 +95,19 @@ func TestCiphertextOpensWithGPG(t *testing.T) {
 	if !strings.HasPrefix(string(r.body), "-----BEGIN PGP MESSAGE-----") || strings.Contains(string(r.body), "fine") {
 		t.Fatalf("not an armored message, or it shows the plaintext: %s", r.body)
 	}
-	if got := gpgDecrypt(t, string(r.body), key); got != `{"diagnosis":"fine"}` {
+	if r.header.Get("Fieldseal-Key-Version") != "1" || r.header.Get("Fieldseal-Subject-Key") == "" {
+		t.Fatalf("ciphertext headers: key version %q, subject key %q", r.header.Get("Fieldseal-Key-Version"), r.header.Get("Fieldseal-Subject-Key"))
+	}
+	// The client key opens the subject key, which gives the data key,
+	// which opens the record; the client key alone opens nothing.
+	dk := dataKey(t, r.header.Get("Fieldseal-Subject-Key"), key, "c", 1)
+	if got := gpgDecrypt(t, string(r.body), dk); got != `{"diagnosis":"fine"}` {
 		t.Errorf("gpg decrypted %q; want the secret JSON", got)
+	}
+	cmd := exec.Command("gpg", "--homedir", gpgHome(t), "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", key, "--decrypt")
+	cmd.Stdin = bytes.NewReader(r.body)
+	if out, err := cmd.Output(); err == nil {
+		t.Errorf("the client key itself opened the record: %q", out)
 	}
 	// Another subject's record, a bad id, a missing scope.
 	wantProblem(t, a.do(req{method: "GET", path: "/v1/records/" + id + "/ciphertext", token: a.token("bob", allScopes)}), 404, "not_found")
@@ -91,16 +154,18 @@ func TestExportRecoversWithGPG(t *testing.T) {
 			t.Fatalf("export line for %q: not alice's, or twice", id)
 		}
 		seen[id] = true
-		for _, field := range []string{"collection", "public", "version", "created_at", "updated_at", "ciphertext"} {
+		for _, field := range []string{"collection", "public", "version", "created_at", "updated_at", "ciphertext", "key_version", "subject_key"} {
 			if _, ok := l[field]; !ok {
 				t.Errorf("export line lacks %s", field)
 			}
 		}
 	}
-	// Recover two records with gpg alone: the first and the last.
-	for _, l := range []map[string]any{lines[0], lines[n-1]} {
-		if got := gpgDecrypt(t, l["ciphertext"].(string), key); got != want[l["id"].(string)] {
-			t.Errorf("gpg recovered %q; want %q", got, want[l["id"].(string)])
+	// Recover two records with the README's commands: the first and the
+	// last.
+	raw := strings.Split(strings.TrimSpace(string(r.body)), "\n")
+	for _, i := range []int{0, n - 1} {
+		if got := recoverLine(t, raw[i], key); got != want[lines[i]["id"].(string)] {
+			t.Errorf("the README's commands recovered %q; want %q", got, want[lines[i]["id"].(string)])
 		}
 	}
 	// A subject with no records exports nothing, successfully.
@@ -108,4 +173,28 @@ func TestExportRecoversWithGPG(t *testing.T) {
 	if r.status != http.StatusOK || len(r.body) != 0 {
 		t.Errorf("empty export: %d %q", r.status, r.body)
 	}
+}
+
+// recoverLine runs the README's recovery commands in bash on one line of
+// an export, with key, and returns what they print.
+func recoverLine(t *testing.T, line, key string) string {
+	t.Helper()
+	for _, tool := range []string{"bash", "jq", "openssl", "od", "base64"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed: the README's recovery commands need it (apt-get install jq openssl)", tool)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "line.json"), []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", "-euo", "pipefail", "-c", readmeRecovery(t))
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "KEY="+key, "GNUPGHOME="+gpgHome(t))
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("the README's recovery commands: %v: %s", err, stderr.String())
+	}
+	return out.String()
 }

@@ -71,10 +71,15 @@ func serviceScenario(t *testing.T, a *api) scenarioUse {
 	if r := a.do(req{method: "DELETE", path: "/v1/records/" + id, token: alice}); r.status != http.StatusNoContent {
 		t.Errorf("delete: %d %s", r.status, r.body)
 	}
-	// Rotation: every record re-encrypted on the shard, the verifier
-	// replaced there (the trigger checks the old key), the old key refused.
-	if r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: alice, key: key, header: map[string]string{"New-Encryption-Key": key3}}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"rotated":5`) {
-		t.Errorf("rotate: %d %.300s; want 5 records re-encrypted", r.status, r.body)
+	// Rotation: the subject key rewrapped on the shard (the trigger
+	// checks the old key), the old key refused; then, under the same key,
+	// the subject's keys replaced and every record re-encrypted there.
+	if r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: alice, key: key, header: map[string]string{"New-Encryption-Key": key3}}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"rotated":0`) {
+		t.Errorf("rotate: %d %.300s; want the subject key rewrapped, no record re-encrypted", r.status, r.body)
+	}
+	if r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: alice, key: key3, header: map[string]string{"New-Encryption-Key": key3},
+		body: map[string]any{"reencrypt": true}}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"rotated":5`) {
+		t.Errorf("rotate with reencrypt: %d %.300s; want 5 records re-encrypted", r.status, r.body)
 	}
 	if r := a.do(req{method: "GET", path: "/v1/records?limit=10", token: alice, key: key3}); r.status != http.StatusOK || !strings.Contains(string(r.body), secrets[1]) {
 		t.Errorf("after the rotation, the new key: %d %.300s", r.status, r.body)
@@ -132,12 +137,13 @@ func TestCitusFormsOnOnePostgreSQL(t *testing.T) {
 	if len(rep.Breaks) != 0 || rep.Subjects != 3 || rep.Entries < 15 {
 		t.Errorf("audit verify after Citus's forms: %+v; want an intact trail of 3 subjects", rep)
 	}
-	// A damaged record stops the paged rotation and is named.
+	// A damaged record stops the paged re-encryption and is named.
 	tok, key := a.token("dave", allScopes), newKey(t)
 	good := a.create(tok, key, `{"collection":"c","secret":{"n":1}}`)
 	bad := a.create(tok, key, `{"collection":"c","secret":{"n":2}}`)
 	a.exec("", `UPDATE fieldseal.records SET secret = overlay(secret PLACING decode(lpad(to_hex(get_byte(secret, 40) # 1), 2, '0'), 'hex') FROM 41 FOR 1) WHERE id = $1`, bad)
-	rotate := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newKey(t)}})
+	rotate := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: key, header: map[string]string{"New-Encryption-Key": newKey(t)},
+		body: map[string]any{"reencrypt": true}})
 	wantProblem(t, rotate, http.StatusInternalServerError, "corrupt_record")
 	if !strings.Contains(string(rotate.body), bad) {
 		t.Errorf("the paged rotation's refusal does not name the damaged record: %s", rotate.body)

@@ -130,9 +130,13 @@ func TestIdempotentRotate(t *testing.T) {
 	for range 3 {
 		a.create(tok, oldKey, map[string]any{"collection": "c", "secret": map[string]any{"x": 1}})
 	}
-	rotate := func(next string) response {
-		return a.do(req{method: "POST", path: "/v1/keys/rotate", token: tok, key: oldKey,
-			header: map[string]string{"New-Encryption-Key": next, "Idempotency-Key": "rot-1"}})
+	rotate := func(next string, body ...any) response {
+		r := req{method: "POST", path: "/v1/keys/rotate", token: tok, key: oldKey,
+			header: map[string]string{"New-Encryption-Key": next, "Idempotency-Key": "rot-1"}, body: map[string]any{"reencrypt": true}}
+		if len(body) > 0 {
+			r.body = body[0]
+		}
+		return a.do(r)
 	}
 	first := rotate(newK)
 	if first.status != http.StatusOK || string(first.body) != "{\"rotated\":3}\n" {
@@ -146,6 +150,7 @@ func TestIdempotentRotate(t *testing.T) {
 	// A retry that names another new key is another request: were it
 	// answered 200, the client would keep a key that opens nothing.
 	wantProblem(t, rotate(newKey(t)), http.StatusUnprocessableEntity, "idempotency_key_reused")
+	wantProblem(t, rotate(newK, map[string]any{"reencrypt": false}), http.StatusUnprocessableEntity, "idempotency_key_reused")
 	if r := a.do(req{method: "POST", path: "/v1/keys/verify", token: tok, key: newK}); r.status != http.StatusNoContent {
 		t.Errorf("after the rotation and its retries the new key verifies %d; want 204", r.status)
 	}

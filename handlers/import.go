@@ -33,6 +33,8 @@ type importLine struct {
 	CreatedAt  *time.Time      `json:"created_at"`
 	UpdatedAt  *time.Time      `json:"updated_at"`
 	Ciphertext *string         `json:"ciphertext"`
+	KeyVersion *int32          `json:"key_version"`
+	SubjectKey []byte          `json:"subject_key"`
 }
 
 // importRecords restores an export (NDJSON) under the request's key.
@@ -127,6 +129,11 @@ func maxSecretMessage(maxSecret int64) int {
 	return int(maxSecret + maxSecret/512 + 1024)
 }
 
+// maxSubjectKey bounds an import line's subject_key: a wrapped subject
+// key (32 octets in a symmetrically encrypted OpenPGP message) is 94
+// octets.
+const maxSubjectKey = 256
+
 // importRecord checks one line; maxMessage bounds its dearmored
 // ciphertext (maxSecretMessage).
 func importRecord(line []byte, maxMessage int) (fieldseal.ImportedRecord, error) {
@@ -185,8 +192,23 @@ func importRecord(line []byte, maxMessage int) (fieldseal.ImportedRecord, error)
 	if len(message) > maxMessage {
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.ETOOLARGE, "ciphertext is larger than the message of any secret this server accepts (%d bytes)", maxMessage)
 	}
+	var keyVersion int32 // absent: an export made before keys in layers
+	if l.KeyVersion != nil {
+		keyVersion = *l.KeyVersion
+	}
+	switch {
+	case keyVersion < 0:
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "key_version must be 0 or more")
+	case keyVersion > 0 && len(l.SubjectKey) == 0:
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is required for key_version %d: the record opens only under a data key of the subject key the export carries", keyVersion)
+	case keyVersion == 0 && l.SubjectKey != nil:
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is given for key_version 0, which the client key opens: a line of an export has both or neither")
+	case len(l.SubjectKey) > maxSubjectKey:
+		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is larger than any wrapped subject key (%d bytes)", maxSubjectKey)
+	}
 	return fieldseal.ImportedRecord{
 		ID: *l.ID, Collection: *l.Collection, Public: public, Version: *l.Version,
 		CreatedAt: *l.CreatedAt, UpdatedAt: *l.UpdatedAt, Ciphertext: message,
+		KeyVersion: keyVersion, SubjectKey: l.SubjectKey,
 	}, nil
 }

@@ -34,8 +34,16 @@ type rotateResponse struct {
 	Rotated int64 `json:"rotated"`
 }
 
-// rotate re-encrypts every record of the subject from Encryption-Key to
-// New-Encryption-Key, all or nothing.
+// rotateRequest is the optional body of a rotation.
+type rotateRequest struct {
+	// Reencrypt also replaces the subject's keys and re-encrypts every
+	// record and tag (for a key believed leaked).
+	Reencrypt bool `json:"reencrypt"`
+}
+
+// rotate moves the subject from Encryption-Key to New-Encryption-Key, all
+// or nothing: it rewraps the subject key, and with {"reencrypt":true}
+// also replaces the subject's keys and re-encrypts every record.
 func (h *Keys) rotate(c echo.Context) error {
 	current, err := requiredKey(c)
 	if err != nil {
@@ -49,14 +57,20 @@ func (h *Keys) rotate(c echo.Context) error {
 	if err != nil {
 		return fieldseal.Errorf(fieldseal.EINVALIDKEY, "%s must be the padded standard base64 of exactly %d bytes (44 characters)", HeaderNewEncryptionKey, fieldseal.KeySize)
 	}
-	if next.Equal(current) {
-		return fieldseal.Errorf(fieldseal.EINVALID, "%s is the current key: nothing to rotate", HeaderNewEncryptionKey)
-	}
 	idem, err := idempotent(c, current, rotatedAnswer, next.Passphrase())
 	if err != nil {
 		return err
 	}
-	n, err := h.service.RotateKey(c.Request().Context(), caller(c), current, next, idem)
+	var req rotateRequest
+	if c.Request().ContentLength != 0 {
+		if err := decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	if next.Equal(current) && !req.Reencrypt {
+		return fieldseal.Errorf(fieldseal.EINVALID, "%s is the current key: nothing to rotate (to replace the subject's keys under the same key, send {\"reencrypt\": true})", HeaderNewEncryptionKey)
+	}
+	n, err := h.service.RotateKey(c.Request().Context(), caller(c), current, next, req.Reencrypt, idem)
 	if err != nil {
 		return err
 	}

@@ -361,8 +361,10 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 		t.Errorf("%d tags of the earlier settings' field remain", n)
 	}
 
-	// A rotation waits for the batch it meets, tags every record under
-	// the new key, and the reindex ends with it.
+	// A rotation that rewraps the subject key waits for the batch it
+	// meets; the reindex stops there (its key is no longer the
+	// subject's: 409, nothing counted as a wrong key), and a PUT of the
+	// same settings with the new key goes on where it stopped.
 	release = f.hold(t, f.ids[700])
 	put := f.put(context.Background(), `{"n":{},"email":{}}`)
 	f.waitIndexed(t, 500)
@@ -375,16 +377,48 @@ func TestReindexMeetsOtherChanges(t *testing.T) {
 		t.Fatalf("rotate during a reindex: %d %s", r.status, r.body)
 	}
 	if r := <-put; r.status != http.StatusOK {
+		wantProblem(t, r, http.StatusConflict, "settings_changed")
+		if !strings.Contains(string(r.body), "PUT them again with the new key") {
+			t.Errorf("the stopped PUT does not say how to go on: %s", r.body)
+		}
+		f.key = next
+		if r := <-f.put(context.Background(), `{"n":{},"email":{}}`); r.status != http.StatusOK {
+			t.Fatalf("PUT again with the new key: %d %s", r.status, r.body)
+		}
+	}
+	f.key = next
+	if got := f.indexing(t); got != nil {
+		t.Errorf("a reindex PUT again still shows: %v", got)
+	}
+	if got := f.found(t, next, "u1100@example.org"); len(got) != 1 {
+		t.Errorf("search under the new key: %q", got)
+	}
+
+	// One that replaces the subject's keys tags every record under its
+	// new data keys, and the reindex ends with it.
+	release = f.hold(t, f.ids[700])
+	put = f.put(context.Background(), `{"email":{}}`) // n is dropped
+	f.waitIndexed(t, 500)
+	f.waitLockWaiters(t, 1)
+	next = newKey(t)
+	rotated = f.start(context.Background(), req{method: "POST", path: "/v1/keys/rotate", token: tok, key: f.key, header: map[string]string{"New-Encryption-Key": next},
+		body: map[string]any{"reencrypt": true}})
+	f.waitLockWaiters(t, 2)
+	release()
+	if r := <-rotated; r.status != http.StatusOK {
+		t.Fatalf("rotate (reencrypt) during a reindex: %d %s", r.status, r.body)
+	}
+	if r := <-put; r.status != http.StatusOK {
 		t.Fatalf("PUT ended by a rotation: %d %s", r.status, r.body)
 	}
 	if got := f.indexing(t); got != nil {
 		t.Errorf("a reindex a rotation ended still shows: %v", got)
 	}
 	if got := f.found(t, next, "u1100@example.org"); len(got) != 1 {
-		t.Errorf("search under the new key: %q", got)
+		t.Errorf("search under the new keys: %q", got)
 	}
-	if n := a.count(`SELECT count(*) FROM fieldseal.search_tags`); n != 2*reindexRecords {
-		t.Errorf("%d tags; want %d", n, 2*reindexRecords)
+	if n := a.count(`SELECT count(*) FROM fieldseal.search_tags`); n != reindexRecords {
+		t.Errorf("%d tags; want %d", n, reindexRecords)
 	}
 	if n := a.count(`SELECT count(*) FROM fieldseal.key_failures`); n != 0 {
 		t.Errorf("the reindex's old key was counted as a wrong key %d times", n)

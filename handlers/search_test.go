@@ -280,21 +280,27 @@ func TestBlindIndexTags(t *testing.T) {
 		t.Errorf("subject b found %d records; want its 1", len(got))
 	}
 
+	// Tags are keyed by the data keys: a rotation (a rewrap) keeps them;
+	// one that replaces the subject's keys makes every one anew.
 	before := a.count(`SELECT count(*) FROM fieldseal.search_tags WHERE subject = 'subject-a'`)
-	oldTag := a.tagOf("subject-a")
-	next := newKey(t)
-	r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tokA, key: key, header: map[string]string{"New-Encryption-Key": next}})
-	if r.status != http.StatusOK {
-		t.Fatalf("rotate: %d %s", r.status, r.body)
+	for _, reencrypt := range []bool{false, true} {
+		oldTag := a.tagOf("subject-a")
+		next := newKey(t)
+		r := a.do(req{method: "POST", path: "/v1/keys/rotate", token: tokA, key: key, header: map[string]string{"New-Encryption-Key": next},
+			body: map[string]any{"reencrypt": reencrypt}})
+		if r.status != http.StatusOK {
+			t.Fatalf("rotate: %d %s", r.status, r.body)
+		}
+		newTag := a.tagOf("subject-a")
+		if after := a.count(`SELECT count(*) FROM fieldseal.search_tags WHERE subject = 'subject-a'`); after != before || bytes.Equal(oldTag, newTag) != !reencrypt {
+			t.Errorf("after rotation (reencrypt %v): %d tags (before %d), tag changed: %v", reencrypt, after, before, !bytes.Equal(oldTag, newTag))
+		}
+		if got := secrets(t, a.search(tokA, next, "collection=patients&secret.email=same@example.org"), "email"); len(got) != 1 {
+			t.Errorf("after rotation the new key finds %d records; want 1", len(got))
+		}
+		wantProblem(t, a.search(tokA, key, "collection=patients&secret.email=same@example.org"), http.StatusForbidden, "wrong_key")
+		key = next
 	}
-	newTag := a.tagOf("subject-a")
-	if after := a.count(`SELECT count(*) FROM fieldseal.search_tags WHERE subject = 'subject-a'`); after != before || bytes.Equal(oldTag, newTag) {
-		t.Errorf("after rotation: %d tags (before %d), tag changed: %v", after, before, !bytes.Equal(oldTag, newTag))
-	}
-	if got := secrets(t, a.search(tokA, next, "collection=patients&secret.email=same@example.org"), "email"); len(got) != 1 {
-		t.Errorf("after rotation the new key finds %d records; want 1", len(got))
-	}
-	wantProblem(t, a.search(tokA, key, "collection=patients&secret.email=same@example.org"), http.StatusForbidden, "wrong_key")
 }
 
 // TestPublicFilters: public.F=V needs no key, compares top-level scalars
@@ -575,8 +581,11 @@ func TestImportAcrossPages(t *testing.T) {
 	// A line whose secret jsonb cannot read (written before secrets were
 	// checked), in a collection carol searches: refused, named, nothing
 	// written.
-	a.exec("", `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
-		VALUES ('dave', '0192f3a4-5b6c-7d8e-9f01-23456789abcd', 'p', '{}', fieldseal.pgp_sym_encrypt('{"e":"legacy-\u0000-text"}', $1, 'cipher-algo=aes256, s2k-mode=1'))`, key)
+	// (dave is a subject of the old form: a verifier, records under his
+	// client key.)
+	a.execTx(`INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ('dave', fieldseal.new_key_verifier('`+key+`'))`,
+		`INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+		VALUES ('dave', '0192f3a4-5b6c-7d8e-9f01-23456789abcd', 'p', '{}', fieldseal.pgp_sym_encrypt('{"e":"legacy-\u0000-text"}', '`+key+`', 'cipher-algo=aes256, s2k-mode=1'))`)
 	bad = slices.Clone(lines)
 	bad[1049] = export(a.token("dave", allScopes))[0]
 	r = imp(bad)

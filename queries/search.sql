@@ -53,20 +53,26 @@ FOR SHARE;
 -- collection's settings, or why it has none (damaged: it does not open
 -- under the verified key; unreadable: jsonb refuses its secret). A
 -- collection with no searchable field decrypts nothing.
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id, (d.secret IS NULL AND c.searchable <> '{}')::boolean AS damaged,
        (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
 FROM unnest(@ids::uuid[]) AS b(id)
 CROSS JOIN LATERAL (
-    SELECT r.id, r.secret FROM fieldseal.records r
+    SELECT r.id, r.secret, r.key_version FROM fieldseal.records r
     WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = b.id AND r.collection = @collection::text
     OFFSET 0) r -- a fence: one lookup of the primary key per record
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text
-CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, @key::text) END AS secret) d
+CROSS JOIN k
+CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, fieldseal.record_key(k.sk, @key::text, @collection::text, r.key_version)) END AS secret) d
 CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
 CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, j.doc) x) t
-WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+                    FROM fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                                  c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE current_setting('fieldseal.key_use', true) = 'admitted' AND k.sk IS NOT NULL
 ORDER BY r.id;
 
 -- name: DropTagsOf :exec
@@ -123,28 +129,42 @@ ORDER BY g.field;
 -- search_tags_in is not called at all (a statement that calls it plans
 -- its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 -- with nothing to tag). sqlc knows unnest of one array only: the arrays
--- are read by subscript. (On Citus: RecordTags and InsertTags.)
+-- are read by subscript. Tags are keyed by the collection's data key (of
+-- the version it writes). (On Citus: RecordTags and InsertTags.)
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT (@ids::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t
 WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY (@collections::text[]) AND c.searchable <> '{}');
 
 -- name: DeleteRecordTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true) AND record_id = @id;
 
 -- name: ReindexAllTags :exec
--- After a rotation: every tag again, under the new key (DeleteAllTags
--- first). Only records of collections with searchable fields are
--- decrypted.
+-- After a rotation that replaced the subject's keys: every tag again,
+-- under the new data keys (DeleteAllTags first, and the subject's row
+-- holding its new key). Only records of collections with searchable
+-- fields are decrypted.
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
-                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, fieldseal.record_key(k.sk, @key::text, r.collection, r.key_version)))) t
+WHERE r.subject = current_setting('fieldseal.subject', true);
 
 -- name: DeleteAllTags :exec
 DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.subject', true);
@@ -160,7 +180,10 @@ DELETE FROM fieldseal.search_tags WHERE subject = current_setting('fieldseal.sub
 -- primary key (LATERAL) until the page is full. (A plan made on other
 -- statistics once re-aggregated every tag of the subject for each
 -- candidate: 3 s and timeouts after a bulk import.)
-WITH matched AS MATERIALIZED (
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+), matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
     -- its own in the (subject, tag) index: with the subject alone, the
     -- primary key would read every tag of the subject. A tag is bound to
@@ -171,15 +194,16 @@ WITH matched AS MATERIALIZED (
               SELECT q.tag
               FROM fieldseal.collections c
               CROSS JOIN LATERAL unnest(@fields::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in(@key::text, c.subject, c.collection, c.searchable,
-                                                                f.field, (@values::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text)) AS w(tag)
+              CROSS JOIN k
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                                                c.subject, c.collection, c.searchable, f.field, (@values::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = @collection::text AND k.sk IS NOT NULL)) AS w(tag)
     CROSS JOIN LATERAL (
         SELECT t.record_id, t.field FROM fieldseal.search_tags t
         WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
         OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+      AND (SELECT sk FROM k) IS NOT NULL
     GROUP BY t.record_id
     HAVING count(DISTINCT t.field) = cardinality(@fields::text[])
 )
@@ -188,13 +212,13 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (SELECT id FROM matched WHERE id > @after ORDER BY id) m
 CROSS JOIN LATERAL (
-    SELECT r.id, r.collection, r.public, r.secret, r.version, r.created_at, r.updated_at
+    SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
     FROM fieldseal.records r
     WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = @collection::text
       AND (sqlc.narg(public_filter)::jsonpath IS NULL OR r.public @@ sqlc.narg(public_filter)::jsonpath)
     OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
 ) r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, @key::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), @key::text, r.collection, r.key_version)) AS secret) d
 ORDER BY m.id
 LIMIT @max_rows;
 
@@ -221,30 +245,40 @@ LIMIT @max_rows;
 -- a fenced LATERAL lookup one chose the (subject, collection, id) index
 -- with the id as a non-leading key, reading every index entry of the
 -- subject per row (make bench's skewed page: 17 and 358 ms, against 3).
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        page.version, page.created_at, page.updated_at
 FROM (
-    SELECT m.id, m.collection, m.public, m.secret, m.version, m.created_at, m.updated_at
+    SELECT m.id, m.collection, m.public, m.secret, m.key_version, m.version, m.created_at, m.updated_at
     FROM fieldseal.records m
     WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > @after AND (@collection::text = '' OR m.collection = @collection::text)
       AND m.public @@ @public_filter::jsonpath
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, @key::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+      AND (SELECT sk FROM k) IS NOT NULL
     ORDER BY m.id
     LIMIT @max_rows
 ) page
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, @key::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, fieldseal.record_key((SELECT sk FROM k), @key::text, page.collection, page.key_version)) AS secret) d
 ORDER BY page.id;
 
 -- name: CreateRecords :many
--- A batch: every record in one statement, in the order given.
--- (On Citus the Store inserts a batch record by record instead:
--- createRecords in db/search.go.)
-INSERT INTO fieldseal.records (id, collection, public, secret)
+-- A batch: every record in one statement, in the order given, each under
+-- its collection's data key; nothing when the key opens nothing. (On
+-- Citus: EncryptSecrets and InsertRecords, db/dialect.go.)
+INSERT INTO fieldseal.records (id, collection, public, secret, key_version)
 SELECT (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i],
-       fieldseal.pgp_sym_encrypt((@secrets::text[])[i], @key::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM generate_series(1, cardinality(@ids::uuid[])) AS i
+       fieldseal.pgp_sym_encrypt((@secrets::text[])[i], fieldseal.record_key(k.sk, @key::text, (@collections::text[])[i], v.v), 'cipher-algo=aes256, s2k-mode=1'),
+       v.v
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk) k
+CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, (@collections::text[])[i]) AS v) v
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at;
 
@@ -258,29 +292,51 @@ RETURNING id, collection, public, version, created_at, updated_at;
 
 -- name: ImportLines :many
 -- A row per line (n, 1-based): its plaintext, NULL if it does not open
--- under the key or is not in the form fieldseal writes (literal_message,
--- migration 00021: a compressed message is never opened), and its tags
--- in a collection with searchable fields.
+-- under the key of its key version (0: the client key; v: its
+-- collection's data key v of the subject key on the line) or is not in
+-- the form fieldseal writes
+-- (literal_message, migration 00021: a compressed message is never
+-- opened); the same plaintext encrypted under the key the subject writes
+-- its collection with now (an export of the old form comes back in the
+-- new one), that key version, and its tags in a collection with
+-- searchable fields.
 SELECT m.n::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened, coalesce(d.plain, '')::text AS plain,
+       CASE WHEN d.plain IS NOT NULL
+            THEN fieldseal.pgp_sym_encrypt(d.plain, fieldseal.record_key(k.sk, @key::text, (@collections::text[])[m.n], w.v), 'cipher-algo=aes256, s2k-mode=1')
+            ELSE ''::bytea END::bytea AS secret,
+       w.v::integer AS key_version,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
 FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk) k
 CROSS JOIN unnest(@secrets::bytea[]) WITH ORDINALITY AS m(message, n)
-CROSS JOIN LATERAL (SELECT CASE WHEN fieldseal.literal_message(m.message, @key::text)
-                                THEN fieldseal.decrypt_or_null(m.message, @key::text) END AS plain) d
+-- The key the line was written under: for key version 0 the client key;
+-- else its collection's data key under the subject key the line carries
+-- (the export's, which a restore into another database needs), opened
+-- only if it is a message in the form fieldseal writes.
+CROSS JOIN LATERAL (SELECT CASE WHEN (@key_versions::integer[])[m.n] = 0 THEN ''::bytea
+                                WHEN fieldseal.literal_message((@subject_keys::bytea[])[m.n], @key::text)
+                                THEN fieldseal.open_subject((@subject_keys::bytea[])[m.n], NULL, @key::text) END AS sk) e
+CROSS JOIN LATERAL (SELECT fieldseal.record_key(e.sk, @key::text, (@collections::text[])[m.n], (@key_versions::integer[])[m.n]) AS key) l
+CROSS JOIN LATERAL (SELECT CASE WHEN fieldseal.literal_message(m.message, l.key)
+                                THEN fieldseal.decrypt_or_null(m.message, l.key) END AS plain) d
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, (@collections::text[])[m.n]) AS v) w
 LEFT JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true)
                                  AND c.collection = (@collections::text[])[m.n] AND c.searchable <> '{}'
 CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(d.plain)) x) t
+                    FROM fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, w.v),
+                                                  c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(d.plain)) x) t
 WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
 ORDER BY m.n;
 
 -- name: InsertImported :many
--- Lines ImportLines opened, inserted as exported unless the subject has
--- the id already; the ids inserted. The subject's row is there so that
--- Citus sends the statement whole to the subject's shard.
-INSERT INTO fieldseal.records (subject, id, collection, public, secret, version, created_at, updated_at)
+-- Lines ImportLines opened, inserted as exported (their secrets as
+-- ImportLines encrypted them again) unless the subject has the id
+-- already; the ids inserted. The subject's row is there so that Citus
+-- sends the statement whole to the subject's shard.
+INSERT INTO fieldseal.records (subject, id, collection, public, secret, key_version, version, created_at, updated_at)
 SELECT s.subject, (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i], (@secrets::bytea[])[i],
-       (@versions::bigint[])[i], (@created::timestamptz[])[i], (@updated::timestamptz[])[i]
+       (@key_versions::integer[])[i], (@versions::bigint[])[i], (@created::timestamptz[])[i], (@updated::timestamptz[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
 WHERE s.subject = current_setting('fieldseal.subject', true)
@@ -296,19 +352,31 @@ RETURNING id;
 
 -- name: RecordTags :many
 -- IndexRecords' tags, returned instead of inserted.
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT (@ids::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM generate_series(1, cardinality(@ids::uuid[])) AS i
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = (@collections::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null((@secrets::text[])[i])) t;
 
 -- name: AllTags :many
 -- ReindexAllTags' tags, returned instead of inserted.
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in(@key::text, c.subject, c.collection, c.searchable,
-                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, @key::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted';
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, @key::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, fieldseal.record_key(k.sk, @key::text, r.collection, r.key_version)))) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true);
 
 -- name: InsertTags :exec
 -- Tags computed by the statements above, replacing a record's tag of the

@@ -124,7 +124,7 @@ func rotationUnderWay(t *testing.T) rotation {
 	r.vars["FIELDSEAL_DATABASE_URL"] = r.database.AppURL
 	r.srv = startServer(t, r.vars)
 	r.status = rotateAsync(r.srv.URL, r.token, r.oldKey, r.newKey)
-	waitForStatement(t, r.database.AdminURL, r.database.Name, "decrypt_or_null(r.secret")
+	waitForStatement(t, r.database.AdminURL, r.database.Name, "record_key((SELECT old_sk FROM k)")
 	return r
 }
 
@@ -164,7 +164,7 @@ func TestRotationSurvivesPostgresRestart(t *testing.T) {
 	srv := startServer(t, vars)
 
 	status := rotateAsync(srv.URL, tok, oldKey, newKey)
-	waitForStatement(t, cluster.URL("postgres"), "postgres", "decrypt_or_null(r.secret")
+	waitForStatement(t, cluster.URL("postgres"), "postgres", "record_key((SELECT old_sk FROM k)")
 	if err := cluster.Stop(); err != nil { // fast shutdown: sessions are ended mid-statement
 		t.Fatal(err)
 	}

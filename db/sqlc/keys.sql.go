@@ -24,11 +24,12 @@ func (q *Queries) CountRecords(ctx context.Context) (int64, error) {
 }
 
 const ExportRecords = `-- name: ExportRecords :many
-SELECT id, collection, public, version, created_at, updated_at,
-       fieldseal.armor(secret)::text AS armored
-FROM fieldseal.records
-WHERE subject = current_setting('fieldseal.subject', true)
-ORDER BY id
+SELECT r.id, r.collection, r.public, r.version, r.created_at, r.updated_at,
+       fieldseal.armor(r.secret)::text AS armored, r.key_version, s.wrapped_key
+FROM fieldseal.records r
+JOIN fieldseal.subjects s ON s.subject = r.subject
+WHERE r.subject = current_setting('fieldseal.subject', true) AND s.subject = current_setting('fieldseal.subject', true)
+ORDER BY r.id
 `
 
 type ExportRecordsRow struct {
@@ -39,6 +40,8 @@ type ExportRecordsRow struct {
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
 	Armored    string
+	KeyVersion int32
+	WrappedKey []byte
 }
 
 // Every record of the subject, in id order, in one statement: one
@@ -46,6 +49,10 @@ type ExportRecordsRow struct {
 // READ COMMITTED so that its audit entry joins the chain as it is at the
 // end. Store.Export reads the rows as they arrive; the generated method,
 // which collects them all in memory, is not used.
+// Each line carries what opens its record with the client key alone:
+// its key version and the subject key wrapped under the client key
+// (NULL for a subject of the old form, whose records the client key
+// opens).
 func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error) {
 	rows, err := q.db.Query(ctx, ExportRecords)
 	if err != nil {
@@ -63,6 +70,8 @@ func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error)
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.Armored,
+			&i.KeyVersion,
+			&i.WrappedKey,
 		); err != nil {
 			return nil, err
 		}
@@ -75,22 +84,41 @@ func (q *Queries) ExportRecords(ctx context.Context) ([]ExportRecordsRow, error)
 }
 
 const GetRecordCiphertext = `-- name: GetRecordCiphertext :one
-SELECT fieldseal.armor(secret)::text AS armored
-FROM fieldseal.records
-WHERE subject = current_setting('fieldseal.subject', true) AND id = $1
+SELECT fieldseal.armor(r.secret)::text AS armored, r.collection, r.key_version, s.wrapped_key
+FROM fieldseal.records r
+JOIN fieldseal.subjects s ON s.subject = r.subject
+WHERE r.subject = current_setting('fieldseal.subject', true) AND s.subject = current_setting('fieldseal.subject', true) AND r.id = $1
 `
 
-func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (string, error) {
+type GetRecordCiphertextRow struct {
+	Armored    string
+	Collection string
+	KeyVersion int32
+	WrappedKey []byte
+}
+
+// With what opens it, as ExportRecords.
+func (q *Queries) GetRecordCiphertext(ctx context.Context, id pgtype.UUID) (GetRecordCiphertextRow, error) {
 	row := q.db.QueryRow(ctx, GetRecordCiphertext, id)
-	var armored string
-	err := row.Scan(&armored)
-	return armored, err
+	var i GetRecordCiphertextRow
+	err := row.Scan(
+		&i.Armored,
+		&i.Collection,
+		&i.KeyVersion,
+		&i.WrappedKey,
+	)
+	return i, err
 }
 
 const ListDamagedRecords = `-- name: ListDamagedRecords :many
-SELECT id FROM fieldseal.records
-WHERE subject = current_setting('fieldseal.subject', true) AND fieldseal.decrypt_or_null(secret, $1::text) IS NULL
-ORDER BY id
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
+SELECT r.id FROM fieldseal.records r
+WHERE r.subject = current_setting('fieldseal.subject', true) AND (SELECT sk FROM k) IS NOT NULL
+  AND fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $1::text, r.collection, r.key_version)) IS NULL
+ORDER BY r.id
 LIMIT 20
 `
 
@@ -118,11 +146,17 @@ func (q *Queries) ListDamagedRecords(ctx context.Context, key string) ([]pgtype.
 
 const LockKeyForRotation = `-- name: LockKeyForRotation :one
 
-SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
+SELECT (fieldseal.open_subject(wrapped_key, key_verifier, $1::text) IS NOT NULL)::boolean AS matches,
+       (wrapped_key IS NOT NULL)::boolean AS layered
 FROM fieldseal.subjects
 WHERE subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted' -- see records.sql
 FOR UPDATE
 `
+
+type LockKeyForRotationRow struct {
+	Matches bool
+	Layered bool
+}
 
 // Key rotation and export. Same rules as records.sql: every query runs in
 // a transaction that has set fieldseal.subject; row-level security does
@@ -132,19 +166,35 @@ FOR UPDATE
 // the new verifier and refuse the old key. Reindexing a collection
 // (search.sql) locks it the same way, so that no write commits a record
 // untagged while it runs.
-func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (bool, error) {
+func (q *Queries) LockKeyForRotation(ctx context.Context, key string) (LockKeyForRotationRow, error) {
 	row := q.db.QueryRow(ctx, LockKeyForRotation, key)
-	var matches bool
-	err := row.Scan(&matches)
-	return matches, err
+	var i LockKeyForRotationRow
+	err := row.Scan(&i.Matches, &i.Layered)
+	return i, err
+}
+
+const NewSubjectKey = `-- name: NewSubjectKey :one
+SELECT fieldseal.new_subject_key($1::text)::bytea AS wrapped
+FROM fieldseal.subjects
+WHERE subject = current_setting('fieldseal.subject', true)
+`
+
+// A new subject key wrapped under key, for a rotation that replaces the
+// subject's keys (ReencryptRecords, then ReplaceSubjectKey). A SELECT
+// of the subject's row, so that on Citus it is made on the worker.
+func (q *Queries) NewSubjectKey(ctx context.Context, key string) ([]byte, error) {
+	row := q.db.QueryRow(ctx, NewSubjectKey, key)
+	var wrapped []byte
+	err := row.Scan(&wrapped)
+	return wrapped, err
 }
 
 const ProveKey = `-- name: ProveKey :exec
 SELECT set_config('fieldseal.key_proof', $1::text, true) FROM fieldseal.subjects WHERE subject = current_setting('fieldseal.subject', true)
 `
 
-// The current key, for the trigger that lets a verifier change only in a
-// transaction that proves it (migration 00019): kept in the transaction
+// The current key, for the trigger that lets a subject's keys change only
+// in a transaction that proves it (migrations 00019, 00023): kept in the transaction
 // as a parameter's value, never in a statement's text, by a statement
 // that reads the subject's row, so that on Citus it is set on the worker
 // that holds the row, where the trigger runs. The trigger clears it.
@@ -154,35 +204,47 @@ func (q *Queries) ProveKey(ctx context.Context, key string) error {
 }
 
 const ReencryptPage = `-- name: ReencryptPage :many
-SELECT id, fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(secret, $1::text), $2::text,
-                                     'cipher-algo=aes256, s2k-mode=1')::bytea AS secret
-FROM fieldseal.records
-WHERE subject = current_setting('fieldseal.subject', true) AND id > $3
-ORDER BY id
-LIMIT $4
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS old_sk,
+           fieldseal.open_subject($3::bytea, NULL, $2::text) AS new_sk
+    FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
+SELECT r.id,
+       fieldseal.pgp_sym_encrypt(fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT old_sk FROM k), $1::text, r.collection, r.key_version)),
+                                 fieldseal.record_key((SELECT new_sk FROM k), $2::text, r.collection, fieldseal.write_version($3::bytea, r.collection)),
+                                 'cipher-algo=aes256, s2k-mode=1')::bytea AS secret,
+       fieldseal.write_version($3::bytea, r.collection)::integer AS key_version
+FROM fieldseal.records r
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id > $4
+ORDER BY r.id
+LIMIT $5
 `
 
 type ReencryptPageParams struct {
-	OldKey  string
-	NewKey  string
-	After   pgtype.UUID
-	MaxRows int32
+	OldKey     string
+	NewKey     string
+	NewWrapped []byte
+	After      pgtype.UUID
+	MaxRows    int32
 }
 
 type ReencryptPageRow struct {
-	ID     pgtype.UUID
-	Secret []byte
+	ID         pgtype.UUID
+	Secret     []byte
+	KeyVersion int32
 }
 
-// Rotation on Citus, a page at a time (db/keys.go): each record's secret
-// decrypted and encrypted again inside PostgreSQL, by a SELECT, whose
-// parameters (both keys) Citus keeps parameters on the worker; only the
-// new ciphertexts come back, for ReplaceSecrets. NULL: the record does
-// not open under the verified key (damaged).
+// ReencryptRecords on Citus, a page at a time (db/dialect.go): each
+// record's secret decrypted and encrypted again inside PostgreSQL, by a
+// SELECT, whose parameters (both keys) Citus keeps parameters on the
+// worker; only the new ciphertexts come back, for ReplaceSecrets. NULL:
+// the record does not open under the verified key (damaged).
 func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([]ReencryptPageRow, error) {
 	rows, err := q.db.Query(ctx, ReencryptPage,
 		arg.OldKey,
 		arg.NewKey,
+		arg.NewWrapped,
 		arg.After,
 		arg.MaxRows,
 	)
@@ -193,7 +255,7 @@ func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([
 	items := []ReencryptPageRow{}
 	for rows.Next() {
 		var i ReencryptPageRow
-		if err := rows.Scan(&i.ID, &i.Secret); err != nil {
+		if err := rows.Scan(&i.ID, &i.Secret, &i.KeyVersion); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -205,17 +267,31 @@ func (q *Queries) ReencryptPage(ctx context.Context, arg ReencryptPageParams) ([
 }
 
 const ReencryptRecords = `-- name: ReencryptRecords :execrows
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS old_sk,
+           fieldseal.open_subject($3::bytea, NULL, $2::text) AS new_sk
+    FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 UPDATE fieldseal.records r
-SET secret = fieldseal.pgp_sym_encrypt(fieldseal.pgp_sym_decrypt(r.secret, $1::text), $2::text, 'cipher-algo=aes256, s2k-mode=1')
+SET secret = fieldseal.pgp_sym_encrypt(fieldseal.pgp_sym_decrypt(r.secret, fieldseal.record_key((SELECT old_sk FROM k), $1::text, r.collection, r.key_version)),
+                                       fieldseal.record_key((SELECT new_sk FROM k), $2::text, r.collection, fieldseal.write_version($3::bytea, r.collection)),
+                                       'cipher-algo=aes256, s2k-mode=1'),
+    key_version = fieldseal.write_version($3::bytea, r.collection)
 WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
-  AND fieldseal.decrypt_or_null(r.secret, $1::text) IS NOT NULL
+  AND (SELECT new_sk FROM k) IS NOT NULL
+  AND fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT old_sk FROM k), $1::text, r.collection, r.key_version)) IS NOT NULL
 `
 
 type ReencryptRecordsParams struct {
-	OldKey string
-	NewKey string
+	OldKey     string
+	NewKey     string
+	NewWrapped []byte
 }
 
+// Every record of the subject from the keys its row opens with old_key
+// to the data keys of the subject key new_wrapped wraps under new_key
+// (NewSubjectKey), before the row is given it (ReplaceSubjectKey).
 // Decrypted and encrypted again inside PostgreSQL: the plaintext never
 // leaves the database. Versions do not change: the content is the same.
 // A damaged record (it does not open under the verified key) is left
@@ -226,27 +302,10 @@ type ReencryptRecordsParams struct {
 // on small tables (20,000 records: 33-104 s instead of 3 s). Each record
 // is opened twice, once to choose it and once to encrypt it: one more
 // decrypt_or_null a record (7.8 us each over 10,000 secrets of 500
-// bytes, timed in psql), against a rotation's ~160 us a record.
+// bytes, timed in psql), against a rotation's ~160 us a record. Both
+// subject keys are opened once (k).
 func (q *Queries) ReencryptRecords(ctx context.Context, arg ReencryptRecordsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, ReencryptRecords, arg.OldKey, arg.NewKey)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
-const ReplaceKeyVerifier = `-- name: ReplaceKeyVerifier :execrows
-UPDATE fieldseal.subjects s
-SET key_verifier = v.verifier, updated_at = now()
-FROM (SELECT fieldseal.new_key_verifier($1::text) AS verifier) v
-WHERE s.subject = current_setting('fieldseal.subject', true)
-`
-
-// After ProveKey. The new verifier is made in a subquery: Citus refuses a
-// volatile function in an UPDATE's SET (it makes it on the coordinator,
-// the key a parameter there, and sends the verifier).
-func (q *Queries) ReplaceKeyVerifier(ctx context.Context, newKey string) (int64, error) {
-	result, err := q.db.Exec(ctx, ReplaceKeyVerifier, newKey)
+	result, err := q.db.Exec(ctx, ReencryptRecords, arg.OldKey, arg.NewKey, arg.NewWrapped)
 	if err != nil {
 		return 0, err
 	}
@@ -255,23 +314,64 @@ func (q *Queries) ReplaceKeyVerifier(ctx context.Context, newKey string) (int64,
 
 const ReplaceSecrets = `-- name: ReplaceSecrets :execrows
 UPDATE fieldseal.records r
-SET secret = v.secret
-FROM (SELECT ($1::uuid[])[i] AS id, ($2::bytea[])[i] AS secret
+SET secret = v.secret, key_version = v.key_version
+FROM (SELECT ($1::uuid[])[i] AS id, ($2::bytea[])[i] AS secret, ($3::integer[])[i] AS key_version
       FROM generate_series(1, cardinality($1::uuid[])) AS i) v
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = v.id
 `
 
 type ReplaceSecretsParams struct {
-	Ids     []pgtype.UUID
-	Secrets [][]byte
+	Ids         []pgtype.UUID
+	Secrets     [][]byte
+	KeyVersions []int32
 }
 
 // ReencryptPage's ciphertexts written back. Citus writes an UPDATE's
 // parameters into the worker's statement: ciphertexts and ids only.
 func (q *Queries) ReplaceSecrets(ctx context.Context, arg ReplaceSecretsParams) (int64, error) {
-	result, err := q.db.Exec(ctx, ReplaceSecrets, arg.Ids, arg.Secrets)
+	result, err := q.db.Exec(ctx, ReplaceSecrets, arg.Ids, arg.Secrets, arg.KeyVersions)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const ReplaceSubjectKey = `-- name: ReplaceSubjectKey :execrows
+UPDATE fieldseal.subjects
+SET wrapped_key = $1::bytea, key_verifier = NULL, updated_at = now()
+WHERE subject = current_setting('fieldseal.subject', true)
+`
+
+// After ProveKey: the subject's row holds wrapped (a subject of the old
+// form loses its verifier). wrapped is a ciphertext: a Citus worker's
+// statement may hold it, as its table does.
+func (q *Queries) ReplaceSubjectKey(ctx context.Context, wrapped []byte) (int64, error) {
+	result, err := q.db.Exec(ctx, ReplaceSubjectKey, wrapped)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const RewrapSubjectKey = `-- name: RewrapSubjectKey :one
+SELECT fieldseal.rewrap(wrapped_key, $1::text, $2::text)::bytea AS wrapped
+FROM fieldseal.subjects
+WHERE subject = current_setting('fieldseal.subject', true) AND wrapped_key IS NOT NULL
+  AND current_setting('fieldseal.key_use', true) = 'admitted'
+`
+
+type RewrapSubjectKeyParams struct {
+	OldKey string
+	NewKey string
+}
+
+// A rotation that keeps the subject's keys: its subject key wrapped
+// under new_key instead of old_key (checked by LockKeyForRotation), made
+// by a SELECT, so that on Citus both keys stay parameters on the worker;
+// ReplaceSubjectKey writes it.
+func (q *Queries) RewrapSubjectKey(ctx context.Context, arg RewrapSubjectKeyParams) ([]byte, error) {
+	row := q.db.QueryRow(ctx, RewrapSubjectKey, arg.OldKey, arg.NewKey)
+	var wrapped []byte
+	err := row.Scan(&wrapped)
+	return wrapped, err
 }

@@ -13,7 +13,7 @@ import (
 )
 
 const CheckKey = `-- name: CheckKey :one
-SELECT fieldseal.key_matches(key_verifier, $1::text)::boolean AS matches
+SELECT (fieldseal.open_subject(wrapped_key, key_verifier, $1::text) IS NOT NULL)::boolean AS matches
 FROM fieldseal.subjects
 WHERE subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
 FOR SHARE
@@ -29,11 +29,15 @@ func (q *Queries) CheckKey(ctx context.Context, key string) (bool, error) {
 }
 
 const CreateRecord = `-- name: CreateRecord :one
-INSERT INTO fieldseal.records (id, collection, public, secret)
-VALUES (
-    $1, $2, $3,
-    fieldseal.pgp_sym_encrypt($4::text, $5::text, 'cipher-algo=aes256, s2k-mode=1')
-)
+INSERT INTO fieldseal.records (id, collection, public, secret, key_version)
+SELECT $1, $2, $3,
+       fieldseal.pgp_sym_encrypt($4::text, fieldseal.record_key(k.sk, $5::text, $2, v.v), 'cipher-algo=aes256, s2k-mode=1'),
+       v.v
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $5::text) AS sk) k
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, $2) AS v) v
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
 RETURNING id, collection, public, version, created_at, updated_at
 `
 
@@ -54,6 +58,11 @@ type CreateRecordRow struct {
 	UpdatedAt  time.Time
 }
 
+// Encrypted under the collection's data key (record_key of what the key
+// opens): no row when the key opens nothing (a wrong key, or key use not
+// admitted), which CheckKey, in the same round trip, tells. (On Citus an
+// INSERT ... SELECT would carry the key and the plaintext into the
+// worker's statement: EncryptSecrets and InsertRecords instead.)
 func (q *Queries) CreateRecord(ctx context.Context, arg CreateRecordParams) (CreateRecordRow, error) {
 	row := q.db.QueryRow(ctx, CreateRecord,
 		arg.ID,
@@ -94,6 +103,57 @@ func (q *Queries) DeleteRecord(ctx context.Context, arg DeleteRecordParams) (int
 	return result.RowsAffected(), nil
 }
 
+const EncryptSecrets = `-- name: EncryptSecrets :many
+SELECT i::bigint AS n,
+       fieldseal.pgp_sym_encrypt(($1::text[])[i], fieldseal.record_key(k.sk, $2::text, ($3::text[])[i], v.v),
+                                 'cipher-algo=aes256, s2k-mode=1')::bytea AS secret,
+       v.v::integer AS key_version
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $2::text) AS sk) k
+CROSS JOIN generate_series(1, cardinality($1::text[])) AS i
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, ($3::text[])[i]) AS v) v
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
+ORDER BY i
+`
+
+type EncryptSecretsParams struct {
+	Secrets     []string
+	Key         string
+	Collections []string
+}
+
+type EncryptSecretsRow struct {
+	N          int64
+	Secret     []byte
+	KeyVersion int32
+}
+
+// Secrets encrypted under their collections' data keys, returned: on
+// Citus, where a write carries its parameters into the worker's
+// statement, a SELECT (whose parameters stay parameters there) encrypts,
+// and the write sends the ciphertexts (InsertRecords,
+// ReplaceRecordEncrypted). Nothing when the key opens nothing.
+func (q *Queries) EncryptSecrets(ctx context.Context, arg EncryptSecretsParams) ([]EncryptSecretsRow, error) {
+	rows, err := q.db.Query(ctx, EncryptSecrets, arg.Secrets, arg.Key, arg.Collections)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []EncryptSecretsRow{}
+	for rows.Next() {
+		var i EncryptSecretsRow
+		if err := rows.Scan(&i.N, &i.Secret, &i.KeyVersion); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const GetRecord = `-- name: GetRecord :one
 SELECT id, collection, public, version, created_at, updated_at
 FROM fieldseal.records
@@ -126,18 +186,18 @@ func (q *Queries) GetRecord(ctx context.Context, id pgtype.UUID) (GetRecordRow, 
 const GetRecordDecrypted = `-- name: GetRecordDecrypted :one
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret,
-       k.matches::boolean AS key_matches,
-       (k.matches AND d.secret IS NULL)::boolean AS damaged,
+       (k.sk IS NOT NULL)::boolean AS key_matches,
+       (k.sk IS NOT NULL AND d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at,
        -- For AppendAuditEvent's if_decrypted, later in the transaction.
        set_config('fieldseal.decrypted', CASE WHEN d.secret IS NOT NULL THEN 'yes' ELSE 'no' END, true)::text AS decrypted
 FROM fieldseal.records r
 CROSS JOIN LATERAL (
-    SELECT fieldseal.key_matches(s.key_verifier, $1::text) AS matches FROM fieldseal.subjects s
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true)
 ) k
 CROSS JOIN LATERAL (
-    SELECT CASE WHEN k.matches THEN fieldseal.decrypt_or_null(r.secret, $1::text) END AS secret
+    SELECT CASE WHEN k.sk IS NOT NULL THEN fieldseal.decrypt_or_null(r.secret, fieldseal.record_key(k.sk, $1::text, r.collection, r.key_version)) END AS secret
 ) d
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = $2 AND current_setting('fieldseal.key_use', true) = 'admitted'
 `
@@ -162,9 +222,9 @@ type GetRecordDecryptedRow struct {
 
 // No row: no such record (404), whatever the key (or key use not
 // admitted). key_matches false: the record exists but the key is not the
-// subject's (403), and nothing is decrypted. The verifier is checked once,
-// in the lateral subquery. damaged: the key is verified but the record
-// does not open (migration 00013).
+// subject's (403), and nothing is decrypted. The subject's row is opened
+// once, in the lateral subquery. damaged: the key is verified but the
+// record does not open (migration 00013).
 func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecryptedParams) (GetRecordDecryptedRow, error) {
 	row := q.db.QueryRow(ctx, GetRecordDecrypted, arg.Key, arg.ID)
 	var i GetRecordDecryptedRow
@@ -183,15 +243,82 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 	return i, err
 }
 
+const InsertRecords = `-- name: InsertRecords :many
+INSERT INTO fieldseal.records (subject, id, collection, public, secret, key_version)
+SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i], ($4::bytea[])[i], ($5::integer[])[i]
+FROM fieldseal.subjects s
+CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
+WHERE s.subject = current_setting('fieldseal.subject', true)
+ORDER BY i
+RETURNING id, collection, public, version, created_at, updated_at
+`
+
+type InsertRecordsParams struct {
+	Ids         []pgtype.UUID
+	Collections []string
+	Publics     [][]byte
+	Secrets     [][]byte
+	KeyVersions []int32
+}
+
+type InsertRecordsRow struct {
+	ID         pgtype.UUID
+	Collection string
+	Public     []byte
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// Records whose secrets EncryptSecrets encrypted, in the order given (on
+// Citus). The subject's row is there so that Citus sends the statement
+// whole to the subject's shard.
+func (q *Queries) InsertRecords(ctx context.Context, arg InsertRecordsParams) ([]InsertRecordsRow, error) {
+	rows, err := q.db.Query(ctx, InsertRecords,
+		arg.Ids,
+		arg.Collections,
+		arg.Publics,
+		arg.Secrets,
+		arg.KeyVersions,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []InsertRecordsRow{}
+	for rows.Next() {
+		var i InsertRecordsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Collection,
+			&i.Public,
+			&i.Version,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const ListCollectionDecrypted = `-- name: ListCollectionDecrypted :many
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
 FROM fieldseal.records r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $1::text, r.collection, r.key_version)) AS secret) d
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = $2::text AND r.id > $3
   AND current_setting('fieldseal.key_use', true) = 'admitted'
-  AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+  AND (SELECT sk FROM k) IS NOT NULL
 ORDER BY r.id
 LIMIT $4
 `
@@ -303,14 +430,18 @@ func (q *Queries) ListRecords(ctx context.Context, arg ListRecordsParams) ([]Lis
 }
 
 const ListRecordsDecrypted = `-- name: ListRecordsDecrypted :many
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id, r.collection, r.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        r.version, r.created_at, r.updated_at
 FROM fieldseal.records r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $1::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $1::text, r.collection, r.key_version)) AS secret) d
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id > $2
   AND current_setting('fieldseal.key_use', true) = 'admitted'
-  AND (SELECT fieldseal.key_matches(s.key_verifier, $1::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+  AND (SELECT sk FROM k) IS NOT NULL
 ORDER BY r.id
 LIMIT $3
 `
@@ -334,7 +465,7 @@ type ListRecordsDecryptedRow struct {
 
 // Nothing unless key is the subject's: it can be sent in the same round
 // trip as CheckKey, whose answer tells a wrong key (403) from an empty
-// page. The verifier is checked once (an InitPlan). A record that does not
+// page. The subject's row is opened once (k). A record that does not
 // open under the verified key is damaged: listed without its secret.
 // Every collection; ListCollectionDecrypted is one collection's (key-
 // bearing statements run generic plans: each has a plan of its own).
@@ -369,8 +500,8 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 
 const RegisterKeyVerifier = `-- name: RegisterKeyVerifier :execrows
 
-INSERT INTO fieldseal.subjects (key_verifier)
-VALUES (fieldseal.new_key_verifier($1::text))
+INSERT INTO fieldseal.subjects (wrapped_key)
+VALUES (fieldseal.new_subject_key($1::text))
 ON CONFLICT (subject) DO NOTHING
 `
 
@@ -388,16 +519,27 @@ ON CONFLICT (subject) DO NOTHING
 // returns nothing, so a throttled caller's key is never tried, even by a
 // statement pipelined behind the throttle check.
 //
+// Keys in layers (migration 00023): the client key (@key) opens the
+// subject's row (open_subject: its subject key, or for a subject of the
+// old form its verifier), and a record's passphrase is record_key of
+// what it opened, its collection and its key_version. A statement that
+// reads records opens the subject's row once, in a MATERIALIZED CTE (k)
+// read by InitPlans, and derives each record's key from it: no subject
+// key or data key ever leaves the statement.
+//
 // Encryption options, everywhere: cipher-algo=aes256, s2k-mode=1. The key
 // is 256 random bits (44 characters of base64), so iterated S2K would add
 // no guessing resistance while costing about 22 times the CPU of s2k-mode=1
 // per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
-// The subject's first write registers its key; later ones change nothing.
-// Two first writes at once: one inserts, the other waits for it and does
-// nothing. Each makes a verifier (one pgp_sym_encrypt) before the
-// conflict is seen: the form that makes none (INSERT ... SELECT ... WHERE
-// NOT EXISTS) cost no less within the noise of make bench, and Citus
-// cannot plan it with the key a parameter.
+// A data key is 256 bits from HMAC-SHA-256, as random to an attacker.
+// The subject's first write makes its subject key, wrapped under the
+// client key; later ones change nothing. Two first writes at once: one
+// inserts, the other waits for it and does nothing. Each makes a wrapped
+// key (one pgp_sym_encrypt_bytea) before the conflict is seen: the form
+// that makes none (INSERT ... SELECT ... WHERE NOT EXISTS) cost no less
+// within the noise of make bench, and Citus cannot plan it with the key a
+// parameter. (On Citus new_subject_key runs on the coordinator, which
+// sends the worker only the wrapped key.)
 func (q *Queries) RegisterKeyVerifier(ctx context.Context, key string) (int64, error) {
 	result, err := q.db.Exec(ctx, RegisterKeyVerifier, key)
 	if err != nil {
@@ -411,10 +553,16 @@ UPDATE fieldseal.records r
 SET collection = $1,
     public = $2,
     secret = e.secret,
+    key_version = e.v,
     version = r.version + 1,
     updated_at = now()
-FROM (SELECT fieldseal.pgp_sym_encrypt($6::text, $7::text, 'cipher-algo=aes256, s2k-mode=1') AS secret) e
+FROM (SELECT fieldseal.pgp_sym_encrypt($6::text, fieldseal.record_key(fieldseal.open_subject(s.wrapped_key, s.key_verifier, $7::text), $7::text, $1, v.v),
+                                       'cipher-algo=aes256, s2k-mode=1') AS secret, v.v
+      FROM fieldseal.subjects s
+      CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, $1) AS v) v
+      WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted') e
 WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = $3 AND (NOT $4::boolean OR r.version = ANY($5::bigint[]))
+  AND e.secret IS NOT NULL
 RETURNING r.id, r.collection, r.public, r.version, r.created_at, r.updated_at
 `
 
@@ -439,8 +587,9 @@ type ReplaceRecordRow struct {
 
 // check_version false replaces unconditionally (no If-Match, or "*");
 // else the version must be one of versions (the entity tags of If-Match).
-// Encrypted in a subquery: Citus refuses a volatile function in an
-// UPDATE's SET.
+// Encrypted under the new collection's data key, after CheckKey. (On
+// Citus the UPDATE would carry the key and plaintext into the worker's
+// statement: EncryptSecrets, then ReplaceRecordEncrypted.)
 func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (ReplaceRecordRow, error) {
 	row := q.db.QueryRow(ctx, ReplaceRecord,
 		arg.Collection,
@@ -452,6 +601,61 @@ func (q *Queries) ReplaceRecord(ctx context.Context, arg ReplaceRecordParams) (R
 		arg.Key,
 	)
 	var i ReplaceRecordRow
+	err := row.Scan(
+		&i.ID,
+		&i.Collection,
+		&i.Public,
+		&i.Version,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const ReplaceRecordEncrypted = `-- name: ReplaceRecordEncrypted :one
+UPDATE fieldseal.records r
+SET collection = $1,
+    public = $2,
+    secret = $3::bytea,
+    key_version = $4::integer,
+    version = r.version + 1,
+    updated_at = now()
+WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = $5 AND (NOT $6::boolean OR r.version = ANY($7::bigint[]))
+RETURNING r.id, r.collection, r.public, r.version, r.created_at, r.updated_at
+`
+
+type ReplaceRecordEncryptedParams struct {
+	Collection   string
+	Public       []byte
+	Secret       []byte
+	KeyVersion   int32
+	ID           pgtype.UUID
+	CheckVersion bool
+	Versions     []int64
+}
+
+type ReplaceRecordEncryptedRow struct {
+	ID         pgtype.UUID
+	Collection string
+	Public     []byte
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+}
+
+// ReplaceRecord with its secret encrypted already (EncryptSecrets): on
+// Citus, whose worker's statement then holds the ciphertext only.
+func (q *Queries) ReplaceRecordEncrypted(ctx context.Context, arg ReplaceRecordEncryptedParams) (ReplaceRecordEncryptedRow, error) {
+	row := q.db.QueryRow(ctx, ReplaceRecordEncrypted,
+		arg.Collection,
+		arg.Public,
+		arg.Secret,
+		arg.KeyVersion,
+		arg.ID,
+		arg.CheckVersion,
+		arg.Versions,
+	)
+	var i ReplaceRecordEncryptedRow
 	err := row.Scan(
 		&i.ID,
 		&i.Collection,

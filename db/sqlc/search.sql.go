@@ -45,12 +45,18 @@ func (q *Queries) AdvanceIndexing(ctx context.Context, arg AdvanceIndexingParams
 }
 
 const AllTags = `-- name: AllTags :many
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
-                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, $1::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, fieldseal.record_key(k.sk, $1::text, r.collection, r.key_version)))) t
+WHERE r.subject = current_setting('fieldseal.subject', true) AND c.subject = current_setting('fieldseal.subject', true)
 `
 
 type AllTagsRow struct {
@@ -81,20 +87,26 @@ func (q *Queries) AllTags(ctx context.Context, key string) ([]AllTagsRow, error)
 }
 
 const BatchTags = `-- name: BatchTags :many
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $3::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT r.id, (d.secret IS NULL AND c.searchable <> '{}')::boolean AS damaged,
        (d.secret IS NOT NULL AND j.doc IS NULL)::boolean AS unreadable,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
 FROM unnest($1::uuid[]) AS b(id)
 CROSS JOIN LATERAL (
-    SELECT r.id, r.secret FROM fieldseal.records r
+    SELECT r.id, r.secret, r.key_version FROM fieldseal.records r
     WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = b.id AND r.collection = $2::text
     OFFSET 0) r -- a fence: one lookup of the primary key per record
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text
-CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, $3::text) END AS secret) d
+CROSS JOIN k
+CROSS JOIN LATERAL (SELECT CASE WHEN c.searchable <> '{}' THEN fieldseal.decrypt_or_null(r.secret, fieldseal.record_key(k.sk, $3::text, $2::text, r.key_version)) END AS secret) d
 CROSS JOIN LATERAL (SELECT fieldseal.jsonb_or_null(d.secret) AS doc) j
 CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, j.doc) x) t
-WHERE current_setting('fieldseal.key_use', true) = 'admitted'
+                    FROM fieldseal.search_tags_in(fieldseal.record_key(k.sk, $3::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                                  c.subject, c.collection, c.searchable, j.doc) x) t
+WHERE current_setting('fieldseal.key_use', true) = 'admitted' AND k.sk IS NOT NULL
 ORDER BY r.id
 `
 
@@ -209,10 +221,16 @@ func (q *Queries) CountCollection(ctx context.Context, collection string) (int64
 }
 
 const CreateRecords = `-- name: CreateRecords :many
-INSERT INTO fieldseal.records (id, collection, public, secret)
+INSERT INTO fieldseal.records (id, collection, public, secret, key_version)
 SELECT ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i],
-       fieldseal.pgp_sym_encrypt(($4::text[])[i], $5::text, 'cipher-algo=aes256, s2k-mode=1')
-FROM generate_series(1, cardinality($1::uuid[])) AS i
+       fieldseal.pgp_sym_encrypt(($4::text[])[i], fieldseal.record_key(k.sk, $5::text, ($2::text[])[i], v.v), 'cipher-algo=aes256, s2k-mode=1'),
+       v.v
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $5::text) AS sk) k
+CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, ($2::text[])[i]) AS v) v
+WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
 ORDER BY i
 RETURNING id, collection, public, version, created_at, updated_at
 `
@@ -234,9 +252,9 @@ type CreateRecordsRow struct {
 	UpdatedAt  time.Time
 }
 
-// A batch: every record in one statement, in the order given.
-// (On Citus the Store inserts a batch record by record instead:
-// createRecords in db/search.go.)
+// A batch: every record in one statement, in the order given, each under
+// its collection's data key; nothing when the key opens nothing. (On
+// Citus: EncryptSecrets and InsertRecords, db/dialect.go.)
 func (q *Queries) CreateRecords(ctx context.Context, arg CreateRecordsParams) ([]CreateRecordsRow, error) {
 	rows, err := q.db.Query(ctx, CreateRecords,
 		arg.Ids,
@@ -367,31 +385,47 @@ func (q *Queries) GetCollection(ctx context.Context, collection string) (GetColl
 const ImportLines = `-- name: ImportLines :many
 
 SELECT m.n::bigint AS n, (d.plain IS NOT NULL)::boolean AS opened, coalesce(d.plain, '')::text AS plain,
+       CASE WHEN d.plain IS NOT NULL
+            THEN fieldseal.pgp_sym_encrypt(d.plain, fieldseal.record_key(k.sk, $1::text, ($2::text[])[m.n], w.v), 'cipher-algo=aes256, s2k-mode=1')
+            ELSE ''::bytea END::bytea AS secret,
+       w.v::integer AS key_version,
        coalesce(t.fields, '{}')::text[] AS fields, coalesce(t.tags, '{}')::bytea[] AS tags
 FROM fieldseal.subjects s
-CROSS JOIN unnest($1::bytea[]) WITH ORDINALITY AS m(message, n)
-CROSS JOIN LATERAL (SELECT CASE WHEN fieldseal.literal_message(m.message, $2::text)
-                                THEN fieldseal.decrypt_or_null(m.message, $2::text) END AS plain) d
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk) k
+CROSS JOIN unnest($3::bytea[]) WITH ORDINALITY AS m(message, n)
+CROSS JOIN LATERAL (SELECT CASE WHEN ($4::integer[])[m.n] = 0 THEN ''::bytea
+                                WHEN fieldseal.literal_message(($5::bytea[])[m.n], $1::text)
+                                THEN fieldseal.open_subject(($5::bytea[])[m.n], NULL, $1::text) END AS sk) e
+CROSS JOIN LATERAL (SELECT fieldseal.record_key(e.sk, $1::text, ($2::text[])[m.n], ($4::integer[])[m.n]) AS key) l
+CROSS JOIN LATERAL (SELECT CASE WHEN fieldseal.literal_message(m.message, l.key)
+                                THEN fieldseal.decrypt_or_null(m.message, l.key) END AS plain) d
+CROSS JOIN LATERAL (SELECT fieldseal.write_version(s.wrapped_key, ($2::text[])[m.n]) AS v) w
 LEFT JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true)
-                                 AND c.collection = ($3::text[])[m.n] AND c.searchable <> '{}'
+                                 AND c.collection = ($2::text[])[m.n] AND c.searchable <> '{}'
 CROSS JOIN LATERAL (SELECT array_agg(x.field) AS fields, array_agg(x.tag) AS tags
-                    FROM fieldseal.search_tags_in($2::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(d.plain)) x) t
+                    FROM fieldseal.search_tags_in(fieldseal.record_key(k.sk, $1::text, c.collection, w.v),
+                                                  c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(d.plain)) x) t
 WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+  AND k.sk IS NOT NULL
 ORDER BY m.n
 `
 
 type ImportLinesParams struct {
-	Secrets     [][]byte
 	Key         string
 	Collections []string
+	Secrets     [][]byte
+	KeyVersions []int32
+	SubjectKeys [][]byte
 }
 
 type ImportLinesRow struct {
-	N      int64
-	Opened bool
-	Plain  string
-	Fields []string
-	Tags   [][]byte
+	N          int64
+	Opened     bool
+	Plain      string
+	Secret     []byte
+	KeyVersion int32
+	Fields     []string
+	Tags       [][]byte
 }
 
 // Import (db/import.go), a page of lines at a time, in the same three
@@ -402,11 +436,26 @@ type ImportLinesRow struct {
 // (ciphertexts, which a Citus worker's log may hold, as its table does)
 // and InsertTags their tags.
 // A row per line (n, 1-based): its plaintext, NULL if it does not open
-// under the key or is not in the form fieldseal writes (literal_message,
-// migration 00021: a compressed message is never opened), and its tags
-// in a collection with searchable fields.
+// under the key of its key version (0: the client key; v: its
+// collection's data key v of the subject key on the line) or is not in
+// the form fieldseal writes
+// (literal_message, migration 00021: a compressed message is never
+// opened); the same plaintext encrypted under the key the subject writes
+// its collection with now (an export of the old form comes back in the
+// new one), that key version, and its tags in a collection with
+// searchable fields.
+// The key the line was written under: for key version 0 the client key;
+// else its collection's data key under the subject key the line carries
+// (the export's, which a restore into another database needs), opened
+// only if it is a message in the form fieldseal writes.
 func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]ImportLinesRow, error) {
-	rows, err := q.db.Query(ctx, ImportLines, arg.Secrets, arg.Key, arg.Collections)
+	rows, err := q.db.Query(ctx, ImportLines,
+		arg.Key,
+		arg.Collections,
+		arg.Secrets,
+		arg.KeyVersions,
+		arg.SubjectKeys,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -418,6 +467,8 @@ func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]Imp
 			&i.N,
 			&i.Opened,
 			&i.Plain,
+			&i.Secret,
+			&i.KeyVersion,
 			&i.Fields,
 			&i.Tags,
 		); err != nil {
@@ -432,11 +483,17 @@ func (q *Queries) ImportLines(ctx context.Context, arg ImportLinesParams) ([]Imp
 }
 
 const IndexRecords = `-- name: IndexRecords :exec
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $3::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT ($1::uuid[])[i], t.field, t.tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, $3::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
 WHERE EXISTS (SELECT 1 FROM fieldseal.collections c WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = ANY ($2::text[]) AND c.searchable <> '{}')
 `
 
@@ -453,7 +510,8 @@ type IndexRecordsParams struct {
 // search_tags_in is not called at all (a statement that calls it plans
 // its body: 0.27 ms of PostgreSQL CPU per create, measured with pgbench,
 // with nothing to tag). sqlc knows unnest of one array only: the arrays
-// are read by subscript. (On Citus: RecordTags and InsertTags.)
+// are read by subscript. Tags are keyed by the collection's data key (of
+// the version it writes). (On Citus: RecordTags and InsertTags.)
 func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) error {
 	_, err := q.db.Exec(ctx, IndexRecords,
 		arg.Ids,
@@ -465,9 +523,9 @@ func (q *Queries) IndexRecords(ctx context.Context, arg IndexRecordsParams) erro
 }
 
 const InsertImported = `-- name: InsertImported :many
-INSERT INTO fieldseal.records (subject, id, collection, public, secret, version, created_at, updated_at)
+INSERT INTO fieldseal.records (subject, id, collection, public, secret, key_version, version, created_at, updated_at)
 SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i], ($4::bytea[])[i],
-       ($5::bigint[])[i], ($6::timestamptz[])[i], ($7::timestamptz[])[i]
+       ($5::integer[])[i], ($6::bigint[])[i], ($7::timestamptz[])[i], ($8::timestamptz[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
 WHERE s.subject = current_setting('fieldseal.subject', true)
@@ -481,20 +539,23 @@ type InsertImportedParams struct {
 	Collections []string
 	Publics     [][]byte
 	Secrets     [][]byte
+	KeyVersions []int32
 	Versions    []int64
 	Created     []time.Time
 	Updated     []time.Time
 }
 
-// Lines ImportLines opened, inserted as exported unless the subject has
-// the id already; the ids inserted. The subject's row is there so that
-// Citus sends the statement whole to the subject's shard.
+// Lines ImportLines opened, inserted as exported (their secrets as
+// ImportLines encrypted them again) unless the subject has the id
+// already; the ids inserted. The subject's row is there so that Citus
+// sends the statement whole to the subject's shard.
 func (q *Queries) InsertImported(ctx context.Context, arg InsertImportedParams) ([]pgtype.UUID, error) {
 	rows, err := q.db.Query(ctx, InsertImported,
 		arg.Ids,
 		arg.Collections,
 		arg.Publics,
 		arg.Secrets,
+		arg.KeyVersions,
 		arg.Versions,
 		arg.Created,
 		arg.Updated,
@@ -605,20 +666,24 @@ func (q *Queries) ListRecordsFiltered(ctx context.Context, arg ListRecordsFilter
 }
 
 const ListRecordsFilteredDecrypted = `-- name: ListRecordsFilteredDecrypted :many
+WITH k AS MATERIALIZED (
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $5::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        page.version, page.created_at, page.updated_at
 FROM (
-    SELECT m.id, m.collection, m.public, m.secret, m.version, m.created_at, m.updated_at
+    SELECT m.id, m.collection, m.public, m.secret, m.key_version, m.version, m.created_at, m.updated_at
     FROM fieldseal.records m
     WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > $1 AND ($2::text = '' OR m.collection = $2::text)
       AND m.public @@ $3::jsonpath
       AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+      AND (SELECT sk FROM k) IS NOT NULL
     ORDER BY m.id
-    LIMIT $5
+    LIMIT $4
 ) page
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, $4::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, fieldseal.record_key((SELECT sk FROM k), $5::text, page.collection, page.key_version)) AS secret) d
 ORDER BY page.id
 `
 
@@ -626,8 +691,8 @@ type ListRecordsFilteredDecryptedParams struct {
 	After        pgtype.UUID
 	Collection   string
 	PublicFilter interface{}
-	Key          string
 	MaxRows      int32
+	Key          string
 }
 
 type ListRecordsFilteredDecryptedRow struct {
@@ -654,8 +719,8 @@ func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListReco
 		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
-		arg.Key,
 		arg.MaxRows,
+		arg.Key,
 	)
 	if err != nil {
 		return nil, err
@@ -766,10 +831,16 @@ func (q *Queries) LockIndexBatch(ctx context.Context, arg LockIndexBatchParams) 
 
 const RecordTags = `-- name: RecordTags :many
 
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $3::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 SELECT ($1::uuid[])[i]::uuid AS record_id, t.field::text AS field, t.tag::bytea AS tag
 FROM generate_series(1, cardinality($1::uuid[])) AS i
 JOIN fieldseal.collections c ON c.subject = current_setting('fieldseal.subject', true) AND c.collection = ($2::text[])[i] AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($3::text, c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, $3::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable, fieldseal.jsonb_or_null(($4::text[])[i])) t
 `
 
 type RecordTagsParams struct {
@@ -817,25 +888,35 @@ func (q *Queries) RecordTags(ctx context.Context, arg RecordTagsParams) ([]Recor
 }
 
 const ReindexAllTags = `-- name: ReindexAllTags :exec
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+)
 INSERT INTO fieldseal.search_tags (record_id, field, tag)
 SELECT r.id, t.field, t.tag
 FROM fieldseal.records r
 JOIN fieldseal.collections c ON c.subject = r.subject AND c.collection = r.collection AND c.searchable <> '{}'
-CROSS JOIN LATERAL fieldseal.search_tags_in($1::text, c.subject, c.collection, c.searchable,
-                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, $1::text))) t
-WHERE r.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+JOIN k ON k.sk IS NOT NULL
+CROSS JOIN LATERAL fieldseal.search_tags_in(fieldseal.record_key(k.sk, $1::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                            c.subject, c.collection, c.searchable,
+                                            fieldseal.jsonb_or_null(fieldseal.pgp_sym_decrypt(r.secret, fieldseal.record_key(k.sk, $1::text, r.collection, r.key_version)))) t
+WHERE r.subject = current_setting('fieldseal.subject', true)
 `
 
-// After a rotation: every tag again, under the new key (DeleteAllTags
-// first). Only records of collections with searchable fields are
-// decrypted.
+// After a rotation that replaced the subject's keys: every tag again,
+// under the new data keys (DeleteAllTags first, and the subject's row
+// holding its new key). Only records of collections with searchable
+// fields are decrypted.
 func (q *Queries) ReindexAllTags(ctx context.Context, key string) error {
 	_, err := q.db.Exec(ctx, ReindexAllTags, key)
 	return err
 }
 
 const SearchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
-WITH matched AS MATERIALIZED (
+WITH k AS MATERIALIZED (
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $4::text) AS sk FROM fieldseal.subjects s
+    WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+), matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
     -- its own in the (subject, tag) index: with the subject alone, the
     -- primary key would read every tag of the subject. A tag is bound to
@@ -846,15 +927,16 @@ WITH matched AS MATERIALIZED (
               SELECT q.tag
               FROM fieldseal.collections c
               CROSS JOIN LATERAL unnest($6::text[]) WITH ORDINALITY AS f(field, i)
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in($4::text, c.subject, c.collection, c.searchable,
-                                                                f.field, ($7::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text)) AS w(tag)
+              CROSS JOIN k
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in(fieldseal.record_key(k.sk, $4::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                                                c.subject, c.collection, c.searchable, f.field, ($7::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text AND k.sk IS NOT NULL)) AS w(tag)
     CROSS JOIN LATERAL (
         SELECT t.record_id, t.field FROM fieldseal.search_tags t
         WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
         OFFSET 0) t -- a fence: planned alone, as a lookup of one tag (else a join over every tag of the subject)
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT fieldseal.key_matches(s.key_verifier, $4::text) FROM fieldseal.subjects s WHERE s.subject = current_setting('fieldseal.subject', true))
+      AND (SELECT sk FROM k) IS NOT NULL
     GROUP BY t.record_id
     HAVING count(DISTINCT t.field) = cardinality($6::text[])
 )
@@ -863,13 +945,13 @@ SELECT r.id, r.collection, r.public,
        r.version, r.created_at, r.updated_at
 FROM (SELECT id FROM matched WHERE id > $1 ORDER BY id) m
 CROSS JOIN LATERAL (
-    SELECT r.id, r.collection, r.public, r.secret, r.version, r.created_at, r.updated_at
+    SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
     FROM fieldseal.records r
     WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = $2::text
       AND ($3::jsonpath IS NULL OR r.public @@ $3::jsonpath)
     OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
 ) r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, $4::text) AS secret) d
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $4::text, r.collection, r.key_version)) AS secret) d
 ORDER BY m.id
 LIMIT $5
 `

@@ -1,0 +1,84 @@
+package db_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/fieldseal/fieldseal"
+)
+
+// wrappedKey is alice's subject key as her row holds it (wrapped under
+// her client key: a ciphertext), in base64.
+func wrappedKey(t *testing.T, adminURL string) string {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var wrapped []byte
+	if err := conn.QueryRow(ctx, `SELECT wrapped_key FROM fieldseal.subjects WHERE subject = 'alice'`).Scan(&wrapped); err != nil {
+		t.Fatal(err)
+	}
+	if len(wrapped) == 0 {
+		t.Fatal("alice has no wrapped subject key")
+	}
+	return base64.StdEncoding.EncodeToString(wrapped)
+}
+
+// openWrapped opens a wrapped subject key (base64) with stock gpg, as a
+// user recovering without fieldseal would: the 32 octets of the key.
+func openWrapped(t *testing.T, wrapped, passphrase string) []byte {
+	t.Helper()
+	message, err := base64.StdEncoding.DecodeString(wrapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := gpgOpen(t, message, passphrase)
+	if len(key) != 32 {
+		t.Fatalf("the subject key is %d octets; want 32", len(key))
+	}
+	return key
+}
+
+// gpgOpen decrypts an OpenPGP message with passphrase using stock gpg.
+func gpgOpen(t *testing.T, message []byte, passphrase string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("gpg"); err != nil {
+		t.Fatal("gpg is not installed: the key tests open subject keys with it (apt-get install gnupg)")
+	}
+	home, err := os.MkdirTemp("", "gpg") // short: gpg-agent's socket path is bounded
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+		_ = os.RemoveAll(home)
+	})
+	cmd := exec.Command("gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", passphrase, "--decrypt")
+	cmd.Stdin = bytes.NewReader(message)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("gpg --decrypt: %v: %s", err, strings.TrimSpace(stderr.String()))
+	}
+	return out.Bytes()
+}
+
+// dataKey is a collection's data key of version v, as migration 00023
+// derives it from a subject key: the passphrase of its records.
+func dataKey(subjectKey []byte, collection string, v int32) string {
+	mac := hmac.New(sha256.New, subjectKey)
+	mac.Write([]byte(fieldseal.DataKeyLabel(collection, v)))
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+}
