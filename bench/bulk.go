@@ -47,11 +47,14 @@ func bulk(ctx context.Context, admin string, srv *server, iss *devissuer.Issuer,
 	check(err)
 	defer conn.Close(ctx)
 	log.Printf("bench: seeding %d records of one subject", searchRecords)
-	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ('bench-search', fieldseal.new_key_verifier($1))`, key)
+	form := formOf(ctx, conn)
+	keyColumn, keyValue := form.subject("$1")
+	versionColumn, encrypt := form.records()
+	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, `+keyColumn+`) VALUES ('bench-search', `+keyValue+`)`, key)
 	check(err)
-	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
+	_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret`+versionColumn+`)
 		SELECT 'bench-search', gen_random_uuid(), 'people', jsonb_build_object('ward', g % 20),
-		       fieldseal.pgp_sym_encrypt(format('{"email":"user%s@example.org","note":"%s"}', g, repeat('x', 150)), $1, 'cipher-algo=aes256, s2k-mode=1')
+		       `+encrypt(`format('{"email":"user%s@example.org","note":"%s"}', g, repeat('x', 150))`, "'bench-search'", "'people'", "$1")+`
 		FROM generate_series(1, $2::int) g`, key, searchRecords)
 	check(err)
 	_, err = conn.Exec(ctx, `VACUUM ANALYZE fieldseal.records`)

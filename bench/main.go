@@ -62,6 +62,7 @@ var (
 	withBulk    = flag.Bool("bulk", true, "also run the search, batch and import rows")
 	withArchive = flag.Bool("archive", true, "also archive a million audit entries while creates go on")
 	withSkewed  = flag.Bool("skewed", true, "also run the skewed rows: one subject of 200,000 records among 10,000 of 10, its requests planned on the small subjects, before and after ANALYZE")
+	withLayers  = flag.Bool("layers", true, "also run the rotation rows: a rewrap of subjects of 1,000, 100,000 and 1,000,000 records (keys in layers)")
 	withService = flag.Bool("service", true, "run the main rows (read, create, list; false: only the sections asked for)")
 	onCitus     = flag.Bool("citus", false, "run the main rows against a Citus coordinator and two workers on this machine (Citus installed: make test-citus installs it), with PostgreSQL's CPU per request on each node, and the search, batch and import rows")
 )
@@ -267,6 +268,9 @@ func main() {
 	if *withSkewed && !*onCitus {
 		bulkRows = append(bulkRows, skewed(ctx, admin, srv, iss, key)...)
 	}
+	if *withLayers && !*onCitus {
+		bulkRows = append(bulkRows, rotationRows(ctx, admin, srv, iss, key)...)
+	}
 	if *withArchive {
 		bulkRows = append(bulkRows, archiveRows(ctx, admin, bin, work, srv, tokens, key)...)
 	}
@@ -313,15 +317,18 @@ func seed(ctx context.Context, admin, key string) []string {
 	check(err)
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	check(err)
+	form := formOf(ctx, conn)
+	keyColumn, keyValue := form.subject("$2")
+	versionColumn, encrypt := form.records()
 	for i := range *concurrency {
 		sub := subjectName(i)
-		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, key_verifier) VALUES ($1, fieldseal.new_key_verifier($2))`, sub, key)
+		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.subjects (subject, `+keyColumn+`) VALUES ($1, `+keyValue+`)`, sub, key)
 		check(err)
-		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret)
-			SELECT $1, id::uuid, 'bench', '{"kind":"bench"}'::jsonb, fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
+		_, err = conn.Exec(ctx, `INSERT INTO fieldseal.records (subject, id, collection, public, secret`+versionColumn+`)
+			SELECT $1, id::uuid, 'bench', '{"kind":"bench"}'::jsonb, `+encrypt("$3", "$1", "'bench'", "$2")+`
 			FROM unnest($5::text[]) id
 			UNION ALL
-			SELECT $1, gen_random_uuid(), 'bench', '{"kind":"bench"}'::jsonb, fieldseal.pgp_sym_encrypt($3, $2, 'cipher-algo=aes256, s2k-mode=1')
+			SELECT $1, gen_random_uuid(), 'bench', '{"kind":"bench"}'::jsonb, `+encrypt("$3", "$1", "'bench'", "$2")+`
 			FROM generate_series(1, $4::int)`, sub, key, secret, records / *concurrency, ids)
 		check(err)
 	}

@@ -63,8 +63,9 @@ func TestServiceOnCitus(t *testing.T) {
 		t.Errorf("audit verify on Citus: %+v; want an intact trail of 3 subjects", rep)
 	}
 
-	// No node logged a key, a token or a secret.
-	needles := traces(used.keys, used.tokens, used.secrets)
+	// No node logged a key (the clients', the subject keys, the data
+	// keys), a token or a secret.
+	needles := traces(append(used.keys, used.subjectKeys(t)...), used.tokens, used.secrets)
 	sawDecrypt := false
 	for i, file := range pgtest.CitusNodeLogs() {
 		b, err := os.ReadFile(file)

@@ -2,6 +2,7 @@ package handlers_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,8 +12,31 @@ import (
 	"github.com/fieldseal/fieldseal/internal/testkit/pgtest"
 )
 
-// scenarioUse is what serviceScenario sent: for checks of the logs.
-type scenarioUse struct{ keys, tokens, secrets []string }
+// scenarioUse is what serviceScenario sent, and the subject keys it made
+// (wrapped, with the client key that opens each): for checks of the logs.
+type scenarioUse struct {
+	keys, tokens, secrets []string
+	wrapped               [][2]string
+}
+
+// subjectKeys is every subject key the scenario's subjects had, and the
+// data keys of their collections, in base64: none may reach a log.
+func (u scenarioUse) subjectKeys(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	for _, w := range u.wrapped {
+		message, err := base64.StdEncoding.DecodeString(w[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sk := gpgDecrypt(t, string(message), w[1])
+		out = append(out, base64.StdEncoding.EncodeToString([]byte(sk)))
+		for _, collection := range []string{"notes", "b"} {
+			out = append(out, dataKey(t, w[0], w[1], collection, 1))
+		}
+	}
+	return out
+}
 
 // serviceScenario sends, as alice, bob and carol, a request of every kind
 // whose statements differ between one PostgreSQL and a Citus coordinator
@@ -71,6 +95,7 @@ func serviceScenario(t *testing.T, a *api) scenarioUse {
 	if r := a.do(req{method: "DELETE", path: "/v1/records/" + id, token: alice}); r.status != http.StatusNoContent {
 		t.Errorf("delete: %d %s", r.status, r.body)
 	}
+	wrapped := [][2]string{{a.subjectKey("alice"), key}}
 	// Rotation: the subject key rewrapped on the shard (the trigger
 	// checks the old key), the old key refused; then, under the same key,
 	// the subject's keys replaced and every record re-encrypted there.
@@ -118,7 +143,8 @@ func serviceScenario(t *testing.T, a *api) scenarioUse {
 	if r := a.do(req{method: "GET", path: "/v1/audit/events?subject=alice", token: a.token("dba", "audit:read")}); r.status != http.StatusOK || !strings.Contains(string(r.body), `"record.read"`) {
 		t.Errorf("audit events: %d %.300s", r.status, r.body)
 	}
-	return scenarioUse{keys: []string{key, key2, key3, wrong}, tokens: []string{alice, bob, carol}, secrets: secrets}
+	wrapped = append(wrapped, [2]string{a.subjectKey("alice"), key3}, [2]string{a.subjectKey("bob"), key2}, [2]string{a.subjectKey("carol"), key3})
+	return scenarioUse{keys: []string{key, key2, key3, wrong}, tokens: []string{alice, bob, carol}, secrets: secrets, wrapped: wrapped}
 }
 
 // Citus's forms of every write (the split writes, the paged rotation, SET

@@ -273,3 +273,31 @@ func openAdmin(t testing.TB, url string) *db.Admin {
 	t.Cleanup(func() { a.Close(context.Background()) })
 	return a
 }
+
+// 00023's down refuses while a subject holds keys in layers: its subject
+// key cannot become a verifier again without the client's key.
+func TestKeysInLayersDownRefusesLayeredSubjects(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewEmptyDB(t)
+	migrate(t, url, up)
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	const key = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="
+	if _, err := conn.Exec(context.Background(), `INSERT INTO fieldseal.subjects (subject, wrapped_key) VALUES ('alice', fieldseal.new_subject_key($1))`, key); err != nil {
+		t.Fatal(err)
+	}
+	m, err := migrations.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.DownTo(context.Background(), 22); err == nil || !strings.Contains(err.Error(), "cannot be undone") {
+		t.Errorf("00023 down with a subject in layers: %v; want a refusal", err)
+	}
+	if n := query[int64](t, url, `SELECT count(*) FROM fieldseal.subjects WHERE wrapped_key IS NOT NULL`); n != 1 {
+		t.Errorf("after the refused down, %d subjects in layers; want alice's, untouched", n)
+	}
+}

@@ -205,14 +205,15 @@ ORDER BY i;
 -- name: InsertRecords :many
 -- Records whose secrets EncryptSecrets encrypted, in the order given (on
 -- Citus). The subject's row is there so that Citus sends the statement
--- whole to the subject's shard.
-INSERT INTO fieldseal.records (subject, id, collection, public, secret, key_version)
+-- whole to the subject's shard. (RETURNING through an alias: without it,
+-- Citus 13.2 sent the shard a statement naming a table its FROM lacked.)
+INSERT INTO fieldseal.records AS r (subject, id, collection, public, secret, key_version)
 SELECT s.subject, (@ids::uuid[])[i], (@collections::text[])[i], (@publics::jsonb[])[i], (@secrets::bytea[])[i], (@key_versions::integer[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality(@ids::uuid[])) AS i
 WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i
-RETURNING id, collection, public, version, created_at, updated_at;
+RETURNING r.id, r.collection, r.public, r.version, r.created_at, r.updated_at;
 
 -- name: DeleteRecord :execrows
 -- Versions as in ReplaceRecord.

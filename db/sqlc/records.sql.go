@@ -244,13 +244,13 @@ func (q *Queries) GetRecordDecrypted(ctx context.Context, arg GetRecordDecrypted
 }
 
 const InsertRecords = `-- name: InsertRecords :many
-INSERT INTO fieldseal.records (subject, id, collection, public, secret, key_version)
+INSERT INTO fieldseal.records AS r (subject, id, collection, public, secret, key_version)
 SELECT s.subject, ($1::uuid[])[i], ($2::text[])[i], ($3::jsonb[])[i], ($4::bytea[])[i], ($5::integer[])[i]
 FROM fieldseal.subjects s
 CROSS JOIN generate_series(1, cardinality($1::uuid[])) AS i
 WHERE s.subject = current_setting('fieldseal.subject', true)
 ORDER BY i
-RETURNING id, collection, public, version, created_at, updated_at
+RETURNING r.id, r.collection, r.public, r.version, r.created_at, r.updated_at
 `
 
 type InsertRecordsParams struct {
@@ -272,7 +272,8 @@ type InsertRecordsRow struct {
 
 // Records whose secrets EncryptSecrets encrypted, in the order given (on
 // Citus). The subject's row is there so that Citus sends the statement
-// whole to the subject's shard.
+// whole to the subject's shard. (RETURNING through an alias: without it,
+// Citus 13.2 sent the shard a statement naming a table its FROM lacked.)
 func (q *Queries) InsertRecords(ctx context.Context, arg InsertRecordsParams) ([]InsertRecordsRow, error) {
 	rows, err := q.db.Query(ctx, InsertRecords,
 		arg.Ids,
