@@ -356,10 +356,17 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 		describe("ListRecordsDecrypted", len(rows), err)
 		held, err := q.LockKeyForRotation(ctx, k)
 		describe("LockKeyForRotation", held.Matches, err)
+		created, err := q.CreateRecord(ctx, sqlc.CreateRecordParams{ID: pgtype.UUID{Bytes: [16]byte{1}, Valid: true}, Collection: "c", Public: []byte(`{}`), Secret: `{}`, Key: k})
+		describe("CreateRecord", created.Collection, err)
+		encrypted, err := q.EncryptSecrets(ctx, sqlc.EncryptSecretsParams{Secrets: []string{`{}`}, Key: k, Collections: []string{"c"}})
+		describe("EncryptSecrets", len(encrypted), err)
+		wrapped, err := q.RewrapSubjectKey(ctx, sqlc.RewrapSubjectKeyParams{OldKey: k, NewKey: keyB})
+		describe("RewrapSubjectKey", len(wrapped) > 0, err)
 		return answers
 	}
 	nothing := []string{"CheckKey: false no rows in result set", "GetRecordDecrypted:  no rows in result set",
-		"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false no rows in result set"}
+		"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false no rows in result set",
+		"CreateRecord:  no rows in result set", "EncryptSecrets: 0 <nil>", "RewrapSubjectKey: false no rows in result set"}
 	check := func(what string, got, want []string) {
 		t.Helper()
 		if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -375,14 +382,16 @@ func TestKeyStatementsNeedAdmission(t *testing.T) {
 			t.Fatal("a caller without failures was not admitted")
 		}
 		check("admitted", tried(tx, keyA), []string{"CheckKey: true <nil>", `GetRecordDecrypted: {"s":"alice-plaintext-marker"} <nil>`,
-			"ListRecordsDecrypted: 1 <nil>", "LockKeyForRotation: true <nil>"})
+			"ListRecordsDecrypted: 1 <nil>", "LockKeyForRotation: true <nil>", "CreateRecord: c <nil>", "EncryptSecrets: 1 <nil>", "RewrapSubjectKey: true <nil>"})
 	})
 	appTx(t, database, "alice", func(tx pgx.Tx) {
 		admit(tx, 10)
-		// A wrong key decrypts nothing and raises nothing (pgp_sym_decrypt
-		// would, into PostgreSQL's log): the list checks the verifier first.
+		// A wrong key decrypts nothing, writes nothing and raises nothing
+		// (pgp_sym_decrypt would, into PostgreSQL's log): each statement
+		// opens the subject's row first.
 		check("admitted, wrong key", tried(tx, keyB), []string{"CheckKey: false <nil>", "GetRecordDecrypted:  <nil>",
-			"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false <nil>"})
+			"ListRecordsDecrypted: 0 <nil>", "LockKeyForRotation: false <nil>",
+			"CreateRecord:  no rows in result set", "EncryptSecrets: 0 <nil>", "RewrapSubjectKey: false no rows in result set"})
 	})
 	appTx(t, database, "alice", func(tx pgx.Tx) {
 		admit(tx, 10)
@@ -529,7 +538,7 @@ func TestAppRoleNarrowPowers(t *testing.T) {
 	}
 	for _, stmt := range []string{
 		`UPDATE fieldseal.subjects SET wrapped_key = NULL, key_verifier = fieldseal.new_key_verifier('` + keyC + `')`,
-		`UPDATE fieldseal.subjects SET wrapped_key = fieldseal.rewrap(wrapped_key, '` + keyA + `', '` + keyC + `')`,
+		`UPDATE fieldseal.subjects SET wrapped_key = fieldseal.pgp_sym_encrypt_bytea(fieldseal.open_subject(wrapped_key, NULL, '` + keyA + `'), '` + keyC + `', 'cipher-algo=aes256')`,
 	} {
 		appTx(t, database, "alice", func(tx pgx.Tx) {
 			if _, err := tx.Exec(ctx, stmt); err == nil || !strings.Contains(err.Error(), "proves the key") {

@@ -5,8 +5,10 @@ import (
 	"compress/zlib"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -427,5 +429,99 @@ func TestSearchableWarnsWhatTagsReveal(t *testing.T) {
 	}
 	if strings.Contains(string(r.body), "O+") {
 		t.Errorf("a warning quotes a value: %s", r.body)
+	}
+}
+
+// layeredLine is an export line of key version 1 whose subject key is
+// subjectKey wrapped (sealed, maybe compressed) under wrapKey, and whose
+// ciphertext is plain sealed under the collection's data key of
+// dataFrom (32 bytes; nil: subjectKey).
+func layeredLine(t *testing.T, collection string, wrapped []byte, dataFrom []byte, plain string) string {
+	t.Helper()
+	mac := hmac.New(sha256.New, dataFrom)
+	mac.Write([]byte(fieldseal.DataKeyLabel(collection, 1)))
+	dk := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	var line map[string]any
+	if err := json.Unmarshal([]byte(exportLine(t, collection, sealed(t, dk, []byte(plain), false))), &line); err != nil {
+		t.Fatal(err)
+	}
+	line["key_version"], line["subject_key"] = 1, wrapped
+	b, err := json.Marshal(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// edited is line with fn applied to its fields.
+func edited(t *testing.T, line string, fn func(map[string]any)) string {
+	t.Helper()
+	var l map[string]any
+	if err := json.Unmarshal([]byte(line), &l); err != nil {
+		t.Fatal(err)
+	}
+	fn(l)
+	b, err := json.Marshal(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestImportSubjectKeys: an export line of keys in layers carries its
+// subject key, wrapped under the client's key, and the import opens it
+// to open the line. A line a client crafted with a subject key of its
+// choosing imports (it is its own data, re-encrypted under its own
+// keys); a subject key that is compressed (never opened), of another
+// length, under another key, too large, or missing answers 400 naming
+// the line, never a 500 or a wrong key, and nothing is written.
+func TestImportSubjectKeys(t *testing.T) {
+	t.Parallel()
+	a := newAPI(t)
+	tok, key := a.token("alice", allScopes), newKey(t)
+	a.create(tok, key, map[string]any{"collection": "p", "secret": map[string]any{"e": "kept@example.org"}})
+	chosen := random(t, 32)
+	good := layeredLine(t, "p", sealed(t, key, chosen, false), chosen, `{"e":"crafted@example.org"}`)
+	for _, c := range []struct {
+		name, line string
+		status     int
+		want       string
+	}{
+		{"a compressed subject key", layeredLine(t, "p", sealed(t, key, chosen, true), chosen, `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a subject key of 16 bytes", layeredLine(t, "p", sealed(t, key, chosen[:16], false), chosen[:16], `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a subject key of 64 bytes", layeredLine(t, "p", sealed(t, key, append(chosen, chosen...), false), append(chosen, chosen...), `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a subject key under another key", layeredLine(t, "p", sealed(t, newKey(t), chosen, false), chosen, `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a record under another subject key", layeredLine(t, "p", sealed(t, key, chosen, false), random(t, 32), `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a subject key that is not a message", layeredLine(t, "p", random(t, 94), chosen, `{"e":"x"}`), 400, "line 2 does not open"},
+		{"a subject key too large", layeredLine(t, "p", sealed(t, key, random(t, 400), false), chosen, `{"e":"x"}`), 400, "subject_key is larger"},
+		{"key version 1 without a subject key", edited(t, good, func(l map[string]any) { delete(l, "subject_key") }), 400, "subject_key is required"},
+		{"a negative key version", edited(t, good, func(l map[string]any) { l["key_version"] = -1 }), 400, "key_version must be 0 or more"},
+		{"a subject key for key version 0", edited(t, good, func(l map[string]any) { l["key_version"] = 0 }), 400, "both or neither"},
+		{"a subject key that is not base64", edited(t, good, func(l map[string]any) { l["subject_key"] = "%%%" }), 400, "subject_key"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := a.importLines(tok, key, good, c.line)
+			wantProblem(t, r, c.status, "invalid_request")
+			if !strings.Contains(string(r.body), "line 2") || !strings.Contains(string(r.body), c.want) {
+				t.Errorf("the refusal should name line 2 and say %q: %s", c.want, r.body)
+			}
+		})
+	}
+	if n := a.count(`SELECT count(*) FROM fieldseal.records WHERE subject = 'alice'`); n != 1 {
+		t.Errorf("refused imports left alice %d records; want 1", n)
+	}
+	if n := a.count(`SELECT count(*) FROM fieldseal.key_failures`); n != 0 {
+		t.Errorf("%d wrong keys counted for lines that do not open; want 0", n)
+	}
+	// The line with a subject key of the client's choosing imports, under
+	// alice's own keys: her key opens it, the chosen key does not.
+	if r := a.importLines(tok, key, good); r.status != http.StatusOK || !strings.Contains(string(r.body), `"imported":1`) {
+		t.Fatalf("import of a crafted line under the client's key: %d %s", r.status, r.body)
+	}
+	if n := a.opening("alice", key); n != 2 {
+		t.Errorf("%d of alice's records open under her key; want 2", n)
+	}
+	if r := a.do(req{method: "GET", path: "/v1/records?collection=p", token: tok, key: key}); !strings.Contains(string(r.body), "crafted@example.org") {
+		t.Errorf("the imported record: %d %s", r.status, r.body)
 	}
 }

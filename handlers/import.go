@@ -3,6 +3,7 @@ package handlers
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,7 +35,7 @@ type importLine struct {
 	UpdatedAt  *time.Time      `json:"updated_at"`
 	Ciphertext *string         `json:"ciphertext"`
 	KeyVersion *int32          `json:"key_version"`
-	SubjectKey []byte          `json:"subject_key"`
+	SubjectKey *string         `json:"subject_key"`
 }
 
 // importRecords restores an export (NDJSON) under the request's key.
@@ -196,19 +197,28 @@ func importRecord(line []byte, maxMessage int) (fieldseal.ImportedRecord, error)
 	if l.KeyVersion != nil {
 		keyVersion = *l.KeyVersion
 	}
+	var subjectKey []byte
+	if l.SubjectKey != nil {
+		if len(*l.SubjectKey) > base64.StdEncoding.EncodedLen(maxSubjectKey) {
+			return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is larger than any wrapped subject key (%d bytes)", maxSubjectKey)
+		}
+		if subjectKey, err = base64.StdEncoding.DecodeString(*l.SubjectKey); err != nil {
+			return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is not padded standard base64")
+		}
+	}
 	switch {
 	case keyVersion < 0:
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "key_version must be 0 or more")
-	case keyVersion > 0 && len(l.SubjectKey) == 0:
+	case keyVersion > 0 && len(subjectKey) == 0:
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is required for key_version %d: the record opens only under a data key of the subject key the export carries", keyVersion)
 	case keyVersion == 0 && l.SubjectKey != nil:
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is given for key_version 0, which the client key opens: a line of an export has both or neither")
-	case len(l.SubjectKey) > maxSubjectKey:
+	case len(subjectKey) > maxSubjectKey:
 		return fieldseal.ImportedRecord{}, fieldseal.Errorf(fieldseal.EINVALID, "subject_key is larger than any wrapped subject key (%d bytes)", maxSubjectKey)
 	}
 	return fieldseal.ImportedRecord{
 		ID: *l.ID, Collection: *l.Collection, Public: public, Version: *l.Version,
 		CreatedAt: *l.CreatedAt, UpdatedAt: *l.UpdatedAt, Ciphertext: message,
-		KeyVersion: keyVersion, SubjectKey: l.SubjectKey,
+		KeyVersion: keyVersion, SubjectKey: subjectKey,
 	}, nil
 }

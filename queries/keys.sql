@@ -71,13 +71,15 @@ SELECT set_config('fieldseal.key_proof', @key::text, true) FROM fieldseal.subjec
 
 -- name: RewrapSubjectKey :one
 -- A rotation that keeps the subject's keys: its subject key wrapped
--- under new_key instead of old_key (checked by LockKeyForRotation), made
--- by a SELECT, so that on Citus both keys stay parameters on the worker;
+-- under new_key instead of old_key (checked by LockKeyForRotation; a key
+-- that does not open it gives no row, never an error), made by a SELECT,
+-- so that on Citus both keys stay parameters on the worker;
 -- ReplaceSubjectKey writes it.
-SELECT fieldseal.rewrap(wrapped_key, @old_key::text, @new_key::text)::bytea AS wrapped
-FROM fieldseal.subjects
-WHERE subject = current_setting('fieldseal.subject', true) AND wrapped_key IS NOT NULL
-  AND current_setting('fieldseal.key_use', true) = 'admitted';
+SELECT fieldseal.pgp_sym_encrypt_bytea(k.sk, @new_key::text, 'cipher-algo=aes256, s2k-mode=1')::bytea AS wrapped
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, NULL, @old_key::text) AS sk) k
+WHERE s.subject = current_setting('fieldseal.subject', true) AND s.wrapped_key IS NOT NULL
+  AND current_setting('fieldseal.key_use', true) = 'admitted' AND k.sk IS NOT NULL;
 
 -- name: NewSubjectKey :one
 -- A new subject key wrapped under key, for a rotation that replaces the

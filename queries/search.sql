@@ -206,21 +206,29 @@ WITH k AS MATERIALIZED (
       AND (SELECT sk FROM k) IS NOT NULL
     GROUP BY t.record_id
     HAVING count(DISTINCT t.field) = cardinality(@fields::text[])
-)
-SELECT r.id, r.collection, r.public,
-       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
-       r.version, r.created_at, r.updated_at
-FROM (SELECT id FROM matched WHERE id > @after ORDER BY id) m
-CROSS JOIN LATERAL (
+), page AS MATERIALIZED (
     SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
-    FROM fieldseal.records r
-    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = @collection::text
-      AND (sqlc.narg(public_filter)::jsonpath IS NULL OR r.public @@ sqlc.narg(public_filter)::jsonpath)
-    OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
-) r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), @key::text, r.collection, r.key_version)) AS secret) d
-ORDER BY m.id
-LIMIT @max_rows;
+    FROM (SELECT id FROM matched WHERE id > @after ORDER BY id) m
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
+        FROM fieldseal.records r
+        WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = @collection::text
+          AND (sqlc.narg(public_filter)::jsonpath IS NULL OR r.public @@ sqlc.narg(public_filter)::jsonpath)
+        OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
+    ) r
+    ORDER BY m.id
+    LIMIT @max_rows
+), keys AS MATERIALIZED ( -- each data key the page needs, derived once (as ListRecordsDecrypted)
+    SELECT p.key_version, fieldseal.record_key((SELECT sk FROM k), @key::text, @collection::text, p.key_version) AS key
+    FROM (SELECT DISTINCT key_version FROM page) p
+)
+SELECT page.id, page.collection, page.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       page.version, page.created_at, page.updated_at
+FROM page
+JOIN keys ON keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
+ORDER BY page.id;
 
 -- name: ListRecordsFiltered :many
 -- A page of the records whose public fields match the filter (a
@@ -248,11 +256,7 @@ LIMIT @max_rows;
 WITH k AS MATERIALIZED (
     SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, @key::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
-)
-SELECT page.id, page.collection, page.public,
-       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
-       page.version, page.created_at, page.updated_at
-FROM (
+), page AS MATERIALIZED (
     SELECT m.id, m.collection, m.public, m.secret, m.key_version, m.version, m.created_at, m.updated_at
     FROM fieldseal.records m
     WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > @after AND (@collection::text = '' OR m.collection = @collection::text)
@@ -261,8 +265,16 @@ FROM (
       AND (SELECT sk FROM k) IS NOT NULL
     ORDER BY m.id
     LIMIT @max_rows
-) page
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, fieldseal.record_key((SELECT sk FROM k), @key::text, page.collection, page.key_version)) AS secret) d
+), keys AS MATERIALIZED ( -- each data key the page needs, derived once (as ListRecordsDecrypted)
+    SELECT p.collection, p.key_version, fieldseal.record_key((SELECT sk FROM k), @key::text, p.collection, p.key_version) AS key
+    FROM (SELECT DISTINCT collection, key_version FROM page) p
+)
+SELECT page.id, page.collection, page.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       page.version, page.created_at, page.updated_at
+FROM page
+JOIN keys ON keys.collection = page.collection AND keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
 ORDER BY page.id;
 
 -- name: CreateRecords :many

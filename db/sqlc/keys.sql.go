@@ -354,23 +354,25 @@ func (q *Queries) ReplaceSubjectKey(ctx context.Context, wrapped []byte) (int64,
 }
 
 const RewrapSubjectKey = `-- name: RewrapSubjectKey :one
-SELECT fieldseal.rewrap(wrapped_key, $1::text, $2::text)::bytea AS wrapped
-FROM fieldseal.subjects
-WHERE subject = current_setting('fieldseal.subject', true) AND wrapped_key IS NOT NULL
-  AND current_setting('fieldseal.key_use', true) = 'admitted'
+SELECT fieldseal.pgp_sym_encrypt_bytea(k.sk, $1::text, 'cipher-algo=aes256, s2k-mode=1')::bytea AS wrapped
+FROM fieldseal.subjects s
+CROSS JOIN LATERAL (SELECT fieldseal.open_subject(s.wrapped_key, NULL, $2::text) AS sk) k
+WHERE s.subject = current_setting('fieldseal.subject', true) AND s.wrapped_key IS NOT NULL
+  AND current_setting('fieldseal.key_use', true) = 'admitted' AND k.sk IS NOT NULL
 `
 
 type RewrapSubjectKeyParams struct {
-	OldKey string
 	NewKey string
+	OldKey string
 }
 
 // A rotation that keeps the subject's keys: its subject key wrapped
-// under new_key instead of old_key (checked by LockKeyForRotation), made
-// by a SELECT, so that on Citus both keys stay parameters on the worker;
+// under new_key instead of old_key (checked by LockKeyForRotation; a key
+// that does not open it gives no row, never an error), made by a SELECT,
+// so that on Citus both keys stay parameters on the worker;
 // ReplaceSubjectKey writes it.
 func (q *Queries) RewrapSubjectKey(ctx context.Context, arg RewrapSubjectKeyParams) ([]byte, error) {
-	row := q.db.QueryRow(ctx, RewrapSubjectKey, arg.OldKey, arg.NewKey)
+	row := q.db.QueryRow(ctx, RewrapSubjectKey, arg.NewKey, arg.OldKey)
 	var wrapped []byte
 	err := row.Scan(&wrapped)
 	return wrapped, err

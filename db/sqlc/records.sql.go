@@ -311,17 +311,24 @@ const ListCollectionDecrypted = `-- name: ListCollectionDecrypted :many
 WITH k AS MATERIALIZED (
     SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+), page AS MATERIALIZED (
+    SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
+    FROM fieldseal.records r
+    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = $2::text AND r.id > $3
+      AND (SELECT sk FROM k) IS NOT NULL
+    ORDER BY r.id
+    LIMIT $4
+), keys AS MATERIALIZED (
+    SELECT p.key_version, fieldseal.record_key((SELECT sk FROM k), $1::text, $2::text, p.key_version) AS key
+    FROM (SELECT DISTINCT key_version FROM page) p
 )
-SELECT r.id, r.collection, r.public,
+SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
-       r.version, r.created_at, r.updated_at
-FROM fieldseal.records r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $1::text, r.collection, r.key_version)) AS secret) d
-WHERE r.subject = current_setting('fieldseal.subject', true) AND r.collection = $2::text AND r.id > $3
-  AND current_setting('fieldseal.key_use', true) = 'admitted'
-  AND (SELECT sk FROM k) IS NOT NULL
-ORDER BY r.id
-LIMIT $4
+       page.version, page.created_at, page.updated_at
+FROM page
+JOIN keys ON keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
+ORDER BY page.id
 `
 
 type ListCollectionDecryptedParams struct {
@@ -434,17 +441,24 @@ const ListRecordsDecrypted = `-- name: ListRecordsDecrypted :many
 WITH k AS MATERIALIZED (
     SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+), page AS MATERIALIZED (
+    SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
+    FROM fieldseal.records r
+    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id > $2
+      AND (SELECT sk FROM k) IS NOT NULL
+    ORDER BY r.id
+    LIMIT $3
+), keys AS MATERIALIZED (
+    SELECT p.collection, p.key_version, fieldseal.record_key((SELECT sk FROM k), $1::text, p.collection, p.key_version) AS key
+    FROM (SELECT DISTINCT collection, key_version FROM page) p
 )
-SELECT r.id, r.collection, r.public,
+SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
-       r.version, r.created_at, r.updated_at
-FROM fieldseal.records r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $1::text, r.collection, r.key_version)) AS secret) d
-WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id > $2
-  AND current_setting('fieldseal.key_use', true) = 'admitted'
-  AND (SELECT sk FROM k) IS NOT NULL
-ORDER BY r.id
-LIMIT $3
+       page.version, page.created_at, page.updated_at
+FROM page
+JOIN keys ON keys.collection = page.collection AND keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
+ORDER BY page.id
 `
 
 type ListRecordsDecryptedParams struct {
@@ -466,10 +480,12 @@ type ListRecordsDecryptedRow struct {
 
 // Nothing unless key is the subject's: it can be sent in the same round
 // trip as CheckKey, whose answer tells a wrong key (403) from an empty
-// page. The subject's row is opened once (k). A record that does not
-// open under the verified key is damaged: listed without its secret.
-// Every collection; ListCollectionDecrypted is one collection's (key-
-// bearing statements run generic plans: each has a plan of its own).
+// page. The subject's row is opened once (k), the page found (page), and
+// each data key it needs derived once (keys: one HMAC a collection and
+// version, not one a record). A record that does not open under the
+// verified key is damaged: listed without its secret. Every collection;
+// ListCollectionDecrypted is one collection's (key-bearing statements run
+// generic plans: each has a plan of its own).
 func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecryptedParams) ([]ListRecordsDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, ListRecordsDecrypted, arg.Key, arg.After, arg.MaxRows)
 	if err != nil {

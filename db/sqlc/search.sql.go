@@ -667,32 +667,36 @@ func (q *Queries) ListRecordsFiltered(ctx context.Context, arg ListRecordsFilter
 
 const ListRecordsFilteredDecrypted = `-- name: ListRecordsFilteredDecrypted :many
 WITH k AS MATERIALIZED (
-    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $5::text) AS sk FROM fieldseal.subjects s
+    SELECT fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
+), page AS MATERIALIZED (
+    SELECT m.id, m.collection, m.public, m.secret, m.key_version, m.version, m.created_at, m.updated_at
+    FROM fieldseal.records m
+    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > $2 AND ($3::text = '' OR m.collection = $3::text)
+      AND m.public @@ $4::jsonpath
+      AND current_setting('fieldseal.key_use', true) = 'admitted'
+      AND (SELECT sk FROM k) IS NOT NULL
+    ORDER BY m.id
+    LIMIT $5
+), keys AS MATERIALIZED ( -- each data key the page needs, derived once (as ListRecordsDecrypted)
+    SELECT p.collection, p.key_version, fieldseal.record_key((SELECT sk FROM k), $1::text, p.collection, p.key_version) AS key
+    FROM (SELECT DISTINCT collection, key_version FROM page) p
 )
 SELECT page.id, page.collection, page.public,
        coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
        page.version, page.created_at, page.updated_at
-FROM (
-    SELECT m.id, m.collection, m.public, m.secret, m.key_version, m.version, m.created_at, m.updated_at
-    FROM fieldseal.records m
-    WHERE m.subject = current_setting('fieldseal.subject', true) AND m.id > $1 AND ($2::text = '' OR m.collection = $2::text)
-      AND m.public @@ $3::jsonpath
-      AND current_setting('fieldseal.key_use', true) = 'admitted'
-      AND (SELECT sk FROM k) IS NOT NULL
-    ORDER BY m.id
-    LIMIT $4
-) page
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, fieldseal.record_key((SELECT sk FROM k), $5::text, page.collection, page.key_version)) AS secret) d
+FROM page
+JOIN keys ON keys.collection = page.collection AND keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
 ORDER BY page.id
 `
 
 type ListRecordsFilteredDecryptedParams struct {
+	Key          string
 	After        pgtype.UUID
 	Collection   string
 	PublicFilter interface{}
 	MaxRows      int32
-	Key          string
 }
 
 type ListRecordsFilteredDecryptedRow struct {
@@ -716,11 +720,11 @@ type ListRecordsFilteredDecryptedRow struct {
 // subject per row (make bench's skewed page: 17 and 358 ms, against 3).
 func (q *Queries) ListRecordsFilteredDecrypted(ctx context.Context, arg ListRecordsFilteredDecryptedParams) ([]ListRecordsFilteredDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, ListRecordsFilteredDecrypted,
+		arg.Key,
 		arg.After,
 		arg.Collection,
 		arg.PublicFilter,
 		arg.MaxRows,
-		arg.Key,
 	)
 	if err != nil {
 		return nil, err
@@ -914,7 +918,7 @@ func (q *Queries) ReindexAllTags(ctx context.Context, key string) error {
 
 const SearchRecordsDecrypted = `-- name: SearchRecordsDecrypted :many
 WITH k AS MATERIALIZED (
-    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $4::text) AS sk FROM fieldseal.subjects s
+    SELECT s.wrapped_key, fieldseal.open_subject(s.wrapped_key, s.key_verifier, $1::text) AS sk FROM fieldseal.subjects s
     WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting('fieldseal.key_use', true) = 'admitted'
 ), matched AS MATERIALIZED (
     -- The filters' tags, computed once (an InitPlan), each looked up on
@@ -926,11 +930,11 @@ WITH k AS MATERIALIZED (
     FROM unnest(ARRAY(
               SELECT q.tag
               FROM fieldseal.collections c
-              CROSS JOIN LATERAL unnest($6::text[]) WITH ORDINALITY AS f(field, i)
+              CROSS JOIN LATERAL unnest($2::text[]) WITH ORDINALITY AS f(field, i)
               CROSS JOIN k
-              CROSS JOIN LATERAL fieldseal.search_query_tags_in(fieldseal.record_key(k.sk, $4::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
-                                                                c.subject, c.collection, c.searchable, f.field, ($7::text[])[f.i]) q
-              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $2::text AND k.sk IS NOT NULL)) AS w(tag)
+              CROSS JOIN LATERAL fieldseal.search_query_tags_in(fieldseal.record_key(k.sk, $1::text, c.collection, fieldseal.write_version(k.wrapped_key, c.collection)),
+                                                                c.subject, c.collection, c.searchable, f.field, ($3::text[])[f.i]) q
+              WHERE c.subject = current_setting('fieldseal.subject', true) AND c.collection = $4::text AND k.sk IS NOT NULL)) AS w(tag)
     CROSS JOIN LATERAL (
         SELECT t.record_id, t.field FROM fieldseal.search_tags t
         WHERE t.subject = current_setting('fieldseal.subject', true) AND t.tag = w.tag
@@ -938,32 +942,40 @@ WITH k AS MATERIALIZED (
     WHERE current_setting('fieldseal.key_use', true) = 'admitted'
       AND (SELECT sk FROM k) IS NOT NULL
     GROUP BY t.record_id
-    HAVING count(DISTINCT t.field) = cardinality($6::text[])
-)
-SELECT r.id, r.collection, r.public,
-       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
-       r.version, r.created_at, r.updated_at
-FROM (SELECT id FROM matched WHERE id > $1 ORDER BY id) m
-CROSS JOIN LATERAL (
+    HAVING count(DISTINCT t.field) = cardinality($2::text[])
+), page AS MATERIALIZED (
     SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
-    FROM fieldseal.records r
-    WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = $2::text
-      AND ($3::jsonpath IS NULL OR r.public @@ $3::jsonpath)
-    OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
-) r
-CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(r.secret, fieldseal.record_key((SELECT sk FROM k), $4::text, r.collection, r.key_version)) AS secret) d
-ORDER BY m.id
-LIMIT $5
+    FROM (SELECT id FROM matched WHERE id > $5 ORDER BY id) m
+    CROSS JOIN LATERAL (
+        SELECT r.id, r.collection, r.public, r.secret, r.key_version, r.version, r.created_at, r.updated_at
+        FROM fieldseal.records r
+        WHERE r.subject = current_setting('fieldseal.subject', true) AND r.id = m.id AND r.collection = $4::text
+          AND ($6::jsonpath IS NULL OR r.public @@ $6::jsonpath)
+        OFFSET 0 -- a fence: one lookup by id per candidate (else a scan of the collection per candidate)
+    ) r
+    ORDER BY m.id
+    LIMIT $7
+), keys AS MATERIALIZED ( -- each data key the page needs, derived once (as ListRecordsDecrypted)
+    SELECT p.key_version, fieldseal.record_key((SELECT sk FROM k), $1::text, $4::text, p.key_version) AS key
+    FROM (SELECT DISTINCT key_version FROM page) p
+)
+SELECT page.id, page.collection, page.public,
+       coalesce(d.secret, '')::text AS secret, (d.secret IS NULL)::boolean AS damaged,
+       page.version, page.created_at, page.updated_at
+FROM page
+JOIN keys ON keys.key_version = page.key_version
+CROSS JOIN LATERAL (SELECT fieldseal.decrypt_or_null(page.secret, keys.key) AS secret) d
+ORDER BY page.id
 `
 
 type SearchRecordsDecryptedParams struct {
-	After        pgtype.UUID
-	Collection   string
-	PublicFilter interface{}
 	Key          string
-	MaxRows      int32
 	Fields       []string
 	Values       []string
+	Collection   string
+	After        pgtype.UUID
+	PublicFilter interface{}
+	MaxRows      int32
 }
 
 type SearchRecordsDecryptedRow struct {
@@ -989,13 +1001,13 @@ type SearchRecordsDecryptedRow struct {
 // candidate: 3 s and timeouts after a bulk import.)
 func (q *Queries) SearchRecordsDecrypted(ctx context.Context, arg SearchRecordsDecryptedParams) ([]SearchRecordsDecryptedRow, error) {
 	rows, err := q.db.Query(ctx, SearchRecordsDecrypted,
-		arg.After,
-		arg.Collection,
-		arg.PublicFilter,
 		arg.Key,
-		arg.MaxRows,
 		arg.Fields,
 		arg.Values,
+		arg.Collection,
+		arg.After,
+		arg.PublicFilter,
+		arg.MaxRows,
 	)
 	if err != nil {
 		return nil, err
