@@ -156,7 +156,7 @@ func statementScripts(queries map[string]string, ids []string) (reads []string, 
 		// Tags: none, 'bench' has no searchable field (the statement still runs).
 		"ids": "ARRAY[gen_random_uuid()]", "collections": "ARRAY['bench']", "secrets": "ARRAY[:secret]",
 	})}
-	s.pipeline(append(open, "RegisterKeyVerifier", "CheckKey", "CreateRecord", "IndexRecords")...)
+	s.pipeline(append(open, "RegisterSubjectKey", "CheckKey", "CreateRecord", "IndexRecords")...)
 	s.args = with(map[string]string{"action": "'record.create'", "record_id": "gen_random_uuid()", "token_id": ":jti"})
 	if create, err = s.pipeline(closing...).text(); err != nil {
 		return nil, "", "", err

@@ -42,12 +42,12 @@ var _ fieldseal.CollectionService = (*Store)(nil)
 // CREATE INDEX CONCURRENTLY builds an index (migration 00022 says why):
 //
 //  1. The settings change in a short transaction holding the subject's
-//     verifier FOR UPDATE, as a rotation does: writes in flight finish
+//     row FOR UPDATE, as a rotation does: writes in flight finish
 //     first, and every later write tags its record under the new
 //     settings. It appends the request's audit entry.
 //  2. A pass tags the records the collection held, reindexBatchRows at a
 //     time, each batch a transaction of its own that holds the
-//     verifier FOR SHARE, like any write, and its records FOR SHARE.
+//     subject's row FOR SHARE, like any write, and its records FOR SHARE.
 //     Where it has reached is kept in the collection's row, so that a
 //     PUT of the same settings goes on with a pass that was stopped, and
 //     a search on a field it is indexing answers EINDEXING until it ends.
@@ -79,10 +79,10 @@ func (s *Store) SetCollection(ctx context.Context, caller fieldseal.Caller, key 
 type settingsChange struct{ total, run int64 }
 
 // changeSettings is step 1 of SetCollection: the settings change under
-// the verifier held FOR UPDATE.
+// the subject's row held FOR UPDATE.
 func changeSettings(ctx context.Context, q *Queries, key fieldseal.Key, c fieldseal.Collection, searchable []byte) (settingsChange, error) {
 	var ch settingsChange
-	if _, err := q.RegisterKeyVerifier(ctx, key.Passphrase()); err != nil {
+	if _, err := q.RegisterSubjectKey(ctx, key.Passphrase()); err != nil {
 		return ch, err
 	}
 	if held, err := q.LockKeyForRotation(ctx, key.Passphrase()); err != nil {
@@ -146,7 +146,7 @@ const reindexBatchRows = 500
 // same settings, or a key rotation, ended it).
 func (s *Store) reindexBatch(ctx context.Context, caller fieldseal.Caller, key fieldseal.Key, c fieldseal.Collection, pass int64) (bool, error) {
 	t := &tx[reindexStep]{caller: caller, note: auditNote{action: fieldseal.ActionCollection, quiet: true}, usesKey: true}
-	// In this order, as a rotation takes them: the verifier, then the
+	// In this order, as a rotation takes them: the subject's row, then the
 	// collection's row.
 	matches := query(&t.first, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })
 	state := query(&t.first, func(q *Queries) (sqlc.LockCollectionRow, error) { return q.LockCollection(ctx, c.Collection) })

@@ -33,10 +33,14 @@
 //     (AdmitKeyUse, kept in the transaction as fieldseal.key_use); without
 //     it, it returns nothing. So it can be pipelined behind the check.
 //   - A client key reaches PostgreSQL only as a bind parameter of
-//     pgp_sym_encrypt/pgp_sym_decrypt and the key-verifier functions. It is
+//     pgcrypto's functions and the key functions of migration 00023
+//     (open_subject, record_key, new_subject_key). It is
 //     never stored, never part of SQL text, never in an error from here.
 //   - secret is one OpenPGP message (AES-256, s2k-mode=1) of the record's
-//     secret JSON; a subject's records and key verifier are always under one
+//     secret JSON, under its collection's data key (keys in layers,
+//     migration 00023: the client key opens the subject key, kept wrapped
+//     in the subject's row, from which the data keys follow); a subject's
+//     records and subject key are always under one
 //     key: a write with any other key is refused before anything is written.
 //   - Every transaction bounds itself (statement_timeout, lock_timeout,
 //     parameter logging off, set with the subject), so the bounds hold

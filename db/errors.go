@@ -16,7 +16,7 @@ import (
 
 // mapError turns driver errors into fieldseal errors, in one place:
 // no rows is ENOTFOUND, pgcrypto's "Wrong key or corrupt data" is ECORRUPT
-// (only the key verifier says a key is wrong),
+// (only the subject's row says a key is wrong),
 // a lost or refused connection, a closed one, a statement or lock timeout
 // and a request deadline that passed are EUNAVAILABLE; a caller that went
 // away (context.Canceled) is returned as it is. Anything else is wrapped as
@@ -51,7 +51,7 @@ func mapError(err error) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case pgErr.Code == "39000": // external_routine_invocation_exception: pgcrypto
-			// Every decrypt runs under a key the verifier accepted, so a
+			// Every decrypt runs under a key the subject's row accepted, so a
 			// message that does not open is damaged, never a wrong key.
 			return fieldseal.Errorf(fieldseal.ECORRUPT, "a stored record does not open under the subject's verified key: it is damaged")
 		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03":

@@ -92,7 +92,7 @@ func replaceSubjectKey(ctx context.Context, q *Queries, current fieldseal.Key, w
 var _ fieldseal.KeyService = (*Store)(nil)
 
 // requireKey answers whether key is the subject's current key, holding the
-// verifier row until the transaction ends. A subject with no verifier has
+// subject's row until the transaction ends. A subject with no row has
 // never written: ENOTFOUND.
 func requireKey(ctx context.Context, q *Queries, key fieldseal.Key) error {
 	ok, err := q.CheckKey(ctx, key.Passphrase())

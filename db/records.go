@@ -190,16 +190,16 @@ type keyForWrite struct{ matches *pending[bool] }
 
 // registerKey queues into b the registration of key (a subject's first
 // write registers its key; later ones change nothing) and its check,
-// which holds the verifier FOR SHARE until the transaction ends.
+// which holds the subject's row FOR SHARE until the transaction ends.
 func registerKey(ctx context.Context, b *pgx.Batch, key fieldseal.Key) keyForWrite {
 	exec(b, func(q *Queries) error {
-		_, err := q.RegisterKeyVerifier(ctx, key.Passphrase())
+		_, err := q.RegisterSubjectKey(ctx, key.Passphrase())
 		return err
 	})
 	return keyForWrite{query(b, func(q *Queries) (bool, error) { return q.CheckKey(ctx, key.Passphrase()) })}
 }
 
-// check is EWRONGKEY unless key is the subject's. The verifier was
+// check is EWRONGKEY unless key is the subject's. Its row was
 // registered in this transaction, so no row means no admission.
 func (k keyForWrite) check() error {
 	if ok, err := k.matches.get(); err != nil || !ok {

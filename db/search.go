@@ -96,7 +96,7 @@ func filter(ctx context.Context, b *pgx.Batch, key fieldseal.Key, opts fieldseal
 }
 
 // readKeyCheck judges CheckKey's answer for a read: a subject with no
-// verifier never wrote, so has nothing to read (not an error).
+// row never wrote, so has nothing to read (not an error).
 func readKeyCheck(matches *pending[bool]) error {
 	ok, err := matches.get()
 	switch {

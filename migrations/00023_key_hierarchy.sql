@@ -98,11 +98,12 @@ CREATE FUNCTION fieldseal.write_version(wrapped bytea, collection text) RETURNS 
     RETURN CASE WHEN wrapped IS NULL THEN 0 ELSE 1 END;
 -- +goose StatementEnd
 
--- new_subject_key is a new subject key, wrapped under key.
+-- new_subject_key is a new subject key, wrapped under key: inlined as
+-- record_key is (a subject's first write calls it, and every create,
+-- before its conflict is seen).
 -- +goose StatementBegin
 CREATE FUNCTION fieldseal.new_subject_key(key text) RETURNS bytea
-    LANGUAGE sql VOLATILE STRICT PARALLEL SAFE
-    SET search_path = pg_catalog, pg_temp
+    LANGUAGE sql VOLATILE PARALLEL SAFE
     RETURN fieldseal.pgp_sym_encrypt_bytea(fieldseal.gen_random_bytes(32), key, 'cipher-algo=aes256, s2k-mode=1');
 -- +goose StatementEnd
 

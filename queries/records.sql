@@ -26,7 +26,7 @@
 -- per encrypt+decrypt: 662 µs against 30 µs (go test -run '^$' -bench S2K ./db/).
 -- A data key is 256 bits from HMAC-SHA-256, as random to an attacker.
 
--- name: RegisterKeyVerifier :execrows
+-- name: RegisterSubjectKey :execrows
 -- The subject's first write makes its subject key, wrapped under the
 -- client key; later ones change nothing. Two first writes at once: one
 -- inserts, the other waits for it and does nothing. Each makes a wrapped

@@ -515,7 +515,7 @@ func (q *Queries) ListRecordsDecrypted(ctx context.Context, arg ListRecordsDecry
 	return items, nil
 }
 
-const RegisterKeyVerifier = `-- name: RegisterKeyVerifier :execrows
+const RegisterSubjectKey = `-- name: RegisterSubjectKey :execrows
 
 INSERT INTO fieldseal.subjects (wrapped_key)
 VALUES (fieldseal.new_subject_key($1::text))
@@ -557,8 +557,8 @@ ON CONFLICT (subject) DO NOTHING
 // within the noise of make bench, and Citus cannot plan it with the key a
 // parameter. (On Citus new_subject_key runs on the coordinator, which
 // sends the worker only the wrapped key.)
-func (q *Queries) RegisterKeyVerifier(ctx context.Context, key string) (int64, error) {
-	result, err := q.db.Exec(ctx, RegisterKeyVerifier, key)
+func (q *Queries) RegisterSubjectKey(ctx context.Context, key string) (int64, error) {
+	result, err := q.db.Exec(ctx, RegisterSubjectKey, key)
 	if err != nil {
 		return 0, err
 	}
