@@ -24,7 +24,7 @@ CITUS_BUILD ?= ../shared/citus/build.sh
 # command's tests those of audit archive and of revocation reaching two
 # servers (the others' helpers use single-node SQL: pg_temp tables,
 # UPDATEs Citus refuses).
-CITUS_CMD_TESTS = TestAuditArchive$$|TestRevocationReachesEveryInstance
+CITUS_CMD_TESTS = TestAuditArchive$$|TestRevocationReachesEveryInstance|TestAuditUsage$$
 test-citus:
 	@if [ -x "$(CITUS_BUILD)" ]; then "$(CITUS_BUILD)"; \
 	elif [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then \

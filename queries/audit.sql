@@ -127,3 +127,49 @@ WHERE subject = @subject AND lane = @lane AND seq <= @last_seq;
 INSERT INTO fieldseal.audit_chain_starts (subject, lane, seq, prev_hash, archived_at)
 VALUES (@subject, @lane, @seq, @prev_hash, now())
 ON CONFLICT (subject, lane) DO UPDATE SET seq = EXCLUDED.seq, prev_hash = EXCLUDED.prev_hash, archived_at = EXCLUDED.archived_at;
+
+-- Token use (`fieldseal audit usage`, run by an admin: it reads every
+-- subject's entries and the revocations). A decrypt is a record a read or
+-- a keyed list opened (a list without the key is not audited).
+
+-- name: UsageByToken :many
+-- Each token's use of each subject between since and until.
+SELECT e.subject, coalesce(e.token_id, '')::text AS token_id, coalesce(max(e.client_id), '')::text AS client_id,
+       count(*)::bigint AS requests,
+       coalesce(sum(CASE WHEN e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS decrypts,
+       count(*) FILTER (WHERE e.outcome <> 'ok')::bigint AS refusals,
+       count(*) FILTER (WHERE e.outcome = 'wrong_key')::bigint AS wrong_keys,
+       count(DISTINCT e.client_addr)::bigint AS addresses,
+       min(e.at)::timestamptz AS first_seen, max(e.at)::timestamptz AS last_seen,
+       coalesce(bool_or(EXISTS (SELECT 1 FROM fieldseal.revocations r WHERE r.jti = e.token_id AND r.created_at < e.at)), false)::boolean AS used_after_revocation
+FROM fieldseal.audit_events e
+WHERE e.at >= @since::timestamptz AND e.at < @until::timestamptz AND e.action <> 'token.revoke'
+GROUP BY e.subject, coalesce(e.token_id, '')
+ORDER BY e.subject, 2;
+
+-- name: UsageBySubject :many
+-- Each subject's use between since and until, and its decrypts between
+-- baseline_since and since (the baseline).
+SELECT e.subject,
+       count(*) FILTER (WHERE e.at >= @since::timestamptz)::bigint AS requests,
+       coalesce(sum(CASE WHEN e.at >= @since::timestamptz AND e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS decrypts,
+       count(*) FILTER (WHERE e.at >= @since::timestamptz AND e.outcome <> 'ok')::bigint AS refusals,
+       count(*) FILTER (WHERE e.at >= @since::timestamptz AND e.outcome = 'wrong_key')::bigint AS wrong_keys,
+       count(DISTINCT e.client_addr) FILTER (WHERE e.at >= @since::timestamptz)::bigint AS addresses,
+       count(DISTINCT e.token_id) FILTER (WHERE e.at >= @since::timestamptz)::bigint AS tokens,
+       min(e.at) FILTER (WHERE e.at >= @since::timestamptz)::timestamptz AS first_seen,
+       max(e.at) FILTER (WHERE e.at >= @since::timestamptz)::timestamptz AS last_seen,
+       coalesce(sum(CASE WHEN e.at < @since::timestamptz AND e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS baseline_decrypts
+FROM fieldseal.audit_events e
+WHERE e.at >= @baseline_since::timestamptz AND e.at < @until::timestamptz AND e.action <> 'token.revoke'
+GROUP BY e.subject
+HAVING count(*) FILTER (WHERE e.at >= @since::timestamptz) > 0
+ORDER BY e.subject;
+
+-- name: AppendTokenRevocation :exec
+-- The audit entry of a token that `fieldseal audit usage --revoke`
+-- revoked, in the chain of the subject it was used for (set as the
+-- transaction's subject).
+-- client_id names the command; request_id holds why (the flags).
+INSERT INTO fieldseal.audit_events (action, outcome, token_id, client_id, request_id)
+VALUES ('token.revoke', 'ok', @token_id::text, 'fieldseal audit usage', @reason::text);

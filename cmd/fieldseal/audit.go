@@ -34,8 +34,11 @@ func auditCmd(ctx context.Context, args []string, stdout, stderr io.Writer, env 
 	if len(args) > 0 && args[0] == "archive" {
 		return archiveCmd(ctx, args[1:], stdout, stderr, env)
 	}
+	if len(args) > 0 && args[0] == "usage" {
+		return usageCmd(ctx, args[1:], stdout, stderr, env)
+	}
 	if len(args) == 0 || args[0] != "verify" {
-		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F] [--archive F]... | fieldseal audit checkpoint [--out F] [--signing-key F] | fieldseal audit archive --before TIME --out F | fieldseal audit grants [--format table|json]")
+		fmt.Fprintln(stderr, "Usage: fieldseal audit verify [--subject S] [--checkpoint F]... [--public-key F] [--archive F]... | fieldseal audit checkpoint [--out F] [--signing-key F] | fieldseal audit archive --before TIME --out F | fieldseal audit grants [--format table|json] | fieldseal audit usage [--since D] [--json] [--revoke]")
 		return errUsage
 	}
 	f := newFlags("audit verify", "Recompute the audit trail's hash chains (each subject's lanes) from where each starts in the database and name the first broken entry of each;\ncheck that every entry each checkpoint names is still in its chain (or in an archive given);\nverify each archive on its own and that, chain by chain, the archives join one another and the database without a gap.\nExit 0 when every chain is intact, 1 when one is broken.", stderr, env)

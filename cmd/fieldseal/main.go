@@ -29,6 +29,9 @@ Usage:
                                   every chain head now, as one JSON document, signed with an Ed25519 key
   fieldseal audit grants [--format table|json]
                                   compare every privilege with the least-privilege policy; exit 1 on drift
+  fieldseal audit usage [--since 24h] [--json] [--revoke]
+                                  how each token used each subject, from the audit trail; flags what looks wrong
+                                  (exit 1), and with --revoke revokes the flagged tokens
   fieldseal token revoke --jti ID | --subject SUB
                                   revoke one token, or every token of a subject issued before now
   fieldseal <command> --help      the flags of a command, with their FIELDSEAL_* variables

@@ -12,6 +12,25 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
+const AppendTokenRevocation = `-- name: AppendTokenRevocation :exec
+INSERT INTO fieldseal.audit_events (action, outcome, token_id, client_id, request_id)
+VALUES ('token.revoke', 'ok', $1::text, 'fieldseal audit usage', $2::text)
+`
+
+type AppendTokenRevocationParams struct {
+	TokenID string
+	Reason  string
+}
+
+// The audit entry of a token that `fieldseal audit usage --revoke`
+// revoked, in the chain of the subject it was used for (set as the
+// transaction's subject).
+// client_id names the command; request_id holds why (the flags).
+func (q *Queries) AppendTokenRevocation(ctx context.Context, arg AppendTokenRevocationParams) error {
+	_, err := q.db.Exec(ctx, AppendTokenRevocation, arg.TokenID, arg.Reason)
+	return err
+}
+
 const DeleteArchivedEntries = `-- name: DeleteArchivedEntries :execrows
 DELETE FROM fieldseal.audit_events
 WHERE subject = $1 AND lane = $2 AND seq <= $3
@@ -563,4 +582,145 @@ func (q *Queries) MoveChainStart(ctx context.Context, arg MoveChainStartParams) 
 		arg.PrevHash,
 	)
 	return err
+}
+
+const UsageBySubject = `-- name: UsageBySubject :many
+SELECT e.subject,
+       count(*) FILTER (WHERE e.at >= $1::timestamptz)::bigint AS requests,
+       coalesce(sum(CASE WHEN e.at >= $1::timestamptz AND e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS decrypts,
+       count(*) FILTER (WHERE e.at >= $1::timestamptz AND e.outcome <> 'ok')::bigint AS refusals,
+       count(*) FILTER (WHERE e.at >= $1::timestamptz AND e.outcome = 'wrong_key')::bigint AS wrong_keys,
+       count(DISTINCT e.client_addr) FILTER (WHERE e.at >= $1::timestamptz)::bigint AS addresses,
+       count(DISTINCT e.token_id) FILTER (WHERE e.at >= $1::timestamptz)::bigint AS tokens,
+       min(e.at) FILTER (WHERE e.at >= $1::timestamptz)::timestamptz AS first_seen,
+       max(e.at) FILTER (WHERE e.at >= $1::timestamptz)::timestamptz AS last_seen,
+       coalesce(sum(CASE WHEN e.at < $1::timestamptz AND e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS baseline_decrypts
+FROM fieldseal.audit_events e
+WHERE e.at >= $2::timestamptz AND e.at < $3::timestamptz AND e.action <> 'token.revoke'
+GROUP BY e.subject
+HAVING count(*) FILTER (WHERE e.at >= $1::timestamptz) > 0
+ORDER BY e.subject
+`
+
+type UsageBySubjectParams struct {
+	Since         time.Time
+	BaselineSince time.Time
+	Until         time.Time
+}
+
+type UsageBySubjectRow struct {
+	Subject          string
+	Requests         int64
+	Decrypts         int64
+	Refusals         int64
+	WrongKeys        int64
+	Addresses        int64
+	Tokens           int64
+	FirstSeen        time.Time
+	LastSeen         time.Time
+	BaselineDecrypts int64
+}
+
+// Each subject's use between since and until, and its decrypts between
+// baseline_since and since (the baseline).
+func (q *Queries) UsageBySubject(ctx context.Context, arg UsageBySubjectParams) ([]UsageBySubjectRow, error) {
+	rows, err := q.db.Query(ctx, UsageBySubject, arg.Since, arg.BaselineSince, arg.Until)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UsageBySubjectRow{}
+	for rows.Next() {
+		var i UsageBySubjectRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.Requests,
+			&i.Decrypts,
+			&i.Refusals,
+			&i.WrongKeys,
+			&i.Addresses,
+			&i.Tokens,
+			&i.FirstSeen,
+			&i.LastSeen,
+			&i.BaselineDecrypts,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const UsageByToken = `-- name: UsageByToken :many
+
+SELECT e.subject, coalesce(e.token_id, '')::text AS token_id, coalesce(max(e.client_id), '')::text AS client_id,
+       count(*)::bigint AS requests,
+       coalesce(sum(CASE WHEN e.outcome = 'ok' AND e.action IN ('record.read', 'record.list') THEN coalesce(e.record_count, 1) END), 0)::bigint AS decrypts,
+       count(*) FILTER (WHERE e.outcome <> 'ok')::bigint AS refusals,
+       count(*) FILTER (WHERE e.outcome = 'wrong_key')::bigint AS wrong_keys,
+       count(DISTINCT e.client_addr)::bigint AS addresses,
+       min(e.at)::timestamptz AS first_seen, max(e.at)::timestamptz AS last_seen,
+       coalesce(bool_or(EXISTS (SELECT 1 FROM fieldseal.revocations r WHERE r.jti = e.token_id AND r.created_at < e.at)), false)::boolean AS used_after_revocation
+FROM fieldseal.audit_events e
+WHERE e.at >= $1::timestamptz AND e.at < $2::timestamptz AND e.action <> 'token.revoke'
+GROUP BY e.subject, coalesce(e.token_id, '')
+ORDER BY e.subject, 2
+`
+
+type UsageByTokenParams struct {
+	Since time.Time
+	Until time.Time
+}
+
+type UsageByTokenRow struct {
+	Subject             string
+	TokenID             string
+	ClientID            string
+	Requests            int64
+	Decrypts            int64
+	Refusals            int64
+	WrongKeys           int64
+	Addresses           int64
+	FirstSeen           time.Time
+	LastSeen            time.Time
+	UsedAfterRevocation bool
+}
+
+// Token use (`fieldseal audit usage`, run by an admin: it reads every
+// subject's entries and the revocations). A decrypt is a record a read or
+// a keyed list opened (a list without the key is not audited).
+// Each token's use of each subject between since and until.
+func (q *Queries) UsageByToken(ctx context.Context, arg UsageByTokenParams) ([]UsageByTokenRow, error) {
+	rows, err := q.db.Query(ctx, UsageByToken, arg.Since, arg.Until)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []UsageByTokenRow{}
+	for rows.Next() {
+		var i UsageByTokenRow
+		if err := rows.Scan(
+			&i.Subject,
+			&i.TokenID,
+			&i.ClientID,
+			&i.Requests,
+			&i.Decrypts,
+			&i.Refusals,
+			&i.WrongKeys,
+			&i.Addresses,
+			&i.FirstSeen,
+			&i.LastSeen,
+			&i.UsedAfterRevocation,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
