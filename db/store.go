@@ -22,6 +22,10 @@ type Store struct {
 	// OnAudit, if not nil, is told of every audit entry committed: its
 	// action and outcome. For metrics. Set before the Store is used.
 	OnAudit func(action, outcome string)
+	// OnAuditFailure, if not nil, is told of every request that failed
+	// because its audit entry did not commit (its append, or the COMMIT
+	// that carried it, failed; a client that went away is not counted).
+	OnAuditFailure func(action string)
 }
 
 // Open connects to PostgreSQL as c says and, on its first connection,

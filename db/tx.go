@@ -68,7 +68,13 @@ type tx[T any] struct {
 	count func(v T) int64
 }
 
-var errThenAfterCommit = errors.New("db: a transaction that commits in its first round trip cannot run more statements")
+var (
+	errThenAfterCommit = errors.New("db: a transaction that commits in its first round trip cannot run more statements")
+	// errAuditNotAppended marks a request whose audit entry did not
+	// commit: its append, or the COMMIT that carried it, failed
+	// (Store.OnAuditFailure counts them).
+	errAuditNotAppended = errors.New("its audit entry was not appended")
+)
 
 // run runs t for its caller and returns its answer. A refusal that the
 // trail records (a wrong key, not found, throttled, a conflict) is
@@ -83,6 +89,9 @@ func run[T any](ctx context.Context, s *Store, t *tx[T]) (T, error) {
 		return v, nil
 	}
 	var zero T
+	if errors.Is(err, errAuditNotAppended) {
+		s.auditFailed(t.note.action)
+	}
 	code := fieldseal.ErrorCode(err)
 	if !auditedRefusals[code] {
 		return zero, err
@@ -92,6 +101,9 @@ func run[T any](ctx context.Context, s *Store, t *tx[T]) (T, error) {
 		note.count = counted(t.count(zero))
 	}
 	if aerr := s.recordRefusal(ctx, t.caller, note, code); aerr != nil {
+		if ctx.Err() == nil {
+			s.auditFailed(t.note.action)
+		}
 		return zero, fmt.Errorf("record a refusal (%s): %w", code, aerr)
 	}
 	return zero, err
@@ -129,9 +141,13 @@ func runTx[T any](ctx context.Context, s *Store, t *tx[T]) (v T, err error) {
 			// stopped the statement (pool.go): its doing, not the database's.
 			err = fmt.Errorf("%w: %w", context.Canceled, err)
 		}
+		audit := errors.Is(err, errAuditNotAppended)
 		err = mapError(err)
 		if closed {
 			err = lostConnection(err)
+		}
+		if audit && !errors.Is(err, errAuditNotAppended) {
+			err = auditFailure{err} // mapping drops the mark; run counts it
 		}
 		if err != nil {
 			var zero T
@@ -222,7 +238,7 @@ func runTx[T any](ctx context.Context, s *Store, t *tx[T]) (v T, err error) {
 		if appended != nil {
 			if n, _ := appended.get(); n != 1 {
 				// Never serve what the trail does not record.
-				return v, fmt.Errorf("db: %s succeeded but its audit entry was not appended", t.note.action)
+				return v, fmt.Errorf("db: %s succeeded but %w", t.note.action, errAuditNotAppended)
 			}
 		}
 		return v, nil
@@ -253,11 +269,21 @@ func runTx[T any](ctx context.Context, s *Store, t *tx[T]) (v T, err error) {
 	}
 	last.Queue("COMMIT")
 	if err := send(last); err != nil {
+		if !t.note.quiet && ctx.Err() == nil {
+			return v, fmt.Errorf("%w (its append or the COMMIT failed): %w", errAuditNotAppended, err)
+		}
 		return v, err
 	}
 	committed = true
 	return v, nil
 }
+
+// auditFailure is a mapped error of a request whose audit entry did not
+// commit: it is err, and errors.Is(errAuditNotAppended).
+type auditFailure struct{ error }
+
+func (e auditFailure) Unwrap() error        { return e.error }
+func (e auditFailure) Is(target error) bool { return target == errAuditNotAppended }
 
 func beginStatement(readOnly bool) string {
 	if readOnly {
@@ -322,6 +348,12 @@ func (s *Store) recordRefusal(ctx context.Context, caller fieldseal.Caller, note
 func (s *Store) audited(action, outcome string) {
 	if s.OnAudit != nil {
 		s.OnAudit(action, outcome)
+	}
+}
+
+func (s *Store) auditFailed(action string) {
+	if s.OnAuditFailure != nil {
+		s.OnAuditFailure(action)
 	}
 }
 

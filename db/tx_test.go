@@ -6,6 +6,7 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -205,5 +206,49 @@ func TestCommitFirstTakesNoThen(t *testing.T) {
 	}
 	if !errors.Is(err, errThenAfterCommit) {
 		t.Errorf("run = %v; want errThenAfterCommit", err)
+	}
+}
+
+// A request whose audit entry does not commit fails, writes nothing, and
+// is counted (OnAuditFailure: the metric an operator's alert watches); a
+// client that hangs up is not counted.
+func TestAuditFailureIsCounted(t *testing.T) {
+	t.Parallel()
+	s, _, database := tracedStore(t)
+	ctx := context.Background()
+	var failed []string
+	var mu sync.Mutex
+	s.OnAuditFailure = func(action string) { mu.Lock(); failed = append(failed, action); mu.Unlock() }
+	conn, err := pgx.Connect(ctx, database.AdminURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// The trail refuses broken's entries.
+	if _, err := conn.Exec(ctx, `CREATE FUNCTION public.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN IF NEW.subject = 'broken' THEN RAISE EXCEPTION 'the trail is full'; END IF; RETURN NEW; END $$;
+		CREATE TRIGGER refuse BEFORE INSERT ON fieldseal.audit_events FOR EACH ROW EXECUTE FUNCTION public.refuse()`); err != nil {
+		t.Fatal(err)
+	}
+	in := fieldseal.RecordInput{Collection: "c", Public: json.RawMessage(`{}`), Secret: json.RawMessage(`{"s":1}`)}
+	_, err = s.CreateRecord(ctx, fieldseal.Caller{Subject: "broken", TokenID: "t"}, MustKey(t, KeyA), fieldseal.NewID(time.Now()), in, nil)
+	if err == nil || fieldseal.ErrorCode(err) != fieldseal.EINTERNAL {
+		t.Fatalf("a create whose entry cannot be appended: %v; want an internal error", err)
+	}
+	var records int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM fieldseal.records WHERE subject = 'broken'`).Scan(&records); err != nil || records != 0 {
+		t.Errorf("%d records written without their entry (%v)", records, err)
+	}
+	// Another subject is not affected; a cancelled request is not counted.
+	if _, err := s.CreateRecord(ctx, fieldseal.Caller{Subject: "fine", TokenID: "t"}, MustKey(t, KeyA), fieldseal.NewID(time.Now()), in, nil); err != nil {
+		t.Fatal(err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, _ = s.CreateRecord(cancelled, fieldseal.Caller{Subject: "broken", TokenID: "t"}, MustKey(t, KeyA), fieldseal.NewID(time.Now()), in, nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 1 || failed[0] != fieldseal.ActionCreate {
+		t.Errorf("audit failures counted: %v; want one record.create", failed)
 	}
 }

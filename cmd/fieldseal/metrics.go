@@ -22,6 +22,7 @@ type serverMetrics struct {
 	wrongKeys     prometheus.Counter
 	jwksRefreshes *prometheus.CounterVec
 	auditAppends  *prometheus.CounterVec
+	auditFailures *prometheus.CounterVec
 }
 
 func newServerMetrics() *serverMetrics {
@@ -52,8 +53,12 @@ func newServerMetrics() *serverMetrics {
 			Name: "fieldseal_audit_appends_total",
 			Help: "Audit entries committed, by action and outcome.",
 		}, []string{"action", "outcome"}),
+		auditFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "fieldseal_audit_append_failures_total",
+			Help: "Requests that failed because their audit entry did not commit (its append or the COMMIT failed), by action.",
+		}, []string{"action"}),
 	}
-	m.registry.MustRegister(m.requests, m.latency, m.tokenRefusals, m.wrongKeys, m.jwksRefreshes, m.auditAppends,
+	m.registry.MustRegister(m.requests, m.latency, m.tokenRefusals, m.wrongKeys, m.jwksRefreshes, m.auditAppends, m.auditFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -81,6 +86,10 @@ func (m *serverMetrics) observeJWKS(trigger string, ok bool) {
 
 func (m *serverMetrics) observeAudit(action, outcome string) {
 	m.auditAppends.WithLabelValues(action, outcome).Inc()
+}
+
+func (m *serverMetrics) observeAuditFailure(action string) {
+	m.auditFailures.WithLabelValues(action).Inc()
 }
 
 // registerPool exports the connection pool's statistics, read at scrape time.

@@ -198,7 +198,7 @@ func serve(ctx context.Context, c serveConfig, src auth.KeySource, log *slog.Log
 	defer stopAPI()
 	a, err := api.New(apiCtx, api.Config{
 		Database: dbc, Tokens: opts, Log: log, MaxBody: c.maxBody,
-		Metrics: metrics.handler(), Observe: metrics.observeRequest, OnAudit: metrics.observeAudit,
+		Metrics: metrics.handler(), Observe: metrics.observeRequest, OnAudit: metrics.observeAudit, OnAuditFailure: metrics.observeAuditFailure,
 	})
 	if err != nil {
 		return err

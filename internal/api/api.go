@@ -30,6 +30,8 @@ type Config struct {
 	Metrics http.Handler
 	Observe func(route, method string, status int, code string, latency time.Duration)
 	OnAudit func(action, outcome string)
+	// OnAuditFailure is db.Store.OnAuditFailure.
+	OnAuditFailure func(action string)
 }
 
 // RevocationReread is how often the revocation list is read again even
@@ -59,6 +61,7 @@ func New(ctx context.Context, c Config) (*API, error) {
 		return nil, fmt.Errorf("FIELDSEAL_DATABASE_URL: %w", err)
 	}
 	store.OnAudit = c.OnAudit
+	store.OnAuditFailure = c.OnAuditFailure
 	revocations := auth.NewRevocations()
 	c.Tokens.Revocations = revocations
 	c.Tokens.Log = c.Log
