@@ -270,7 +270,7 @@ func runTx[T any](ctx context.Context, s *Store, t *tx[T]) (v T, err error) {
 	last.Queue("COMMIT")
 	if err := send(last); err != nil {
 		if !t.note.quiet && ctx.Err() == nil {
-			return v, fmt.Errorf("%w (its append or the COMMIT failed): %w", errAuditNotAppended, err)
+			return v, fmt.Errorf("%w (its append, the idempotent answer or the COMMIT of the last round trip failed): %w", errAuditNotAppended, err)
 		}
 		return v, err
 	}
