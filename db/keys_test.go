@@ -1,19 +1,16 @@
 package db_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"os"
-	"os/exec"
-	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/internal/testkit/gpgtest"
 )
 
 // wrappedKey is alice's subject key as her row holds it (wrapped under
@@ -44,35 +41,11 @@ func openWrapped(t *testing.T, wrapped, passphrase string) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := gpgOpen(t, message, passphrase)
+	key := gpgtest.Decrypt(t, message, passphrase)
 	if len(key) != 32 {
 		t.Fatalf("the subject key is %d octets; want 32", len(key))
 	}
 	return key
-}
-
-// gpgOpen decrypts an OpenPGP message with passphrase using stock gpg.
-func gpgOpen(t *testing.T, message []byte, passphrase string) []byte {
-	t.Helper()
-	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Fatal("gpg is not installed: the key tests open subject keys with it (apt-get install gnupg)")
-	}
-	home, err := os.MkdirTemp("", "gpg") // short: gpg-agent's socket path is bounded
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		_ = os.RemoveAll(home)
-	})
-	cmd := exec.Command("gpg", "--homedir", home, "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", passphrase, "--decrypt")
-	cmd.Stdin = bytes.NewReader(message)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("gpg --decrypt: %v: %s", err, strings.TrimSpace(stderr.String()))
-	}
-	return out.Bytes()
 }
 
 // dataKey is a collection's data key of version v, as migration 00023

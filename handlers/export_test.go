@@ -15,38 +15,14 @@ import (
 	"testing"
 
 	"github.com/fieldseal/fieldseal"
+	"github.com/fieldseal/fieldseal/internal/testkit/gpgtest"
 )
-
-// gpgHome is a private GNUPGHOME, short enough for gpg-agent's socket.
-func gpgHome(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("gpg"); err != nil {
-		t.Fatal("gpg is not installed: the export tests recover records with it (apt-get install gnupg)")
-	}
-	home, err := os.MkdirTemp("", "gpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		_ = os.RemoveAll(home)
-	})
-	return home
-}
 
 // gpgDecrypt opens an OpenPGP message (armored or binary) with passphrase
 // using stock gpg, as a user recovering without fieldseal would.
 func gpgDecrypt(t *testing.T, message, passphrase string) string {
 	t.Helper()
-	cmd := exec.Command("gpg", "--homedir", gpgHome(t), "--batch", "--quiet", "--pinentry-mode", "loopback",
-		"--passphrase", passphrase, "--decrypt")
-	cmd.Stdin = strings.NewReader(message)
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("gpg --decrypt: %v: %s", err, stderr.String())
-	}
-	return out.String()
+	return string(gpgtest.Decrypt(t, []byte(message), passphrase))
 }
 
 // dataKey is what a record opens under: HMAC-SHA-256 of its collection
@@ -104,9 +80,7 @@ func TestCiphertextOpensWithGPG(t *testing.T) {
 	if got := gpgDecrypt(t, string(r.body), dk); got != `{"diagnosis":"fine"}` {
 		t.Errorf("gpg decrypted %q; want the secret JSON", got)
 	}
-	cmd := exec.Command("gpg", "--homedir", gpgHome(t), "--batch", "--quiet", "--pinentry-mode", "loopback", "--passphrase", key, "--decrypt")
-	cmd.Stdin = bytes.NewReader(r.body)
-	if out, err := cmd.Output(); err == nil {
+	if out, err := gpgtest.TryDecrypt(t, r.body, key); err == nil {
 		t.Errorf("the client key itself opened the record: %q", out)
 	}
 	// Another subject's record, a bad id, a missing scope.
@@ -190,7 +164,7 @@ func recoverLine(t *testing.T, line, key string) string {
 	}
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", readmeRecovery(t))
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "KEY="+key, "GNUPGHOME="+gpgHome(t))
+	cmd.Env = append(os.Environ(), "KEY="+key, "GNUPGHOME="+gpgtest.Home(t))
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
