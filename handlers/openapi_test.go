@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -115,5 +117,46 @@ func TestOpenAPIDocumentIsServedAndValid(t *testing.T) {
 		if !bytes.Contains(r.body, []byte(h)) {
 			t.Errorf("header %s is not documented", h)
 		}
+	}
+}
+
+// redoclyCLI is the linter the OpenAPI document must pass, pinned.
+const redoclyCLI = "@redocly/cli@2.77.0"
+
+// The OpenAPI document passes a strict linter (Redocly's recommended
+// rules) with no error and no warning: servers, every required property
+// defined, a 4xx for every operation, no unused component.
+func TestOpenAPILint(t *testing.T) {
+	t.Parallel()
+	npx, err := exec.LookPath("npx")
+	if err != nil {
+		t.Fatal("npx is not installed: the OpenAPI document is linted with " + redoclyCLI + " (apt-get install nodejs npm)")
+	}
+	cmd := exec.Command(npx, "--yes", redoclyCLI, "lint", "--format=json", "openapi/openapi.json")
+	cmd.Env = append(os.Environ(), "REDOCLY_TELEMETRY=off", "NO_UPDATE_NOTIFIER=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	var report struct {
+		Totals   struct{ Errors, Warnings int }
+		Problems []struct {
+			RuleID   string `json:"ruleId"`
+			Severity string
+			Message  string
+			Location []struct{ Pointer string }
+		}
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		t.Fatalf("%s lint: %v (%v)\n%s", redoclyCLI, err, runErr, stderr.String())
+	}
+	for _, p := range report.Problems {
+		where := ""
+		if len(p.Location) > 0 {
+			where = p.Location[0].Pointer
+		}
+		t.Errorf("%s %s at %s: %s", p.Severity, p.RuleID, where, p.Message)
+	}
+	if runErr != nil && len(report.Problems) == 0 {
+		t.Errorf("%s lint: %v\n%s", redoclyCLI, runErr, stderr.String())
 	}
 }
