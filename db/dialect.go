@@ -173,6 +173,11 @@ func (i *inserter) write(ctx context.Context, q *Queries) ([]sqlc.CreateRecordsR
 	if len(rows) != len(i.batch.ids) {
 		return nil, fmt.Errorf("db: %d secrets encrypted for %d records", len(rows), len(i.batch.ids))
 	}
+	if len(rows) == 1 { // a create
+		r, err := q.InsertRecord(ctx, sqlc.InsertRecordParams{ID: i.batch.ids[0], Collection: i.batch.collections[0], Public: i.batch.publics[0],
+			Secret: rows[0].Secret, KeyVersion: rows[0].KeyVersion})
+		return []sqlc.CreateRecordsRow{sqlc.CreateRecordsRow(r)}, err
+	}
 	p := sqlc.InsertRecordsParams{Ids: i.batch.ids, Collections: i.batch.collections, Publics: i.batch.publics,
 		Secrets: make([][]byte, len(rows)), KeyVersions: make([]int32, len(rows))}
 	for j, r := range rows {

@@ -218,6 +218,15 @@ WHERE s.subject = current_setting('fieldseal.subject', true) AND current_setting
   AND k.sk IS NOT NULL
 ORDER BY i;
 
+-- name: InsertRecord :one
+-- One record whose secret EncryptSecrets encrypted (a create on Citus):
+-- INSERT ... VALUES, which Citus routes by its subject with its fast-path
+-- planner (INSERT ... SELECT, as InsertRecords, cost the coordinator a
+-- millisecond of planning a create).
+INSERT INTO fieldseal.records (id, collection, public, secret, key_version)
+VALUES (@id, @collection, @public, @secret::bytea, @key_version::integer)
+RETURNING id, collection, public, version, created_at, updated_at;
+
 -- name: InsertRecords :many
 -- Records whose secrets EncryptSecrets encrypted, in the order given (on
 -- Citus). The subject's row is there so that Citus sends the statement
