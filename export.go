@@ -2,6 +2,9 @@ package fieldseal
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -60,10 +63,16 @@ type Ciphertext struct {
 	SubjectKey []byte
 }
 
-// DataKeyLabel is what HMAC-SHA-256 under a subject key signs to derive
-// a collection's data key of one version (migration 00023).
-func DataKeyLabel(collection string, version int32) string {
-	return fmt.Sprintf("fieldseal data key v1\n%s\n%d", collection, version)
+// DataKey is a collection's data key of one version, as migration 00023
+// derives it inside PostgreSQL from a subject key (record_key): standard
+// base64 of HMAC-SHA-256(subjectKey, "fieldseal data key v1\n" +
+// collection + "\n" + version), the passphrase of the collection's
+// records. fieldseal never computes it outside PostgreSQL: it is here for
+// whoever recovers a record from an export with the client key alone.
+func DataKey(subjectKey []byte, collection string, version int32) string {
+	mac := hmac.New(sha256.New, subjectKey)
+	fmt.Fprintf(mac, "fieldseal data key v1\n%s\n%d", collection, version)
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // ImportResult counts what an import did.

@@ -2,14 +2,11 @@ package db_test
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/fieldseal/fieldseal"
 	"github.com/fieldseal/fieldseal/internal/testkit/gpgtest"
 )
 
@@ -46,12 +43,4 @@ func openWrapped(t *testing.T, wrapped, passphrase string) []byte {
 		t.Fatalf("the subject key is %d octets; want 32", len(key))
 	}
 	return key
-}
-
-// dataKey is a collection's data key of version v, as migration 00023
-// derives it from a subject key: the passphrase of its records.
-func dataKey(subjectKey []byte, collection string, v int32) string {
-	mac := hmac.New(sha256.New, subjectKey)
-	mac.Write([]byte(fieldseal.DataKeyLabel(collection, v)))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }

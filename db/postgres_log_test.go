@@ -158,7 +158,7 @@ func postgresLogHoldsNoKeys(t *testing.T, pooler bool, settings map[string]strin
 	keys := []string{keyA, keyB}
 	for _, w := range wrapped { // alice's subject keys, and the data key of collection c
 		subjectKey := openWrapped(t, w, right.Passphrase())
-		keys = append(keys, base64.StdEncoding.EncodeToString(subjectKey), dataKey(subjectKey, "c", 1))
+		keys = append(keys, base64.StdEncoding.EncodeToString(subjectKey), fieldseal.DataKey(subjectKey, "c", 1))
 	}
 	for _, k := range keys {
 		raw, _ := base64.StdEncoding.DecodeString(k)

@@ -5,10 +5,8 @@ import (
 	"compress/zlib"
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -432,15 +430,13 @@ func TestSearchableWarnsWhatTagsReveal(t *testing.T) {
 	}
 }
 
-// layeredLine is an export line of key version 1 whose subject key is
-// subjectKey wrapped (sealed, maybe compressed) under wrapKey, and whose
-// ciphertext is plain sealed under the collection's data key of
-// dataFrom (32 bytes; nil: subjectKey).
+// layeredLine is an export line of key version 1 whose subject_key is
+// wrapped (a sealed message, as the caller made it), and whose ciphertext
+// is plain sealed under the collection's data key of the subject key
+// dataFrom.
 func layeredLine(t *testing.T, collection string, wrapped []byte, dataFrom []byte, plain string) string {
 	t.Helper()
-	mac := hmac.New(sha256.New, dataFrom)
-	mac.Write([]byte(fieldseal.DataKeyLabel(collection, 1)))
-	dk := base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	dk := fieldseal.DataKey(dataFrom, collection, 1)
 	var line map[string]any
 	if err := json.Unmarshal([]byte(exportLine(t, collection, sealed(t, dk, []byte(plain), false))), &line); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package handlers_test
 import (
 	"bufio"
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"net/http"
@@ -25,9 +23,9 @@ func gpgDecrypt(t *testing.T, message, passphrase string) string {
 	return string(gpgtest.Decrypt(t, []byte(message), passphrase))
 }
 
-// dataKey is what a record opens under: HMAC-SHA-256 of its collection
-// and key version (fieldseal.DataKeyLabel) under the subject key that
-// wrappedKey (a base64 OpenPGP message) holds under the client key.
+// dataKey is what a record opens under: fieldseal.DataKey of the subject
+// key that wrappedKey (a base64 OpenPGP message) holds under the client
+// key.
 func dataKey(t *testing.T, wrappedKey, clientKey, collection string, version int32) string {
 	t.Helper()
 	message, err := base64.StdEncoding.DecodeString(wrappedKey)
@@ -38,9 +36,7 @@ func dataKey(t *testing.T, wrappedKey, clientKey, collection string, version int
 	if len(subjectKey) != 32 {
 		t.Fatalf("the subject key is %d bytes; want 32", len(subjectKey))
 	}
-	mac := hmac.New(sha256.New, []byte(subjectKey))
-	mac.Write([]byte(fieldseal.DataKeyLabel(collection, version)))
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	return fieldseal.DataKey([]byte(subjectKey), collection, version)
 }
 
 // readmeRecovery is the README's block of recovery commands.
